@@ -1,0 +1,4 @@
+//! Host network devices.
+
+mod netdev;
+pub use netdev::{LinkState, NetDev};
