@@ -1,0 +1,40 @@
+//! Shared helpers of the end-to-end tests: the lab node (`afxdp-lab`) does the
+//! heavy lifting; this adds the checks every test repeats.
+
+use std::path::Path;
+
+/// Does `device` (in the current netns) have an XDP program attached?
+pub fn xdp_attached(device: &str) -> bool {
+    std::process::Command::new("ip")
+        .args(["-d", "link", "show", "dev", device])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("prog/xdp"))
+        .unwrap_or(false)
+}
+
+/// Does a named netns exist?
+pub fn netns_exists(name: &str) -> bool {
+    Path::new("/var/run/netns").join(name).exists()
+}
+
+/// Number of open file descriptors of this process.
+pub fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
+}
+
+/// Entries under a directory (recursively), for "nothing left behind" checks.
+pub fn entries_under(dir: &Path) -> Vec<String> {
+    fn walk(d: &Path, out: &mut Vec<String>) {
+        if let Ok(rd) = std::fs::read_dir(d) {
+            for e in rd.flatten() {
+                out.push(e.path().display().to_string());
+                if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                    walk(&e.path(), out);
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, &mut out);
+    out
+}

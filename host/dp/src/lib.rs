@@ -1,0 +1,19 @@
+//! afxdp-dp: the node agent of afxdp-rs. It owns every eBPF program on the node,
+//! serves the kubelet device-plugin API per pool, hands XSKMAPs to unprivileged
+//! pods (UDS handshake or pinned map), and answers afxdp-cni over the node API.
+//!
+//! Module map (see DESIGN.md): [`pool`] (selectors, inventory, health),
+//! [`agent`] (allocate/release, the sync core), [`deviceplugin`] (kubelet API,
+//! registration, restart watch), [`sharing`] (UDS servers, mount paths),
+//! [`handshake_backend`] + [`podresources`] (who may get a map), [`nodeapi`]
+//! (CNI ↔ daemon), [`state`] (crash-safe persistence), [`daemon`] (wiring).
+
+pub mod agent;
+pub mod daemon;
+pub mod deviceplugin;
+pub mod handshake_backend;
+pub mod nodeapi;
+pub mod podresources;
+pub mod pool;
+pub mod sharing;
+pub mod state;

@@ -1,0 +1,194 @@
+//! The CNI commands.
+
+use std::path::Path;
+use std::time::Duration;
+
+use afxdp_netdev::NetnsHandle;
+use afxdp_proto::nodeapi::DeviceRef;
+
+use crate::config::{Env, NetConf, SUPPORTED_VERSIONS};
+use crate::error::{CniError, Code};
+use crate::node::{NodeClient, NodeError};
+use crate::result::{CniResult, Interface};
+
+/// What a command prints on success (nothing for DEL).
+pub type Output = Option<String>;
+
+fn timeout(conf: &NetConf) -> Duration {
+    Duration::from_millis(conf.node_api_timeout_ms.unwrap_or(2000))
+}
+
+fn device_ref(env: &Env, device: &str) -> DeviceRef {
+    DeviceRef {
+        device: device.to_string(),
+        container_id: env.container_id.clone(),
+        pod_namespace: env.args.get("K8S_POD_NAMESPACE").cloned().unwrap_or_default(),
+        pod_name: env.args.get("K8S_POD_NAME").cloned().unwrap_or_default(),
+    }
+}
+
+fn netlink_err(what: &str) -> impl FnOnce(afxdp_netdev::NetdevError) -> CniError + '_ {
+    move |e| CniError::new(Code::Netlink, what, e.to_string())
+}
+
+fn open_netns(path: &Path) -> Result<NetnsHandle, CniError> {
+    NetnsHandle::open(path).map_err(|e| CniError::new(Code::UnknownContainer, "cannot open the container netns", e.to_string()))
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<String, CniError> {
+    serde_json::to_string(v).map_err(|e| CniError::new(Code::Io, "encoding result", e.to_string()))
+}
+
+/// Run one invocation.
+pub fn run(env: &Env, stdin: &[u8]) -> Result<Output, CniError> {
+    match env.command.as_str() {
+        "VERSION" => version(),
+        "ADD" => add(env, &NetConf::parse(stdin)?),
+        "DEL" => del(env, &NetConf::parse(stdin)?),
+        "CHECK" => check(env, &NetConf::parse(stdin)?),
+        "STATUS" => status(&NetConf::parse(stdin)?),
+        other => Err(CniError::new(Code::InvalidEnv, format!("unsupported CNI_COMMAND {other:?}"), "")),
+    }
+}
+
+fn version() -> Result<Output, CniError> {
+    let v = serde_json::json!({ "cniVersion": "1.1.0", "supportedVersions": SUPPORTED_VERSIONS });
+    Ok(Some(to_json(&v)?))
+}
+
+/// ADD: check afxdp-dp allocated the device, move it into the pod netns under its
+/// own name, bring it up.
+fn add(env: &Env, conf: &NetConf) -> Result<Output, CniError> {
+    let device = conf.device()?;
+    let netns_path = env.netns.as_deref().ok_or_else(|| CniError::new(Code::InvalidEnv, "CNI_NETNS is required", ""))?;
+    let mut node = NodeClient::connect(&conf.node_api_socket(), timeout(conf))
+        .map_err(|e| CniError::new(Code::TryAgainLater, "afxdp-dp is not reachable", e.to_string()))?;
+    let settings = node
+        .settings(device_ref(env, device))
+        .map_err(|e| CniError::new(Code::TryAgainLater, "afxdp-dp did not answer", e.to_string()))?;
+    if !settings.allocated {
+        return Err(CniError::new(
+            Code::NotAllocated,
+            format!("device {device} is not allocated by afxdp-dp"),
+            "the pod must request the device's afxdp/<pool> resource",
+        ));
+    }
+    let host = NetnsHandle::current().map_err(netlink_err("opening the host netns"))?;
+    let pod = open_netns(netns_path)?;
+    if !afxdp_netdev::link_exists(&pod, device).map_err(netlink_err("looking up the device"))? {
+        afxdp_netdev::move_link(device, &host, &pod).map_err(netlink_err("moving the device into the pod netns"))?;
+    }
+    let moved_back = MoveBackGuard { device, host: &host, pod: &pod, armed: true };
+    if let Some(mtu) = conf.mtu {
+        afxdp_netdev::set_mtu(&pod, device, mtu).map_err(netlink_err("setting the MTU"))?;
+    }
+    afxdp_netdev::set_link_up(&pod, device).map_err(netlink_err("setting the device up"))?;
+    let nd = afxdp_netdev::in_netns(&pod, || afxdp_netdev::get(device))
+        .map_err(netlink_err("entering the pod netns"))?
+        .map_err(netlink_err("reading the device"))?;
+    moved_back.disarm();
+    tracing::info!(device, netns = %netns_path.display(), pool = %settings.pool, "device plumbed");
+    let iface = Interface {
+        name: device.to_string(),
+        mac: nd.as_ref().and_then(|n| n.mac.clone()),
+        mtu: nd.as_ref().map(|n| n.mtu),
+        sandbox: Some(netns_path.display().to_string()),
+    };
+    Ok(Some(to_json(&CniResult::with_interface(&conf.cni_version, iface))?))
+}
+
+/// Undo of the netns move if a later ADD step fails.
+struct MoveBackGuard<'a> {
+    device: &'a str,
+    host: &'a NetnsHandle,
+    pod: &'a NetnsHandle,
+    armed: bool,
+}
+
+impl MoveBackGuard<'_> {
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for MoveBackGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            if let Err(e) = afxdp_netdev::move_link(self.device, self.pod, self.host) {
+                tracing::error!(device = self.device, error = %e, "undo: moving the device back failed");
+            }
+        }
+    }
+}
+
+/// DEL: best effort and idempotent. Move the device back if it is still in the
+/// pod netns, then tell afxdp-dp to release it; a missing netns, a device
+/// already back, or afxdp-dp down are not errors.
+fn del(env: &Env, conf: &NetConf) -> Result<Output, CniError> {
+    let device = match conf.device() {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!(error = %e, "DEL without a device: nothing to do");
+            return Ok(None);
+        }
+    };
+    if let Some(path) = env.netns.as_deref() {
+        match NetnsHandle::open(path) {
+            Ok(pod) => {
+                let host = NetnsHandle::current().map_err(netlink_err("opening the host netns"))?;
+                if afxdp_netdev::link_exists(&pod, device).map_err(netlink_err("looking up the device"))? {
+                    // Down first, as the kernel would leave it on netns teardown.
+                    if let Err(e) = afxdp_netdev::set_link_down(&pod, device) {
+                        tracing::warn!(device, error = %e, "setting the device down failed");
+                    }
+                    afxdp_netdev::move_link(device, &pod, &host).map_err(netlink_err("moving the device back"))?;
+                    tracing::info!(device, "device returned to the host netns");
+                } else {
+                    tracing::info!(device, "device not in the pod netns (already returned?)");
+                }
+            }
+            Err(e) => tracing::info!(netns = %path.display(), error = %e, "pod netns gone; nothing to move"),
+        }
+    }
+    match NodeClient::connect(&conf.node_api_socket(), timeout(conf)).and_then(|mut c| c.release(device_ref(env, device))) {
+        Ok(released) => tracing::info!(device, released, "afxdp-dp released the device"),
+        Err(NodeError::Unreachable { path, detail }) => {
+            tracing::warn!(device, path, detail, "afxdp-dp unreachable; it reconciles on restart")
+        }
+        Err(e) => tracing::warn!(device, error = %e, "release failed"),
+    }
+    Ok(None)
+}
+
+/// CHECK: the device is in the pod netns, up, and still allocated.
+fn check(env: &Env, conf: &NetConf) -> Result<Output, CniError> {
+    let device = conf.device()?;
+    if conf.prev_result.is_none() {
+        return Err(CniError::new(Code::InvalidConfig, "CHECK needs prevResult", ""));
+    }
+    let netns_path = env.netns.as_deref().ok_or_else(|| CniError::new(Code::InvalidEnv, "CNI_NETNS is required", ""))?;
+    let pod = open_netns(netns_path)?;
+    let nd = afxdp_netdev::in_netns(&pod, || afxdp_netdev::get(device))
+        .map_err(netlink_err("entering the pod netns"))?
+        .map_err(netlink_err("reading the device"))?
+        .ok_or_else(|| CniError::new(Code::CheckFailed, format!("device {device} is not in the pod netns"), ""))?;
+    if !nd.admin_up {
+        return Err(CniError::new(Code::CheckFailed, format!("device {device} is down"), ""));
+    }
+    let mut node = NodeClient::connect(&conf.node_api_socket(), timeout(conf))
+        .map_err(|e| CniError::new(Code::TryAgainLater, "afxdp-dp is not reachable", e.to_string()))?;
+    let s = node
+        .settings(device_ref(env, device))
+        .map_err(|e| CniError::new(Code::TryAgainLater, "afxdp-dp did not answer", e.to_string()))?;
+    if !s.allocated {
+        return Err(CniError::new(Code::CheckFailed, format!("device {device} is no longer allocated"), ""));
+    }
+    Ok(None)
+}
+
+/// STATUS: ready when afxdp-dp answers on the node API.
+fn status(conf: &NetConf) -> Result<Output, CniError> {
+    NodeClient::connect(&conf.node_api_socket(), timeout(conf))
+        .map(|_| None)
+        .map_err(|e| CniError::new(Code::NotAvailable, "afxdp-dp is not available", e.to_string()))
+}

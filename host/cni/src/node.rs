@@ -1,0 +1,57 @@
+//! The node API client: ask afxdp-dp about a device, tell it a device is released.
+
+use std::path::Path;
+use std::time::Duration;
+
+use afxdp_proto::nodeapi::{node_api_client::NodeApiClient, DeviceRef, DeviceSettings};
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("afxdp-dp node API at {path} unreachable: {detail}")]
+    Unreachable { path: String, detail: String },
+    #[error("afxdp-dp refused: {0}")]
+    Refused(String),
+}
+
+/// One blocking client (a current-thread runtime: the CNI is short-lived).
+pub struct NodeClient {
+    rt: tokio::runtime::Runtime,
+    client: NodeApiClient<tonic::transport::Channel>,
+}
+
+impl NodeClient {
+    pub fn connect(path: &Path, timeout: Duration) -> Result<Self, NodeError> {
+        let unreachable = |detail: String| NodeError::Unreachable { path: path.display().to_string(), detail };
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| unreachable(e.to_string()))?;
+        let ch = rt
+            .block_on(afxdp_proto::unix::connect(path, timeout))
+            .map_err(|e| unreachable(format!("{e}: {}", source_chain(&e))))?;
+        Ok(Self { rt, client: NodeApiClient::new(ch) })
+    }
+
+    pub fn settings(&mut self, dev: DeviceRef) -> Result<DeviceSettings, NodeError> {
+        let c = &mut self.client;
+        self.rt
+            .block_on(c.get_device_settings(dev))
+            .map(|r| r.into_inner())
+            .map_err(|s| NodeError::Refused(format!("{}: {}", s.code(), s.message())))
+    }
+
+    pub fn release(&mut self, dev: DeviceRef) -> Result<bool, NodeError> {
+        let c = &mut self.client;
+        self.rt
+            .block_on(c.release_device(dev))
+            .map(|r| r.into_inner().released)
+            .map_err(|s| NodeError::Refused(format!("{}: {}", s.code(), s.message())))
+    }
+}
+
+fn source_chain(e: &dyn std::error::Error) -> String {
+    let mut out = Vec::new();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out.push(s.to_string());
+        cur = s.source();
+    }
+    out.join(": ")
+}

@@ -1,0 +1,63 @@
+//! afxdpctl: validate configs and run the lab.
+
+mod lab;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "afxdpctl", version, about = "afxdp-rs operator CLI")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Config files.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// A whole node on this machine: veth NICs, afxdp-dp, a kubelet stand-in,
+    /// unprivileged pods receiving traffic, a live table. Needs root.
+    Lab(lab::LabArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Validate a config file; prints every error at once.
+    Check { path: PathBuf },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Config { command: ConfigCommand::Check { path } } => match afxdp_config::check_file(&path) {
+            Ok(cfg) => {
+                let pools: Vec<&str> = cfg.pools.iter().map(|p| p.name.as_str()).collect();
+                println!("{}: valid ({} pools: {})", path.display(), pools.len(), pools.join(", "));
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                eprintln!("{}: invalid", path.display());
+                eprintln!("{errors}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Lab(args) => {
+            let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+            tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+            match lab::run(args) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("lab failed: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! Start-up and wiring of afxdp-dp (DESIGN.md flow 1): config → discovery →
+//! pools → reconcile persisted state with the kernel → servers → registration.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use afxdp_program::{NativeManager, ProgramManager};
+
+use crate::agent::Agent;
+use crate::deviceplugin::{self, PluginDirs};
+use crate::handshake_backend::HandshakeBackend;
+use crate::nodeapi::{self, NodeApiService};
+use crate::pool::Inventory;
+use crate::sharing::UdsServers;
+use crate::state::{StateFile, StateStore};
+
+/// Everything the daemon needs to know to start (the command line).
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub config: PathBuf,
+    pub device_plugin_dir: PathBuf,
+    pub pod_resources_socket: PathBuf,
+    pub state_dir: PathBuf,
+    pub node_api_socket: PathBuf,
+    pub node_name: String,
+    /// How often the device-plugin dir is checked for a kubelet restart.
+    pub kubelet_poll: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("config {path}:\n{errors}")]
+    Config { path: PathBuf, errors: afxdp_config::ConfigErrors },
+    #[error("{what}: {detail}")]
+    Setup { what: &'static str, detail: String },
+}
+
+fn setup(what: &'static str) -> impl FnOnce(String) -> StartError {
+    move |detail| StartError::Setup { what, detail }
+}
+
+/// A running daemon: its agent and the handle that stops it.
+pub struct Daemon {
+    pub agent: Arc<Agent>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    _link_watcher: afxdp_netdev::LinkWatcher,
+}
+
+impl Daemon {
+    /// Start everything; returns once the servers are spawned (registration
+    /// proceeds in the background and retries until kubelet answers).
+    pub async fn start(opts: Options) -> Result<Self, StartError> {
+        let config = afxdp_config::load(&opts.config)
+            .map_err(|errors| StartError::Config { path: opts.config.clone(), errors })?;
+        std::fs::create_dir_all(&opts.state_dir).map_err(|e| setup("state dir")(e.to_string()))?;
+
+        let programs: Arc<dyn ProgramManager> = Arc::new(
+            NativeManager::new(opts.state_dir.join("pins")).map_err(|e| setup("program manager")(e.to_string()))?,
+        );
+        let store = StateStore::new(&opts.state_dir);
+        let state = tokio::task::spawn_blocking({
+            let store = store.clone();
+            let programs = programs.clone();
+            move || reconcile(&store, programs.as_ref())
+        })
+        .await
+        .map_err(|e| setup("reconcile")(e.to_string()))??;
+
+        let (netdevs, default_route) = tokio::task::spawn_blocking(|| {
+            Ok::<_, afxdp_netdev::NetdevError>((afxdp_netdev::list()?, afxdp_netdev::default_route_interfaces()))
+        })
+        .await
+        .map_err(|e| setup("discovery")(e.to_string()))?
+        .map_err(|e| setup("discovery")(e.to_string()))?;
+        let elsewhere: Vec<(String, afxdp_netdev::NetDev)> = state
+            .allocations
+            .values()
+            .filter(|a| !netdevs.iter().any(|n| n.name == a.device))
+            .map(|a| (a.pool.clone(), a.netdev.clone()))
+            .collect();
+        let default_route = default_route.map_err(|e| setup("default routes")(e.to_string()))?;
+        let inventory = Inventory::build(&config, &opts.node_name, &netdevs, &default_route, &elsewhere);
+        let netdevs = bring_up_pool_devices(&inventory, netdevs).await;
+        let inventory = Inventory::build(&config, &opts.node_name, &netdevs, &default_route, &elsewhere);
+        for p in inventory.pools() {
+            tracing::info!(pool = %p.config.name, devices = ?p.devices.keys().collect::<Vec<_>>(), "pool");
+        }
+
+        let backend = Arc::new(HandshakeBackend {
+            runtime: tokio::runtime::Handle::current(),
+            pod_resources: opts.pod_resources_socket.clone(),
+            programs: programs.clone(),
+            timeout: Duration::from_secs(5),
+        });
+        let uds = UdsServers::new(opts.state_dir.join("uds"), backend);
+        let agent = Arc::new(Agent::new(inventory, state, store, programs, uds));
+        agent.resume_sharing().map_err(|e| setup("resume UDS servers")(e.to_string()))?;
+
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+
+        // Link watcher → health.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let link_watcher = afxdp_netdev::spawn_link_watcher(tx).map_err(|e| setup("link watcher")(e.to_string()))?;
+        {
+            let agent = agent.clone();
+            tasks.push(tokio::task::spawn_blocking(move || {
+                for ev in rx {
+                    apply_link_event(&agent, ev);
+                }
+            }));
+        }
+
+        // Node API for afxdp-cni.
+        let incoming = nodeapi::bind(&opts.node_api_socket).map_err(|e| setup("node API socket")(e.to_string()))?;
+        {
+            let svc = NodeApiService::new(agent.clone());
+            let mut stop = shutdown_rx.clone();
+            tasks.push(tokio::spawn(async move {
+                let r = tonic::transport::Server::builder()
+                    .add_service(svc)
+                    .serve_with_incoming_shutdown(incoming, async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    })
+                    .await;
+                if let Err(e) = r {
+                    tracing::error!(error = %e, "node API server failed");
+                }
+            }));
+        }
+
+        // One device-plugin server per pool.
+        let dirs = PluginDirs { dir: opts.device_plugin_dir.clone(), poll: opts.kubelet_poll };
+        for pool in agent.pool_names() {
+            tasks.push(tokio::spawn(deviceplugin::run_pool(pool, agent.clone(), dirs.clone(), shutdown_rx.clone())));
+        }
+        let node_api = opts.node_api_socket.clone();
+        tasks.push(tokio::spawn({
+            let mut stop = shutdown_rx.clone();
+            async move {
+                let _ = stop.wait_for(|s| *s).await;
+                let _ = std::fs::remove_file(&node_api);
+            }
+        }));
+        Ok(Self { agent, shutdown, tasks, _link_watcher: link_watcher })
+    }
+
+    /// Stop serving; attachments, pins and state stay for the next run.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        self.agent.shutdown();
+        drop(self._link_watcher);
+        for t in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(3), t).await;
+        }
+    }
+}
+
+fn apply_link_event(agent: &Agent, ev: afxdp_netdev::LinkEvent) {
+    match ev.kind {
+        afxdp_netdev::LinkEventKind::Removed => agent.link_gone(ev.ifindex, Some(&ev.name)),
+        afxdp_netdev::LinkEventKind::Changed { .. } => match afxdp_netdev::get(&ev.name) {
+            Ok(Some(nd)) => agent.link_seen(&nd),
+            Ok(None) => agent.link_gone(ev.ifindex, Some(&ev.name)),
+            Err(e) => tracing::warn!(device = %ev.name, error = %e, "refreshing device failed"),
+        },
+    }
+}
+
+/// Pool devices are the daemon's to manage: bring down ones up so they can carry
+/// traffic (a device an operator sets down later is reported Unhealthy).
+async fn bring_up_pool_devices(inventory: &Inventory, netdevs: Vec<afxdp_netdev::NetDev>) -> Vec<afxdp_netdev::NetDev> {
+    let down: Vec<String> = inventory
+        .pools()
+        .flat_map(|p| p.devices.values())
+        .filter(|d| d.present && !d.netdev.admin_up)
+        .map(|d| d.netdev.name.clone())
+        .collect();
+    if down.is_empty() {
+        return netdevs;
+    }
+    tokio::task::spawn_blocking(move || {
+        let here = match afxdp_netdev::NetnsHandle::current() {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot open own netns");
+                return netdevs;
+            }
+        };
+        for name in &down {
+            match afxdp_netdev::set_link_up(&here, name) {
+                Ok(()) => tracing::info!(device = %name, "set pool device up"),
+                Err(e) => tracing::warn!(device = %name, error = %e, "cannot set pool device up"),
+            }
+        }
+        afxdp_netdev::list().unwrap_or(netdevs)
+    })
+    .await
+    .unwrap_or_default()
+}
+
+/// Reconcile persisted allocations with the attachments the kernel still holds:
+/// adopt what matches, forget allocations whose program is gone, detach programs
+/// nobody remembers.
+pub fn reconcile(store: &StateStore, programs: &dyn ProgramManager) -> Result<StateFile, StartError> {
+    let mut state = match store.load() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "state unreadable; starting empty and detaching leftovers");
+            StateFile { version: crate::state::STATE_VERSION, ..Default::default() }
+        }
+    };
+    let attached: Vec<String> = programs.attachments().into_iter().map(|a| a.device).collect();
+    let before = state.allocations.len();
+    state.allocations.retain(|dev, _| {
+        let keep = attached.contains(dev);
+        if !keep {
+            tracing::warn!(device = %dev, "allocation without attachment dropped");
+        }
+        keep
+    });
+    for dev in &attached {
+        if !state.allocations.contains_key(dev) {
+            tracing::warn!(device = %dev, "attachment without allocation; detaching");
+            if let Err(e) = programs.detach(dev) {
+                tracing::error!(device = %dev, error = %e, "detaching leftover failed");
+            }
+        }
+    }
+    if state.allocations.len() != before {
+        store.save(&state).map_err(|e| setup("state")(e.to_string()))?;
+    }
+    tracing::info!(adopted = state.allocations.len(), "state reconciled");
+    Ok(state)
+}

@@ -1,0 +1,256 @@
+//! The kubelet device-plugin API v1beta1: one gRPC server and socket per pool,
+//! registration with kubelet, and re-registration when kubelet restarts.
+
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::watch;
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status};
+
+use afxdp_proto::deviceplugin::{
+    self as dp, device_plugin_client::DevicePluginClient, device_plugin_server::DevicePlugin,
+    device_plugin_server::DevicePluginServer, registration_client::RegistrationClient,
+};
+
+use crate::agent::{Agent, AllocateError};
+use crate::pool::resource_name;
+
+/// Kubelet's registration socket inside the device-plugin directory.
+pub const KUBELET_SOCKET: &str = "kubelet.sock";
+
+/// The device-plugin service of one pool.
+pub struct PoolPlugin {
+    pool: String,
+    agent: Arc<Agent>,
+}
+
+/// The gRPC status of an allocation error: one mapping, used everywhere.
+pub fn allocate_status(e: &AllocateError) -> Status {
+    let msg = e.to_string();
+    match e {
+        AllocateError::UnknownPool(_) | AllocateError::NotInPool { .. } => Status::invalid_argument(msg),
+        AllocateError::NotPresent(_) | AllocateError::Unhealthy { .. } => Status::failed_precondition(msg),
+        AllocateError::Attach { .. } | AllocateError::SharePin { .. } | AllocateError::Sharing(_) => {
+            Status::internal(msg)
+        }
+        AllocateError::State(_) => Status::unavailable(msg),
+    }
+}
+
+type DeviceStream = Pin<Box<dyn Stream<Item = Result<dp::ListAndWatchResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl DevicePlugin for PoolPlugin {
+    async fn get_device_plugin_options(
+        &self,
+        _: Request<dp::Empty>,
+    ) -> Result<Response<dp::DevicePluginOptions>, Status> {
+        Ok(Response::new(options()))
+    }
+
+    type ListAndWatchStream = DeviceStream;
+
+    async fn list_and_watch(&self, _: Request<dp::Empty>) -> Result<Response<Self::ListAndWatchStream>, Status> {
+        let rx = self.agent.watch_devices(&self.pool).ok_or_else(|| Status::not_found("pool gone"))?;
+        let stream = tokio_stream::wrappers::WatchStream::new(rx)
+            .map(|devices| Ok(dp::ListAndWatchResponse { devices }));
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn get_preferred_allocation(
+        &self,
+        req: Request<dp::PreferredAllocationRequest>,
+    ) -> Result<Response<dp::PreferredAllocationResponse>, Status> {
+        let container_responses = req
+            .into_inner()
+            .container_requests
+            .into_iter()
+            .map(|c| {
+                let size = usize::try_from(c.allocation_size).unwrap_or(0);
+                dp::ContainerPreferredAllocationResponse {
+                    device_i_ds: self.agent.preferred(
+                        &self.pool,
+                        &c.available_device_i_ds,
+                        &c.must_include_device_i_ds,
+                        size,
+                    ),
+                }
+            })
+            .collect();
+        Ok(Response::new(dp::PreferredAllocationResponse { container_responses }))
+    }
+
+    async fn allocate(&self, req: Request<dp::AllocateRequest>) -> Result<Response<dp::AllocateResponse>, Status> {
+        let mut container_responses = Vec::new();
+        for c in req.into_inner().container_requests {
+            let agent = self.agent.clone();
+            let pool = self.pool.clone();
+            let span = tracing::info_span!("allocate", pool = %pool, devices = ?c.devices_i_ds);
+            let grant = tokio::task::spawn_blocking(move || span.in_scope(|| agent.allocate(&pool, &c.devices_i_ds)))
+                .await
+                .map_err(|e| Status::internal(format!("allocate task: {e}")))?
+                .map_err(|e| {
+                    tracing::error!(pool = %self.pool, error = %e, "allocate failed");
+                    allocate_status(&e)
+                })?;
+            container_responses.push(dp::ContainerAllocateResponse {
+                envs: grant.envs.into_iter().collect(),
+                mounts: grant
+                    .mounts
+                    .into_iter()
+                    .map(|(c, h)| dp::Mount {
+                        container_path: c.display().to_string(),
+                        host_path: h.display().to_string(),
+                        read_only: false,
+                    })
+                    .collect(),
+                ..Default::default()
+            });
+        }
+        Ok(Response::new(dp::AllocateResponse { container_responses }))
+    }
+
+    async fn pre_start_container(
+        &self,
+        _: Request<dp::PreStartContainerRequest>,
+    ) -> Result<Response<dp::PreStartContainerResponse>, Status> {
+        Ok(Response::new(dp::PreStartContainerResponse {}))
+    }
+}
+
+fn options() -> dp::DevicePluginOptions {
+    dp::DevicePluginOptions { pre_start_required: false, get_preferred_allocation_available: true }
+}
+
+/// Where the pool servers live and how they find kubelet.
+#[derive(Debug, Clone)]
+pub struct PluginDirs {
+    /// `/var/lib/kubelet/device-plugins`: holds `kubelet.sock` and the pool sockets.
+    pub dir: PathBuf,
+    /// How often the socket dir is checked for a kubelet restart.
+    pub poll: Duration,
+}
+
+fn inode(path: &Path) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| m.ino())
+}
+
+/// Serve one pool until `shutdown` flips: bind the socket, prove it answers,
+/// register with kubelet, and start over whenever kubelet restarts (its socket
+/// dir is wiped and `kubelet.sock` recreated).
+pub async fn run_pool(pool: String, agent: Arc<Agent>, dirs: PluginDirs, mut shutdown: watch::Receiver<bool>) {
+    let kubelet = dirs.dir.join(KUBELET_SOCKET);
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let endpoint = format!("afxdp-{pool}-{secs}.sock");
+        let path = dirs.dir.join(&endpoint);
+        match serve_and_register(&pool, &agent, &dirs, &path, &endpoint, &kubelet, &mut shutdown).await {
+            Ok(()) => backoff = Duration::from_millis(100),
+            Err(e) => {
+                tracing::warn!(pool = %pool, error = %e, retry_in = ?backoff, "device plugin not registered");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.changed() => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    #[error("bind {path}: {source}")]
+    Bind {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("own socket {path} does not answer: {detail}")]
+    SelfCheck { path: PathBuf, detail: String },
+    #[error("kubelet at {path}: {detail}")]
+    Kubelet { path: PathBuf, detail: String },
+}
+
+/// One serving period: returns Ok when kubelet restarted (re-register), Err when
+/// registration failed (retry), and returns Ok on shutdown too.
+async fn serve_and_register(
+    pool: &str,
+    agent: &Arc<Agent>,
+    dirs: &PluginDirs,
+    path: &Path,
+    endpoint: &str,
+    kubelet: &Path,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<(), PluginError> {
+    let incoming = afxdp_proto::unix::bind(path).map_err(|source| PluginError::Bind { path: path.into(), source })?;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let svc = DevicePluginServer::new(PoolPlugin { pool: pool.to_string(), agent: agent.clone() });
+    let server = tokio::spawn(
+        tonic::transport::Server::builder().add_service(svc).serve_with_incoming_shutdown(incoming, async {
+            let _ = stop_rx.await;
+        }),
+    );
+    let stop = |server: tokio::task::JoinHandle<_>, stop_tx: tokio::sync::oneshot::Sender<()>| async move {
+        let _ = stop_tx.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+        let _ = std::fs::remove_file(path);
+    };
+
+    // Prove our own socket accepts connections before telling kubelet about it.
+    let check = async {
+        let ch = afxdp_proto::unix::connect(path, Duration::from_secs(2)).await.map_err(|e| e.to_string())?;
+        DevicePluginClient::new(ch).get_device_plugin_options(dp::Empty {}).await.map_err(|e| e.to_string())
+    };
+    if let Err(detail) = check.await {
+        stop(server, stop_tx).await;
+        return Err(PluginError::SelfCheck { path: path.into(), detail });
+    }
+
+    let register = async {
+        let ch = afxdp_proto::unix::connect(kubelet, Duration::from_secs(5)).await.map_err(|e| e.to_string())?;
+        RegistrationClient::new(ch)
+            .register(dp::RegisterRequest {
+                version: dp::VERSION.to_string(),
+                endpoint: endpoint.to_string(),
+                resource_name: resource_name(pool),
+                options: Some(options()),
+            })
+            .await
+            .map_err(|e| format!("{}: {}", e.code(), e.message()))
+    };
+    let kubelet_inode = inode(kubelet);
+    if let Err(detail) = register.await {
+        stop(server, stop_tx).await;
+        return Err(PluginError::Kubelet { path: kubelet.into(), detail });
+    }
+    tracing::info!(pool, resource = %resource_name(pool), endpoint, "registered with kubelet");
+
+    // Watch for a kubelet restart: our socket removed or kubelet.sock replaced.
+    let mut tick = tokio::time::interval(dirs.poll);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let gone = !path.exists();
+                let replaced = inode(kubelet) != kubelet_inode;
+                if gone || replaced {
+                    tracing::info!(pool, socket_gone = gone, kubelet_replaced = replaced, "kubelet restarted; re-registering");
+                    break;
+                }
+            }
+            _ = shutdown.changed() => {
+                if *shutdown.borrow() { break; }
+            }
+        }
+    }
+    stop(server, stop_tx).await;
+    Ok(())
+}

@@ -1,0 +1,189 @@
+//! Persisted allocations, written crash-safe (temp file, fsync, rename, fsync dir).
+//!
+//! The file is the daemon's memory across restarts: at start it is reconciled with
+//! what the kernel still holds (see [`crate::reconcile`]).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::sharing::SharingKind;
+
+/// Current on-disk format version.
+pub const STATE_VERSION: u32 = 1;
+
+/// One device handed to a container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Allocation {
+    pub pool: String,
+    pub device: String,
+    pub ifindex: u32,
+    pub program_id: u32,
+    pub sharing: SharingKind,
+    /// Host directory mounted into the container at `/tmp/afxdp_dp/<device>`.
+    pub host_dir: PathBuf,
+    /// Queue ids the pod's sockets bind (empty: all).
+    pub queues: Vec<u32>,
+    pub channels: u32,
+    /// Unix seconds.
+    pub allocated_at: u64,
+    /// The device as it was when allocated (it lives in a pod netns afterwards,
+    /// out of the daemon's sight).
+    pub netdev: afxdp_netdev::NetDev,
+}
+
+impl Allocation {
+    /// Seconds since the epoch, for `allocated_at`.
+    pub fn now() -> u64 {
+        SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    }
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateFile {
+    pub version: u32,
+    /// Keyed by device name (the device-plugin device ID).
+    pub allocations: BTreeMap<String, Allocation>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("state file {path} is not valid: {source}")]
+    Corrupt {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("state file {path} has version {found}, this afxdp-dp reads version {STATE_VERSION}")]
+    Version { path: PathBuf, found: u32 },
+}
+
+fn io_err(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
+    move |source| StateError::Io { op, path: path.to_path_buf(), source }
+}
+
+/// The state file at `<state-dir>/allocations.json`.
+#[derive(Debug, Clone)]
+pub struct StateStore {
+    path: PathBuf,
+}
+
+impl StateStore {
+    pub fn new(state_dir: &Path) -> Self {
+        Self { path: state_dir.join("allocations.json") }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Read the state; a missing file is an empty state.
+    pub fn load(&self) -> Result<StateFile, StateError> {
+        let text = match fs::read(&self.path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(StateFile { version: STATE_VERSION, ..Default::default() })
+            }
+            Err(e) => return Err(io_err("read", &self.path)(e)),
+        };
+        let state: StateFile =
+            serde_json::from_slice(&text).map_err(|source| StateError::Corrupt { path: self.path.clone(), source })?;
+        if state.version != STATE_VERSION {
+            return Err(StateError::Version { path: self.path.clone(), found: state.version });
+        }
+        Ok(state)
+    }
+
+    /// Replace the state atomically: a crash leaves either the old or the new file.
+    pub fn save(&self, state: &StateFile) -> Result<(), StateError> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        fs::create_dir_all(dir).map_err(io_err("create dir", dir))?;
+        let tmp = self.path.with_extension("json.tmp");
+        let body = serde_json::to_vec_pretty(state).map_err(|source| StateError::Corrupt { path: tmp.clone(), source })?;
+        {
+            let mut f = fs::File::create(&tmp).map_err(io_err("create", &tmp))?;
+            f.write_all(&body).map_err(io_err("write", &tmp))?;
+            f.sync_all().map_err(io_err("fsync", &tmp))?;
+        }
+        fs::rename(&tmp, &self.path).map_err(io_err("rename", &self.path))?;
+        fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io_err("fsync dir", dir))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(dev: &str) -> Allocation {
+        Allocation {
+            pool: "p".into(),
+            device: dev.into(),
+            ifindex: 7,
+            program_id: 42,
+            sharing: SharingKind::Uds,
+            host_dir: PathBuf::from("/run/afxdp/uds").join(dev),
+            queues: vec![0, 1],
+            channels: 0,
+            allocated_at: 1,
+            netdev: afxdp_netdev::NetDev {
+                name: dev.into(),
+                ifindex: 7,
+                driver: Some("veth".into()),
+                pci: None,
+                mac: Some("02:00:00:00:00:01".into()),
+                numa_node: None,
+                rx_queues: 4,
+                tx_queues: 4,
+                speed_mbps: None,
+                addresses: vec![],
+                state: afxdp_netdev::LinkState::Up,
+                admin_up: true,
+                mtu: 1500,
+            },
+        }
+    }
+
+    #[test]
+    fn missing_file_is_empty_state() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = StateStore::new(dir.path()).load().expect("load");
+        assert!(s.allocations.is_empty());
+        assert_eq!(s.version, STATE_VERSION);
+    }
+
+    #[test]
+    fn save_then_load_round_trips_and_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = StateStore::new(dir.path());
+        let mut state = StateFile { version: STATE_VERSION, ..Default::default() };
+        state.allocations.insert("eth1".into(), sample("eth1"));
+        store.save(&state).expect("save");
+        assert_eq!(store.load().expect("load"), state);
+        let names: Vec<_> = fs::read_dir(dir.path()).expect("ls").map(|e| e.expect("entry").file_name()).collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("allocations.json")]);
+    }
+
+    #[test]
+    fn corrupt_and_future_files_are_refused_with_the_path() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = StateStore::new(dir.path());
+        fs::write(store.path(), b"{not json").expect("write");
+        let err = store.load().expect_err("corrupt").to_string();
+        assert!(err.contains("allocations.json") && err.contains("not valid"), "{err}");
+        fs::write(store.path(), br#"{"version":99,"allocations":{}}"#).expect("write");
+        let err = store.load().expect_err("version").to_string();
+        assert!(err.contains("version 99"), "{err}");
+    }
+}

@@ -1,0 +1,282 @@
+//! A whole afxdp-rs node on one machine (DESIGN.md, "lab"): multi-queue veth
+//! pairs as the NICs (their peers in a "wire" netns that sends the traffic),
+//! afxdp-dp in-process, a kubelet stand-in speaking the real gRPC, and pods as
+//! netns running the example AF_XDP app as a non-root user with CAP_NET_RAW only.
+//!
+//! `afxdpctl lab` drives it with a live table; the end-to-end tests drive it with
+//! assertions. Everything it creates is removed on [`Lab::teardown`] and, as a
+//! last resort, by the guards' `Drop`.
+
+pub mod bins;
+pub mod cni;
+pub mod pod;
+pub mod unprivileged;
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use afxdp_dp::daemon::{Daemon, Options};
+use afxdp_kubelet_standin::KubeletStandin;
+use afxdp_testnet::{Netns, VethPair};
+
+pub use pod::{Pod, QueueCounts};
+
+/// The pool the lab creates.
+pub const POOL: &str = "lab";
+/// Its resource name.
+pub const RESOURCE: &str = "afxdp/lab";
+
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    #[error("binary {name} not found (searched {searched:?}); build the workspace first")]
+    MissingBinary { name: String, searched: Vec<PathBuf> },
+    #[error("{what}: {detail}")]
+    Step { what: String, detail: String },
+}
+
+pub(crate) fn step(what: impl Into<String>) -> impl FnOnce(String) -> LabError {
+    let what = what.into();
+    move |detail| LabError::Step { what, detail }
+}
+
+/// How pods get their XSKMAP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sharing {
+    Uds,
+    Pinned,
+}
+
+/// What lab to build.
+#[derive(Debug, Clone)]
+pub struct LabConfig {
+    pub nics: usize,
+    pub queues: u32,
+    pub sharing: Sharing,
+    /// "native" or "generic".
+    pub xdp_mode: &'static str,
+}
+
+impl Default for LabConfig {
+    fn default() -> Self {
+        Self { nics: 2, queues: 4, sharing: Sharing::Uds, xdp_mode: "native" }
+    }
+}
+
+/// One "NIC": the host end is the pool device, the peer sits in the wire netns.
+pub struct Nic {
+    pub name: String,
+    pub peer: String,
+    pub index: usize,
+    pub pair: VethPair,
+}
+
+impl Nic {
+    /// The address the wire side sends to for this NIC's pod.
+    pub fn pod_ip(&self) -> Ipv4Addr {
+        Ipv4Addr::new(10, 77, self.index as u8, 2)
+    }
+    fn peer_ip(&self) -> Ipv4Addr {
+        Ipv4Addr::new(10, 77, self.index as u8, 1)
+    }
+}
+
+/// Paths of the node's sockets and state.
+#[derive(Debug, Clone)]
+pub struct NodePaths {
+    pub root: PathBuf,
+    pub config: PathBuf,
+    pub device_plugin_dir: PathBuf,
+    pub pod_resources: PathBuf,
+    pub state_dir: PathBuf,
+    pub node_api: PathBuf,
+}
+
+impl NodePaths {
+    fn under(root: &Path) -> Self {
+        Self {
+            root: root.to_path_buf(),
+            config: root.join("config.json"),
+            device_plugin_dir: root.join("device-plugins"),
+            pod_resources: root.join("pod-resources/kubelet.sock"),
+            state_dir: root.join("state"),
+            node_api: root.join("state/node.sock"),
+        }
+    }
+
+    pub fn daemon_options(&self) -> Options {
+        Options {
+            config: self.config.clone(),
+            device_plugin_dir: self.device_plugin_dir.clone(),
+            pod_resources_socket: self.pod_resources.clone(),
+            state_dir: self.state_dir.clone(),
+            node_api_socket: self.node_api.clone(),
+            node_name: "lab-node".to_string(),
+            kubelet_poll: Duration::from_millis(100),
+        }
+    }
+}
+
+/// The upstream-format config of the lab pool (devices selected by name).
+pub fn pool_config(nics: &[String], sharing: Sharing, uid: u32) -> serde_json::Value {
+    let devices: Vec<_> = nics.iter().map(|n| serde_json::json!({ "name": n })).collect();
+    serde_json::json!({
+        "logLevel": "debug",
+        "pools": [{
+            "name": POOL,
+            "mode": "primary",
+            "devices": devices,
+            "uid": uid,
+            "udsTimeout": 30,
+            "BpfMapPinningEnable": sharing == Sharing::Pinned,
+            "UdsServerDisable": sharing == Sharing::Pinned,
+        }]
+    })
+}
+
+/// A running lab node.
+pub struct Lab {
+    pub cfg: LabConfig,
+    pub paths: NodePaths,
+    pub wire: Netns,
+    pub nics: Vec<Nic>,
+    kubelet: Option<KubeletStandin>,
+    pub daemon: Option<Daemon>,
+    pub pods: Vec<Pod>,
+    pub cni: PathBuf,
+    pub pod_app: PathBuf,
+    _root: tempfile::TempDir,
+}
+
+impl Lab {
+    /// Build the node and wait until kubelet sees the pool's devices healthy.
+    pub async fn start(cfg: LabConfig) -> Result<Self, LabError> {
+        let cni = bins::find("afxdp-cni")?;
+        let pod_app = bins::find("afxdp-pod-app")?;
+        let root = tempfile::Builder::new().prefix("afxdp-lab-").tempdir().map_err(|e| step("temp dir")(e.to_string()))?;
+        let paths = NodePaths::under(root.path());
+        std::fs::create_dir_all(&paths.device_plugin_dir).map_err(|e| step("device-plugin dir")(e.to_string()))?;
+
+        let wire = Netns::new("afxw").map_err(|e| step("wire netns")(e.to_string()))?;
+        // Only the lab's own UDP reaches the pods (no IPv6 ND/MLD chatter).
+        for key in ["net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"] {
+            wire.exec(&["sysctl", "-qw", key]).map_err(|e| step("wire sysctl")(e.to_string()))?;
+        }
+        let mut nics = Vec::new();
+        for index in 0..cfg.nics {
+            let name = afxdp_testnet::unique_name("afn");
+            let peer = afxdp_testnet::unique_name("afp");
+            let pair = VethPair::new(&name, &peer, cfg.queues, Some(&wire))
+                .map_err(|e| step(format!("veth {name}"))(e.to_string()))?;
+            let nic = Nic { name, peer, index, pair };
+            let addr = format!("{}/24", nic.peer_ip());
+            wire.exec(&["ip", "addr", "add", &addr, "dev", &nic.peer]).map_err(|e| step("peer address")(e.to_string()))?;
+            wire.exec(&["ip", "link", "set", &nic.peer, "up"]).map_err(|e| step("peer up")(e.to_string()))?;
+            nics.push(nic);
+        }
+        let names: Vec<String> = nics.iter().map(|n| n.name.clone()).collect();
+        let config = pool_config(&names, cfg.sharing, unprivileged::PodUser::nobody_net_raw().uid);
+        std::fs::write(&paths.config, config.to_string()).map_err(|e| step("config")(e.to_string()))?;
+
+        let kubelet = KubeletStandin::start(&paths.device_plugin_dir, &paths.pod_resources)
+            .await
+            .map_err(|e| step("kubelet stand-in")(e.to_string()))?;
+        let daemon = Daemon::start(paths.daemon_options()).await.map_err(|e| step("afxdp-dp")(e.to_string()))?;
+        let mut lab = Self { cfg, paths, wire, nics, kubelet: Some(kubelet), daemon: Some(daemon), pods: Vec::new(), cni, pod_app, _root: root };
+        lab.kubelet()
+            .wait_registered(RESOURCE, Duration::from_secs(10))
+            .await
+            .map_err(|e| step("registration")(e.to_string()))?;
+        let want = lab.nics.len();
+        lab.kubelet()
+            .wait_devices(RESOURCE, Duration::from_secs(10), |d| {
+                d.len() == want && d.iter().all(|x| x.health == afxdp_proto::deviceplugin::HEALTHY)
+            })
+            .await
+            .map_err(|e| step("devices healthy")(e.to_string()))?;
+        Ok(lab)
+    }
+
+    /// The kubelet stand-in.
+    pub fn kubelet(&self) -> &KubeletStandin {
+        self.kubelet.as_ref().expect("kubelet stand-in runs until teardown")
+    }
+
+    /// The kubelet stand-in, mutably (restart).
+    pub fn kubelet_mut(&mut self) -> &mut KubeletStandin {
+        self.kubelet.as_mut().expect("kubelet stand-in runs until teardown")
+    }
+
+    pub fn nic(&self, device: &str) -> Option<&Nic> {
+        self.nics.iter().find(|n| n.name == device)
+    }
+
+    /// Admit a pod the way kubelet + runtime do: Allocate one device, create the
+    /// pod netns, CNI ADD, then start the app unprivileged.
+    pub async fn add_pod(&mut self, name: &str) -> Result<&Pod, LabError> {
+        let pod = pod::admit(self, "lab", name).await?;
+        self.pods.push(pod);
+        Ok(self.pods.last().expect("just pushed"))
+    }
+
+    /// Send `per_flow` UDP packets on each of `flows` flows from the wire side to `device`'s pod.
+    pub fn send(&self, device: &str, flows: u16, per_flow: u32) -> Result<u64, LabError> {
+        let nic = self.nic(device).ok_or_else(|| step("send")(format!("no NIC {device}")))?;
+        afxdp_testnet::send_udp(&self.wire, &nic.peer, nic.pod_ip(), 9000..9000 + flows, per_flow)
+            .map_err(|e| step("send traffic")(e.to_string()))
+    }
+
+    /// Current per-queue counts of every pod.
+    pub fn counts(&self) -> BTreeMap<String, QueueCounts> {
+        self.pods.iter().map(|p| (p.name.clone(), p.counts())).collect()
+    }
+
+    /// Remove one pod: stop the app, CNI DEL, forget it in kubelet, delete its netns.
+    pub async fn remove_pod(&mut self, name: &str) -> Result<(), LabError> {
+        let Some(i) = self.pods.iter().position(|p| p.name == name) else { return Ok(()) };
+        let pod = self.pods.remove(i);
+        pod.remove(self).await
+    }
+
+    /// Tear everything down, in the order a node would.
+    pub async fn teardown(mut self) -> Result<(), LabError> {
+        let mut first_err = None;
+        while let Some(pod) = self.pods.pop() {
+            if let Err(e) = pod.remove(&self).await {
+                first_err.get_or_insert(e);
+            }
+        }
+        if let Some(d) = self.daemon.take() {
+            d.stop().await;
+        }
+        unmount_pins(&self.paths.state_dir.join("pins"));
+        if let Some(k) = self.kubelet.take() {
+            k.shutdown().await;
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Lab {
+    /// Last resort when a test panics before `teardown`: pods' guards remove
+    /// their netns, the veth guards their links; the pins' bpffs goes here
+    /// (dropping the pins detaches the programs).
+    fn drop(&mut self) {
+        for p in self.pods.drain(..) {
+            drop(p);
+        }
+        unmount_pins(&self.paths.state_dir.join("pins"));
+    }
+}
+
+/// Unmount the bpffs the program manager mounted under the state dir (lazy, so a
+/// still-open FD cannot block teardown).
+pub fn unmount_pins(pins: &Path) {
+    if pins.exists() {
+        let _ = nix::mount::umount2(pins, nix::mount::MntFlags::MNT_DETACH);
+    }
+}

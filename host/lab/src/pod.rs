@@ -1,0 +1,273 @@
+//! A lab pod: a netns, the device kubelet allocated to it, and the example app
+//! running unprivileged inside.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use afxdp_testnet::Netns;
+
+use crate::cni::{self, CniOutcome};
+use crate::unprivileged::{self, PodUser};
+use crate::{step, Lab, LabError, Sharing, RESOURCE};
+
+/// Packets per queue as the app reports them.
+pub type QueueCounts = BTreeMap<u32, u64>;
+
+/// One running pod.
+pub struct Pod {
+    pub namespace: String,
+    pub name: String,
+    pub container_id: String,
+    pub device: String,
+    pub netns: Netns,
+    /// Env and mounts from Allocate.
+    pub envs: BTreeMap<String, String>,
+    pub mounts: Vec<(PathBuf, PathBuf)>,
+    pub add: CniOutcome,
+    app: Option<Child>,
+    counts: Arc<Mutex<QueueCounts>>,
+    ready: Arc<Mutex<bool>>,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Pod {
+    /// Latest per-queue packet counts.
+    pub fn counts(&self) -> QueueCounts {
+        self.counts.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    /// Total packets received.
+    pub fn total(&self) -> u64 {
+        self.counts().values().sum()
+    }
+
+    /// The app's pid.
+    pub fn app_pid(&self) -> Option<u32> {
+        self.app.as_ref().map(|c| c.id())
+    }
+
+    /// Lines the app printed (stdout JSON, stderr text).
+    pub fn app_log(&self) -> Vec<String> {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// Wait (bounded) until the app's total reaches `n`.
+    pub fn wait_total(&self, n: u64, timeout: Duration) -> Result<u64, LabError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let t = self.total();
+            if t >= n {
+                return Ok(t);
+            }
+            if Instant::now() >= deadline {
+                return Err(step(format!("pod {} receiving {n} packets", self.name))(format!(
+                    "got {t} within {timeout:?}; counts {:?}; app log: {:?}",
+                    self.counts(),
+                    self.app_log()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn wait_ready(&self, timeout: Duration) -> Result<(), LabError> {
+        let deadline = Instant::now() + timeout;
+        while !self.ready.lock().map(|r| *r).unwrap_or(false) {
+            if Instant::now() >= deadline {
+                return Err(step(format!("pod {} app ready", self.name))(format!("app log: {:?}", self.app_log())));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(())
+    }
+
+    fn stop_app(&mut self) {
+        if let Some(mut child) = self.app.take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stop the app, CNI DEL, forget the pod in kubelet. The netns goes with `self`.
+    pub async fn remove(mut self, lab: &Lab) -> Result<(), LabError> {
+        self.stop_app();
+        let conf = cni::net_conf(&self.device, &lab.paths.node_api, "1.1.0");
+        let del = cni::exec(
+            &lab.cni,
+            "DEL",
+            &self.container_id,
+            Some(self.netns.path()),
+            "net1",
+            &self.namespace,
+            &self.name,
+            &conf,
+        )
+        .map_err(|e| step("CNI DEL")(e.to_string()))?;
+        lab.kubelet().remove_pod(&self.namespace, &self.name);
+        if !del.success {
+            return Err(step(format!("CNI DEL of {}", self.name))(format!("{} {}", del.stdout, del.stderr)));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Pod {
+    fn drop(&mut self) {
+        self.stop_app();
+    }
+}
+
+/// Admit `namespace/name`: Allocate, netns, CNI ADD, app.
+pub async fn admit(lab: &Lab, namespace: &str, name: &str) -> Result<Pod, LabError> {
+    let admission = lab
+        .kubelet()
+        .admit_pod(namespace, name, "app", RESOURCE, 1)
+        .await
+        .map_err(|e| step(format!("admit {namespace}/{name}"))(e.to_string()))?;
+    let device = admission.device_ids.first().cloned().ok_or_else(|| step("admit")("no device".into()))?;
+    let envs: BTreeMap<String, String> = admission.response.envs.clone().into_iter().collect();
+    let mounts: Vec<(PathBuf, PathBuf)> = admission
+        .response
+        .mounts
+        .iter()
+        .map(|m| (PathBuf::from(&m.container_path), PathBuf::from(&m.host_path)))
+        .collect();
+    let netns = Netns::new("afxpod").map_err(|e| step("pod netns")(e.to_string()))?;
+    let container_id = format!("{namespace}-{name}-{}", std::process::id());
+    let conf = cni::net_conf(&device, &lab.paths.node_api, "1.1.0");
+    let add = cni::exec(&lab.cni, "ADD", &container_id, Some(netns.path()), "net1", namespace, name, &conf)
+        .map_err(|e| step("CNI ADD")(e.to_string()))?;
+    if !add.success {
+        return Err(step(format!("CNI ADD of {name}"))(format!("stdout {} stderr {}", add.stdout, add.stderr)));
+    }
+    // What IPAM and ARP would give the wire side: a static neighbour for the pod.
+    if let Some(nic) = lab.nic(&device) {
+        let mac = add
+            .json()
+            .and_then(|j| j["interfaces"][0]["mac"].as_str().map(str::to_string))
+            .ok_or_else(|| step("CNI ADD result")(format!("no MAC in {}", add.stdout)))?;
+        lab.wire
+            .exec(&["ip", "neigh", "replace", &nic.pod_ip().to_string(), "lladdr", &mac, "dev", &nic.peer, "nud", "permanent"])
+            .map_err(|e| step("static neighbour")(e.to_string()))?;
+    }
+    let mut pod = Pod {
+        namespace: namespace.to_string(),
+        name: name.to_string(),
+        container_id,
+        device: device.clone(),
+        netns,
+        envs,
+        mounts,
+        add,
+        app: None,
+        counts: Arc::new(Mutex::new(QueueCounts::new())),
+        ready: Arc::new(Mutex::new(false)),
+        log: Arc::new(Mutex::new(Vec::new())),
+    };
+    start_app(lab, &mut pod)?;
+    pod.wait_ready(Duration::from_secs(10))?;
+    Ok(pod)
+}
+
+/// The host path behind a container path (what the runtime's bind mount does).
+fn host_path_of(pod: &Pod, container_path: &Path) -> Option<PathBuf> {
+    pod.mounts.iter().find_map(|(c, h)| container_path.strip_prefix(c).ok().map(|rest| h.join(rest)))
+}
+
+fn start_app(lab: &Lab, pod: &mut Pod) -> Result<(), LabError> {
+    let dir = afxdp_dp::sharing::container_dir(&pod.device);
+    let mut cmd = Command::new(&lab.pod_app);
+    cmd.env_clear().envs(&pod.envs).arg("--device").arg(&pod.device).arg("--stats-interval-ms").arg("100");
+    match lab.cfg.sharing {
+        Sharing::Uds => {
+            let sock = host_path_of(pod, &dir.join(afxdp_dp::sharing::UDS_FILE))
+                .ok_or_else(|| step("UDS mount")(format!("no mount for {}", dir.display())))?;
+            cmd.arg("--uds").arg(sock).arg("--pod").arg(format!("{}/{}", pod.namespace, pod.name));
+        }
+        Sharing::Pinned => {
+            let map = host_path_of(pod, &dir.join(afxdp_dp::sharing::MAP_FILE))
+                .ok_or_else(|| step("pinned map mount")(format!("no mount for {}", dir.display())))?;
+            cmd.arg("--pinned-map").arg(map);
+        }
+    }
+    let ns: OwnedFd = std::fs::File::open(pod.netns.path()).map_err(|e| step("open pod netns")(e.to_string()))?.into();
+    unprivileged::confine(&mut cmd, ns, PodUser::nobody_net_raw());
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
+    let mut child = cmd.spawn().map_err(|e| step("start pod app")(e.to_string()))?;
+    if let Some(out) = child.stdout.take() {
+        let (counts, ready, log) = (pod.counts.clone(), pod.ready.clone(), pod.log.clone());
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                apply_line(&line, &counts, &ready);
+                if let Ok(mut l) = log.lock() {
+                    l.push(line);
+                }
+            }
+        });
+    }
+    if let Some(err) = child.stderr.take() {
+        let log = pod.log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                if let Ok(mut l) = log.lock() {
+                    l.push(format!("stderr: {line}"));
+                }
+            }
+        });
+    }
+    pod.app = Some(child);
+    Ok(())
+}
+
+/// Fold one JSON line of the app into the counters.
+fn apply_line(line: &str, counts: &Mutex<QueueCounts>, ready: &Mutex<bool>) {
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { return };
+    match v["type"].as_str() {
+        Some("ready") => {
+            if let Ok(mut r) = ready.lock() {
+                *r = true;
+            }
+        }
+        Some("stats") => {
+            if let (Some(q), Some(p)) = (v["queue"].as_u64(), v["packets"].as_u64()) {
+                if let Ok(mut c) = counts.lock() {
+                    c.insert(q as u32, p);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_lines_update_counts_and_ready() {
+        let counts = Mutex::new(QueueCounts::new());
+        let ready = Mutex::new(false);
+        apply_line(r#"{"type":"ready","device":"x","queues":[0,1]}"#, &counts, &ready);
+        apply_line(r#"{"type":"stats","device":"x","queue":1,"packets":5,"bytes":300}"#, &counts, &ready);
+        apply_line(r#"{"type":"stats","device":"x","queue":1,"packets":7,"bytes":400}"#, &counts, &ready);
+        apply_line("not json", &counts, &ready);
+        assert!(*ready.lock().expect("lock"));
+        assert_eq!(counts.lock().expect("lock").get(&1), Some(&7));
+    }
+}

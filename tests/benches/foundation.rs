@@ -1,0 +1,102 @@
+//! Foundation benchmarks on the real kernel (root): Allocate latency (native XDP
+//! attach + UDS server setup, through the real device-plugin gRPC) and afxdp-cni
+//! ADD/DEL exec latency. Prints a table; targets: Allocate p50 ≤ 5 ms, CNI ADD p50 ≤ 10 ms.
+//!
+//! Run: `cargo bench -p afxdp-e2e --bench foundation` (add `-- --iterations N`).
+
+use std::time::{Duration, Instant};
+
+use afxdp_lab::{cni, Lab, LabConfig, Sharing, RESOURCE};
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+fn row(name: &str, mut samples: Vec<Duration>, target: Option<Duration>) {
+    samples.sort();
+    let p50 = percentile(&samples, 0.50);
+    let p99 = percentile(&samples, 0.99);
+    let verdict = match target {
+        Some(t) if p50 <= t => format!("p50 ≤ {t:?}: met"),
+        Some(t) => format!("p50 ≤ {t:?}: MISSED"),
+        None => String::new(),
+    };
+    println!(
+        "{name:<34} {:>6} {:>10.3} {:>10.3} {:>10.3}  {verdict}",
+        samples.len(),
+        p50.as_secs_f64() * 1e3,
+        p99.as_secs_f64() * 1e3,
+        samples.last().copied().unwrap_or_default().as_secs_f64() * 1e3
+    );
+}
+
+fn iterations() -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == "--iterations")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200)
+}
+
+async fn allocate_latency(sharing: Sharing, n: usize) -> Vec<Duration> {
+    let lab = Lab::start(LabConfig { nics: 1, queues: 4, sharing, xdp_mode: "native" }).await.expect("lab");
+    let nic = lab.nics[0].name.clone();
+    let agent = lab.daemon.as_ref().expect("daemon").agent.clone();
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        lab.kubelet().allocate(RESOURCE, std::slice::from_ref(&nic)).await.expect("allocate");
+        samples.push(t.elapsed());
+        let a = agent.clone();
+        let d = nic.clone();
+        tokio::task::spawn_blocking(move || a.release(&d)).await.expect("join").expect("release");
+    }
+    lab.teardown().await.expect("teardown");
+    samples
+}
+
+async fn cni_latency(n: usize) -> (Vec<Duration>, Vec<Duration>) {
+    let lab = Lab::start(LabConfig { nics: 1, queues: 4, sharing: Sharing::Uds, xdp_mode: "native" }).await.expect("lab");
+    let nic = lab.nics[0].name.clone();
+    let netns = afxdp_testnet::Netns::new("afxbench").expect("netns");
+    let conf = cni::net_conf(&nic, &lab.paths.node_api, "1.1.0");
+    let (mut add, mut del) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for i in 0..n {
+        lab.kubelet().allocate(RESOURCE, std::slice::from_ref(&nic)).await.expect("allocate");
+        let cid = format!("bench-{i}");
+        let a = cni::exec(&lab.cni, "ADD", &cid, Some(netns.path()), "net1", "bench", "p", &conf).expect("ADD");
+        assert!(a.success, "{a:?}");
+        add.push(a.elapsed);
+        let d = cni::exec(&lab.cni, "DEL", &cid, Some(netns.path()), "net1", "bench", "p", &conf).expect("DEL");
+        assert!(d.success, "{d:?}");
+        del.push(d.elapsed);
+    }
+    drop(netns);
+    lab.teardown().await.expect("teardown");
+    (add, del)
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    afxdp_testnet::require_root();
+    let n = iterations();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let alloc_uds = allocate_latency(Sharing::Uds, n).await;
+        let alloc_pinned = allocate_latency(Sharing::Pinned, n).await;
+        let (add, del) = cni_latency(n.min(100)).await;
+        println!("\nafxdp-rs foundation bench (ms)");
+        println!("{:<34} {:>6} {:>10} {:>10} {:>10}", "operation", "n", "p50", "p99", "max");
+        row("Allocate (native attach + UDS)", alloc_uds, Some(Duration::from_millis(5)));
+        row("Allocate (native attach + pin)", alloc_pinned, Some(Duration::from_millis(5)));
+        row("afxdp-cni ADD (exec)", add, Some(Duration::from_millis(10)));
+        row("afxdp-cni DEL (exec)", del, None);
+    });
+}

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Install what afxdp-rs needs on a fresh Debian machine (as root). Idempotent:
+# only missing pieces are installed.
+set -euo pipefail
+
+APT_PACKAGES=(
+  clang llvm libbpf-dev
+  protobuf-compiler
+  iproute2 ethtool
+  containernetworking-plugins
+  pkg-config
+)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  case "$p" in \#*) continue ;; esac
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "installing: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  # shellcheck disable=SC1091
+  [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
+fi
+command -v cargo >/dev/null || { echo "cargo (rustup) is required" >&2; exit 1; }
+rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt

@@ -1,0 +1,66 @@
+//! Kubelet-facing behaviour: re-registration after a kubelet restart, health in
+//! ListAndWatch.
+
+use std::time::{Duration, Instant};
+
+use afxdp_lab::{Lab, LabConfig, RESOURCE};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_re_registers_after_kubelet_restart_and_keeps_serving() {
+    afxdp_testnet::require_root();
+    let mut lab = Lab::start(LabConfig { nics: 1, ..Default::default() }).await.expect("lab");
+    let first = lab.kubelet().wait_registered(RESOURCE, Duration::from_secs(5)).await.expect("registered");
+    lab.kubelet_mut().restart().await.expect("kubelet restart");
+    let again = lab.kubelet().wait_registered(RESOURCE, Duration::from_secs(10)).await.expect("re-registered");
+    assert_eq!(again.resource_name, RESOURCE);
+    assert!(
+        lab.paths.device_plugin_dir.join(&again.endpoint).exists(),
+        "the plugin serves a fresh socket {} (was {})",
+        again.endpoint,
+        first.endpoint
+    );
+    lab.kubelet()
+        .wait_devices(RESOURCE, Duration::from_secs(5), |d| d.len() == 1 && d[0].health == "Healthy")
+        .await
+        .expect("devices after restart");
+    // Still serving: a pod can be admitted and receives traffic.
+    let nic = lab.nics[0].name.clone();
+    lab.add_pod("after-restart").await.expect("admit after restart");
+    let sent = lab.send(&nic, 4, 10).expect("send");
+    lab.pods[0].wait_total(sent, Duration::from_secs(10)).expect("traffic after restart");
+    lab.teardown().await.expect("teardown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn link_down_is_unhealthy_within_one_second() {
+    afxdp_testnet::require_root();
+    let lab = Lab::start(LabConfig { nics: 2, ..Default::default() }).await.expect("lab");
+    let nic = lab.nics[0].name.clone();
+    let other = lab.nics[1].name.clone();
+    afxdp_testnet::ip(&["link", "set", &nic, "down"]).expect("link down");
+    let t0 = Instant::now();
+    let seen = lab
+        .kubelet()
+        .wait_devices(RESOURCE, Duration::from_secs(1), |d| {
+            d.iter().any(|x| x.id == nic && x.health == "Unhealthy")
+        })
+        .await
+        .expect("Unhealthy within 1 s");
+    let took = t0.elapsed();
+    assert!(seen.iter().any(|x| x.id == other && x.health == "Healthy"), "the other NIC stays healthy: {seen:?}");
+    eprintln!("link down reported after {took:?}");
+    afxdp_testnet::ip(&["link", "set", &nic, "up"]).expect("link up");
+    lab.kubelet()
+        .wait_devices(RESOURCE, Duration::from_secs(2), |d| d.iter().all(|x| x.health == "Healthy"))
+        .await
+        .expect("healthy again");
+    // Removing the link is reported too.
+    drop(afxdp_testnet::ip(&["link", "del", &nic]));
+    lab.kubelet()
+        .wait_devices(RESOURCE, Duration::from_secs(1), |d| {
+            d.iter().any(|x| x.id == nic && x.health == "Unhealthy")
+        })
+        .await
+        .expect("removed link Unhealthy within 1 s");
+    lab.teardown().await.expect("teardown");
+}
