@@ -68,7 +68,7 @@ async fn full_path(sharing: Sharing) {
     assert!(!host_dir.exists(), "{} left behind", host_dir.display());
     // The device is free again: kubelet sees it healthy.
     lab.kubelet()
-        .wait_devices(RESOURCE, Duration::from_secs(3), |d| d.iter().all(|x| x.health == "Healthy"))
+        .wait_devices(RESOURCE, Duration::from_secs(3), |d| d.iter().all(|x| x.is_healthy()))
         .await
         .expect("healthy again");
 

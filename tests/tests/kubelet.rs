@@ -20,7 +20,7 @@ async fn plugin_re_registers_after_kubelet_restart_and_keeps_serving() {
         first.endpoint
     );
     lab.kubelet()
-        .wait_devices(RESOURCE, Duration::from_secs(5), |d| d.len() == 1 && d[0].health == "Healthy")
+        .wait_devices(RESOURCE, Duration::from_secs(5), |d| d.len() == 1 && d[0].is_healthy())
         .await
         .expect("devices after restart");
     // Still serving: a pod can be admitted and receives traffic.
@@ -42,23 +42,23 @@ async fn link_down_is_unhealthy_within_one_second() {
     let seen = lab
         .kubelet()
         .wait_devices(RESOURCE, Duration::from_secs(1), |d| {
-            d.iter().any(|x| x.id == nic && x.health == "Unhealthy")
+            d.iter().any(|x| x.id == nic && !x.is_healthy())
         })
         .await
         .expect("Unhealthy within 1 s");
     let took = t0.elapsed();
-    assert!(seen.iter().any(|x| x.id == other && x.health == "Healthy"), "the other NIC stays healthy: {seen:?}");
+    assert!(seen.iter().any(|x| x.id == other && x.is_healthy()), "the other NIC stays healthy: {seen:?}");
     eprintln!("link down reported after {took:?}");
     afxdp_testnet::ip(&["link", "set", &nic, "up"]).expect("link up");
     lab.kubelet()
-        .wait_devices(RESOURCE, Duration::from_secs(2), |d| d.iter().all(|x| x.health == "Healthy"))
+        .wait_devices(RESOURCE, Duration::from_secs(2), |d| d.iter().all(|x| x.is_healthy()))
         .await
         .expect("healthy again");
     // Removing the link is reported too.
     drop(afxdp_testnet::ip(&["link", "del", &nic]));
     lab.kubelet()
         .wait_devices(RESOURCE, Duration::from_secs(1), |d| {
-            d.iter().any(|x| x.id == nic && x.health == "Unhealthy")
+            d.iter().any(|x| x.id == nic && !x.is_healthy())
         })
         .await
         .expect("removed link Unhealthy within 1 s");

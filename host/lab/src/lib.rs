@@ -191,7 +191,7 @@ impl Lab {
         let want = lab.nics.len();
         lab.kubelet()
             .wait_devices(RESOURCE, Duration::from_secs(10), |d| {
-                d.len() == want && d.iter().all(|x| x.health == afxdp_proto::deviceplugin::HEALTHY)
+                d.len() == want && d.iter().all(|x| x.is_healthy())
             })
             .await
             .map_err(|e| step("devices healthy")(e.to_string()))?;
