@@ -167,7 +167,7 @@ impl Lab {
         for index in 0..cfg.nics {
             let name = afxdp_testnet::unique_name("afn");
             let peer = afxdp_testnet::unique_name("afp");
-            let pair = VethPair::new(&name, &peer, cfg.queues, Some(&wire))
+            let pair = VethPair::create(afxdp_testnet::VethOptions::new(&name, &peer).queues(cfg.queues).b_netns(&wire))
                 .map_err(|e| step(format!("veth {name}"))(e.to_string()))?;
             let nic = Nic { name, peer, index, pair };
             let addr = format!("{}/24", nic.peer_ip());
@@ -223,7 +223,9 @@ impl Lab {
     /// Send `per_flow` UDP packets on each of `flows` flows from the wire side to `device`'s pod.
     pub fn send(&self, device: &str, flows: u16, per_flow: u32) -> Result<u64, LabError> {
         let nic = self.nic(device).ok_or_else(|| step("send")(format!("no NIC {device}")))?;
-        afxdp_testnet::send_udp(&self.wire, &nic.peer, nic.pod_ip(), 9000..9000 + flows, per_flow)
+        let last = 9000 + flows.max(1) - 1;
+        afxdp_testnet::send_udp(&self.wire, &nic.peer, nic.pod_ip(), 9000..=last, per_flow)
+            .map(|n| n as u64)
             .map_err(|e| step("send traffic")(e.to_string()))
     }
 

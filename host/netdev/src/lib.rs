@@ -1,4 +1,24 @@
-//! Host network devices.
+//! Host network devices for afxdp-rs: discovery (rtnetlink, ethtool, sysfs), a link watcher,
+//! network-namespace moves and ethtool channel settings.
+//!
+//! Everything here is synchronous and blocking; the daemon calls it from `spawn_blocking`,
+//! the CNI binary directly. Functions act on the network namespace of the calling thread
+//! unless they take a [`NetnsHandle`]; use [`in_netns`] to run any of them elsewhere.
+//!
+//! Most operations need `CAP_NET_ADMIN`; entering a namespace needs `CAP_SYS_ADMIN`.
+#![deny(missing_docs)]
 
+pub mod discover;
+mod error;
+pub mod ethtool;
 mod netdev;
+pub mod netns;
+mod nl;
+pub mod watch;
+
+pub use discover::{default_route_interfaces, get, list};
+pub use error::NetdevError;
+pub use ethtool::{ChannelCounts, Channels, DriverInfo};
 pub use netdev::{LinkState, NetDev};
+pub use netns::{in_netns, move_link, NetnsHandle};
+pub use watch::{spawn_link_watcher, spawn_link_watcher_in, LinkEvent, LinkEventKind, LinkWatcher};

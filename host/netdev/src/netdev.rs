@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LinkState {
+    /// `IF_OPER_UP`: ready to pass packets.
     Up,
+    /// `IF_OPER_DOWN`: no carrier or administratively down.
     Down,
     /// Lower-layer down, dormant, testing, not present or unknown.
     Other,
@@ -17,7 +19,9 @@ pub enum LinkState {
 /// One network device as discovered from netlink and sysfs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetDev {
+    /// Interface name, unique within its network namespace.
     pub name: String,
+    /// Interface index in its network namespace (may change when the device changes namespace).
     pub ifindex: u32,
     /// Kernel driver name (`ethtool -i`), e.g. `ice`, `veth`.
     pub driver: Option<String>,
@@ -27,13 +31,19 @@ pub struct NetDev {
     pub mac: Option<String>,
     /// NUMA node of the device; `None` when the platform does not say (sysfs `-1`).
     pub numa_node: Option<i64>,
+    /// RX queues in use (`ethtool -l` RX + combined channels when the driver reports them,
+    /// else the queues the device was created with). AF_XDP binds queue ids below this.
     pub rx_queues: u32,
+    /// TX queues in use, counted like `rx_queues`.
     pub tx_queues: u32,
     /// Link speed in Mb/s when known.
     pub speed_mbps: Option<u32>,
+    /// IPv4 and IPv6 addresses configured on the device.
     pub addresses: Vec<IpAddr>,
+    /// Operational state.
     pub state: LinkState,
     /// Administratively up (`IFF_UP`).
     pub admin_up: bool,
+    /// MTU in bytes.
     pub mtu: u32,
 }

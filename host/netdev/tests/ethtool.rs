@@ -1,0 +1,75 @@
+//! ethtool ioctls on veth and lo in a fresh namespace (root).
+
+mod common;
+
+use afxdp_netdev::ethtool::{self, ChannelCounts};
+use afxdp_netdev::{in_netns, NetdevError};
+use common::Lab;
+
+#[test]
+fn veth_channels_read_and_set_within_queue_count() {
+    let lab = Lab::new(4);
+    let a = lab.pair.a().to_owned();
+    in_netns(&lab.handle, move || {
+        let ch = ethtool::channels(&a).unwrap();
+        assert_eq!((ch.max_rx, ch.max_tx, ch.max_combined), (4, 4, 0));
+        assert_eq!((ch.rx, ch.tx, ch.combined), (4, 4, 0));
+
+        let ch = ethtool::set_channels(&a, 2).unwrap();
+        assert_eq!((ch.rx, ch.tx), (2, 2));
+        let dev = afxdp_netdev::get(&a).unwrap().unwrap();
+        assert_eq!(dev.rx_queues, 2, "discovery reports the channels in use");
+
+        let ch = ethtool::set_channel_counts(
+            &a,
+            ChannelCounts {
+                rx: Some(3),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!((ch.rx, ch.tx), (3, 2));
+
+        let err = ethtool::set_channels(&a, 5).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                NetdevError::Ethtool {
+                    cmd: "ETHTOOL_SCHANNELS",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(err.errno(), Some(libc::EINVAL));
+        assert!(!err.is_not_supported());
+
+        let ch = ethtool::set_channels(&a, 4).unwrap();
+        assert_eq!((ch.rx, ch.tx), (4, 4));
+    })
+    .unwrap();
+}
+
+#[test]
+fn driver_info_unsupported_and_missing() {
+    let lab = Lab::new(1);
+    let a = lab.pair.a().to_owned();
+    in_netns(&lab.handle, move || {
+        let d = ethtool::driver_info(&a).unwrap();
+        assert_eq!(d.driver, "veth");
+        assert_eq!(d.bus_info, "");
+
+        let e = ethtool::channels("lo").unwrap_err();
+        assert!(e.is_not_supported(), "{e}");
+        assert!(e.to_string().contains("not supported"), "{e}");
+        assert!(ethtool::set_channels("lo", 1)
+            .unwrap_err()
+            .is_not_supported());
+
+        let e = ethtool::channels("nd-missing0").unwrap_err();
+        assert!(e.is_no_such_link(), "{e}");
+        let e = ethtool::driver_info("nd-missing0").unwrap_err();
+        assert!(e.is_no_such_link(), "{e}");
+    })
+    .unwrap();
+}
