@@ -41,6 +41,8 @@ pub enum AllocateError {
         #[source]
         source: afxdp_program::ProgramError,
     },
+    #[error("pool {pool}: {what} is not supported by the native program manager")]
+    Unsupported { pool: String, what: String },
     #[error("persisting state: {0}")]
     State(#[from] StateError),
 }
@@ -216,12 +218,17 @@ impl Agent {
             if !Inventory::is_healthy(dev, false) {
                 return Err(AllocateError::Unhealthy { device: device.clone(), state: dev.netdev.state });
             }
-            let req = AttachRequest {
-                device,
-                ifindex: dev.netdev.ifindex,
-                mode: cfg.xdp_mode,
-                program: cfg.program.as_deref(),
+            let program = match &cfg.program {
+                None => None,
+                Some(afxdp_config::ProgramSource::File { path, .. }) => Some(path.as_path()),
+                Some(afxdp_config::ProgramSource::Image { image, .. }) => {
+                    return Err(AllocateError::Unsupported {
+                        pool: pool_name.into(),
+                        what: format!("bytecode image {image}"),
+                    })
+                }
             };
+            let req = AttachRequest { device, ifindex: dev.netdev.ifindex, mode: xdp_mode(cfg.xdp_mode), program };
             let att = self
                 .programs
                 .attach(&req)
@@ -238,6 +245,12 @@ impl Agent {
                         .share_map_with(device, cfg.uid)
                         .map_err(|source| AllocateError::SharePin { device: device.clone(), source })?;
                     (SharingKind::Pinned, att.map_dir.clone())
+                }
+                other => {
+                    return Err(AllocateError::Unsupported {
+                        pool: pool_name.into(),
+                        what: format!("sharing mode {other:?}"),
+                    })
                 }
             };
             grant.mounts.push((sharing::container_dir(device), host_dir.clone()));
@@ -315,6 +328,15 @@ impl Agent {
     /// Stop serving UDS (daemon shutdown); attachments and pins stay.
     pub fn shutdown(&self) {
         self.lock().uds.shutdown();
+    }
+}
+
+/// The program manager's attach mode for the config's.
+fn xdp_mode(m: afxdp_config::XdpMode) -> afxdp_program::XdpMode {
+    match m {
+        afxdp_config::XdpMode::Native => afxdp_program::XdpMode::Native,
+        afxdp_config::XdpMode::Generic => afxdp_program::XdpMode::Generic,
+        afxdp_config::XdpMode::Auto => afxdp_program::XdpMode::Auto,
     }
 }
 

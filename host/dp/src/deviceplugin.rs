@@ -32,7 +32,9 @@ pub fn allocate_status(e: &AllocateError) -> Status {
     let msg = e.to_string();
     match e {
         AllocateError::UnknownPool(_) | AllocateError::NotInPool { .. } => Status::invalid_argument(msg),
-        AllocateError::NotPresent(_) | AllocateError::Unhealthy { .. } => Status::failed_precondition(msg),
+        AllocateError::NotPresent(_) | AllocateError::Unhealthy { .. } | AllocateError::Unsupported { .. } => {
+            Status::failed_precondition(msg)
+        }
         AllocateError::Attach { .. } | AllocateError::SharePin { .. } | AllocateError::Sharing(_) => {
             Status::internal(msg)
         }

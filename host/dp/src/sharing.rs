@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use afxdp_handshake::server::{Backend, DeviceSocket, ServerConfig};
+use afxdp_handshake::{Backend, DeviceSocket, ServerConfig};
 
 /// Where the per-device directory appears inside the container (upstream-compatible:
 /// DPDK's `dp_path=/tmp/afxdp_dp/<dev>/afxdp.sock` or `.../xsks_map`).

@@ -69,7 +69,7 @@ pub enum StateError {
     Version { path: PathBuf, found: u32 },
 }
 
-fn io_err(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
+fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> StateError + 'a {
     move |source| StateError::Io { op, path: path.to_path_buf(), source }
 }
 

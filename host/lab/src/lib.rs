@@ -183,7 +183,7 @@ impl Lab {
             .await
             .map_err(|e| step("kubelet stand-in")(e.to_string()))?;
         let daemon = Daemon::start(paths.daemon_options()).await.map_err(|e| step("afxdp-dp")(e.to_string()))?;
-        let mut lab = Self { cfg, paths, wire, nics, kubelet: Some(kubelet), daemon: Some(daemon), pods: Vec::new(), cni, pod_app, _root: root };
+        let lab = Self { cfg, paths, wire, nics, kubelet: Some(kubelet), daemon: Some(daemon), pods: Vec::new(), cni, pod_app, _root: root };
         lab.kubelet()
             .wait_registered(RESOURCE, Duration::from_secs(10))
             .await
@@ -224,7 +224,7 @@ impl Lab {
     pub fn send(&self, device: &str, flows: u16, per_flow: u32) -> Result<u64, LabError> {
         let nic = self.nic(device).ok_or_else(|| step("send")(format!("no NIC {device}")))?;
         let last = 9000 + flows.max(1) - 1;
-        afxdp_testnet::send_udp(&self.wire, &nic.peer, nic.pod_ip(), 9000..=last, per_flow)
+        afxdp_testnet::send_udp(&self.wire, &nic.peer, nic.pod_ip().into(), 9000..=last, per_flow as usize)
             .map(|n| n as u64)
             .map_err(|e| step("send traffic")(e.to_string()))
     }
