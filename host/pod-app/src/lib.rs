@@ -1,0 +1,491 @@
+//! The example unprivileged AF_XDP pod application of afxdp-rs.
+//!
+//! It gets the device's XSKMAP from a [`MapSource`], binds one AF_XDP socket
+//! per rx queue (copy mode), registers each at its queue's key in the map,
+//! counts frames per queue and prints JSON lines on stdout:
+//!
+//! ```text
+//! {"type":"ready","device":"eth1","queues":[0,1,2,3]}
+//! {"type":"stats","device":"eth1","queue":0,"packets":12,"bytes":1032}
+//! {"type":"total","device":"eth1","packets":40,"bytes":3440,"per_queue":{"0":{"packets":12,"bytes":1032},...},"elapsed_ms":812,"reason":"expect"}
+//! ```
+//!
+//! It needs only `CAP_NET_RAW` (AF_XDP socket) and `RLIMIT_MEMLOCK` room for
+//! its UMEMs (1 MiB per queue by default).
+#![deny(missing_docs)]
+
+use std::{
+    collections::BTreeMap,
+    io::Write,
+    os::fd::{AsFd, AsRawFd, OwnedFd},
+    path::{Path, PathBuf},
+    sync::atomic::{AtomicBool, Ordering},
+    time::{Duration, Instant},
+};
+
+use afxdp_xsk::{XskConfig, XskError, XskSocket};
+use serde::Serialize;
+use tracing::{info, warn};
+
+/// Prefix of the env var the device plugin sets for a pool
+/// (`AFXDP_DEVICES_<POOL>`: device names, comma or space separated).
+pub const DEVICES_ENV_PREFIX: &str = "AFXDP_DEVICES_";
+
+/// Where the device's XSKMAP comes from.
+///
+/// This is the seam for the sharing modes: pinned-map mode gives a path
+/// under a bind-mounted bpffs directory; the UDS handshake (crate
+/// `afxdp-handshake`, `/xsk_map_fd` request) ends with a received FD, which
+/// is [`MapSource::Fd`]: run the handshake first, then pass its FD here.
+#[derive(Debug)]
+pub enum MapSource {
+    /// A pinned XSKMAP (opened with `BPF_OBJ_GET`; the pin must be readable
+    /// and writable by this user).
+    Pinned(PathBuf),
+    /// An XSKMAP FD already held (e.g. received over the UDS handshake).
+    Fd(OwnedFd),
+}
+
+impl MapSource {
+    /// The map FD.
+    ///
+    /// # Errors
+    ///
+    /// [`AppError::MapOpen`] when `BPF_OBJ_GET` on the pin fails.
+    pub fn into_fd(self) -> Result<OwnedFd, AppError> {
+        match self {
+            MapSource::Fd(fd) => Ok(fd),
+            MapSource::Pinned(path) => {
+                afxdp_xsk::bpf::obj_get(&path).map_err(|source| AppError::MapOpen { path, source })
+            }
+        }
+    }
+}
+
+/// Errors of the app.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// No device given and none found in the environment.
+    #[error("no device: pass --device or set {DEVICES_ENV_PREFIX}<POOL>{0}")]
+    NoDevice(String),
+    /// The device does not exist in this netns.
+    #[error("if_nametoindex({0}) failed: no such device in this network namespace")]
+    UnknownDevice(String),
+    /// Listing the rx queues from sysfs failed.
+    #[error("reading rx queues of {device} from {path}: {source}")]
+    Queues {
+        /// Device.
+        device: String,
+        /// sysfs path read.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `BPF_OBJ_GET` on the pinned map failed.
+    #[error("bpf(BPF_OBJ_GET) on {path} failed: {source}")]
+    MapOpen {
+        /// The pin.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Socket creation, binding or registration failed.
+    #[error("queue {queue}: {source}")]
+    Xsk {
+        /// Queue.
+        queue: u32,
+        /// The error.
+        #[source]
+        source: XskError,
+    },
+    /// `poll` failed.
+    #[error("poll failed: {0}")]
+    Poll(#[source] std::io::Error),
+    /// Writing the JSON output failed.
+    #[error("writing output: {0}")]
+    Output(#[source] std::io::Error),
+}
+
+/// What to run.
+#[derive(Debug)]
+pub struct Config {
+    /// Device name (in this netns).
+    pub device: String,
+    /// Rx queues to bind; empty = all of them (from sysfs).
+    pub queues: Vec<u32>,
+    /// Where the XSKMAP comes from.
+    pub map: MapSource,
+    /// Stop after this long (success unless `expect` is set and unmet).
+    pub duration: Option<Duration>,
+    /// Stop with success once this many packets arrived in total.
+    pub expect: Option<u64>,
+    /// Period of the `stats` lines.
+    pub stats_interval: Duration,
+    /// UMEM and ring sizes per socket.
+    pub xsk: XskConfig,
+}
+
+/// Why the run stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StopReason {
+    /// `expect` packets arrived.
+    Expect,
+    /// `duration` elapsed.
+    Duration,
+    /// SIGTERM/SIGINT.
+    Signal,
+}
+
+/// Counters of one queue.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct QueueCount {
+    /// Frames received.
+    pub packets: u64,
+    /// Bytes received.
+    pub bytes: u64,
+}
+
+/// Result of a run (also printed as the `total` line).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Totals {
+    /// Device.
+    pub device: String,
+    /// Frames over all queues.
+    pub packets: u64,
+    /// Bytes over all queues.
+    pub bytes: u64,
+    /// Per queue.
+    pub per_queue: BTreeMap<u32, QueueCount>,
+    /// Run time after the sockets were ready.
+    pub elapsed_ms: u64,
+    /// Why it stopped.
+    pub reason: StopReason,
+}
+
+impl Totals {
+    /// Whether the run met its `expect` (true when there was none).
+    pub fn success(&self, expect: Option<u64>) -> bool {
+        expect.is_none_or(|n| self.packets >= n)
+    }
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+enum Line<'a> {
+    Ready {
+        device: &'a str,
+        queues: &'a [u32],
+    },
+    Stats {
+        device: &'a str,
+        queue: u32,
+        packets: u64,
+        bytes: u64,
+    },
+    Total(&'a Totals),
+}
+
+fn emit(out: &mut impl Write, line: &Line<'_>) -> Result<(), AppError> {
+    let mut s = serde_json::to_string(line).expect("plain data serializes");
+    s.push('\n');
+    out.write_all(s.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(AppError::Output)
+}
+
+/// Parses a device list from `AFXDP_DEVICES_<POOL>` syntax.
+pub fn parse_device_list(value: &str) -> Vec<String> {
+    value
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Picks the device: `explicit`, else the first device of
+/// `AFXDP_DEVICES_<pool>` (or of the only `AFXDP_DEVICES_*` var when `pool`
+/// is `None`) in `env`.
+///
+/// # Errors
+///
+/// [`AppError::NoDevice`] when nothing fits.
+pub fn resolve_device(
+    explicit: Option<&str>,
+    pool: Option<&str>,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<String, AppError> {
+    if let Some(d) = explicit {
+        return Ok(d.to_string());
+    }
+    let vars: Vec<(String, String)> = env
+        .into_iter()
+        .filter(|(k, _)| k.starts_with(DEVICES_ENV_PREFIX))
+        .collect();
+    let chosen = match pool {
+        Some(p) => {
+            let key = format!("{DEVICES_ENV_PREFIX}{}", p.to_uppercase().replace('-', "_"));
+            vars.into_iter().find(|(k, _)| *k == key)
+        }
+        None if vars.len() == 1 => vars.into_iter().next(),
+        None if vars.is_empty() => None,
+        None => {
+            return Err(AppError::NoDevice(
+                " (several pools in the environment: pass --pool)".to_string(),
+            ))
+        }
+    };
+    let (key, value) = chosen.ok_or_else(|| AppError::NoDevice(String::new()))?;
+    let devices = parse_device_list(&value);
+    if devices.len() > 1 {
+        warn!(%key, ?devices, "several devices; using the first (run one app per device)");
+    }
+    devices
+        .into_iter()
+        .next()
+        .ok_or_else(|| AppError::NoDevice(format!(" ({key} is empty)")))
+}
+
+/// Rx queues of `device` from `<sysfs_net>/<device>/queues/rx-N`.
+///
+/// sysfs shows the netns it was mounted in (the pod's own, in a pod).
+///
+/// # Errors
+///
+/// [`AppError::Queues`] when the directory cannot be read.
+pub fn rx_queues(sysfs_net: &Path, device: &str) -> Result<Vec<u32>, AppError> {
+    let path = sysfs_net.join(device).join("queues");
+    let err = |source| AppError::Queues {
+        device: device.to_string(),
+        path: path.clone(),
+        source,
+    };
+    let mut queues: Vec<u32> = std::fs::read_dir(&path)
+        .map_err(err)?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.strip_prefix("rx-")?.parse().ok())
+        .collect();
+    queues.sort_unstable();
+    Ok(queues)
+}
+
+fn ifindex(device: &str) -> Result<u32, AppError> {
+    let c = std::ffi::CString::new(device).map_err(|_| AppError::UnknownDevice(device.into()))?;
+    // SAFETY: valid C string.
+    match unsafe { libc::if_nametoindex(c.as_ptr()) } {
+        0 => Err(AppError::UnknownDevice(device.to_string())),
+        i => Ok(i),
+    }
+}
+
+/// Binds the sockets, registers them, receives until a stop condition and
+/// returns the totals, printing JSON lines to `out` along the way.
+///
+/// `stop` is polled at least every 100 ms (set it from a signal handler).
+///
+/// # Errors
+///
+/// Setup failures (device, map, sockets) and output errors.
+pub fn run(cfg: Config, out: &mut impl Write, stop: &AtomicBool) -> Result<Totals, AppError> {
+    let ifindex = ifindex(&cfg.device)?;
+    let queues = if cfg.queues.is_empty() {
+        rx_queues(Path::new("/sys/class/net"), &cfg.device)?
+    } else {
+        cfg.queues.clone()
+    };
+    let map = cfg.map.into_fd()?;
+    let mut sockets = Vec::with_capacity(queues.len());
+    for &q in &queues {
+        let xsk_err = |source| AppError::Xsk { queue: q, source };
+        let sock = XskSocket::new(ifindex, q, &cfg.xsk).map_err(xsk_err)?;
+        sock.register(map.as_fd(), q).map_err(xsk_err)?;
+        sockets.push(sock);
+    }
+    drop(map);
+    info!(device = %cfg.device, ifindex, ?queues, "sockets bound and registered");
+    emit(
+        out,
+        &Line::Ready {
+            device: &cfg.device,
+            queues: &queues,
+        },
+    )?;
+
+    let start = Instant::now();
+    let deadline = cfg.duration.map(|d| start + d);
+    let mut next_stats = start + cfg.stats_interval;
+    let mut counts: BTreeMap<u32, QueueCount> =
+        queues.iter().map(|&q| (q, QueueCount::default())).collect();
+    let mut total = 0u64;
+    let mut pfds: Vec<libc::pollfd> = sockets
+        .iter()
+        .map(|s| libc::pollfd {
+            fd: s.as_fd().as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+
+    let reason = loop {
+        if stop.load(Ordering::Relaxed) {
+            break StopReason::Signal;
+        }
+        let now = Instant::now();
+        if deadline.is_some_and(|d| now >= d) {
+            break StopReason::Duration;
+        }
+        let mut wait = next_stats
+            .saturating_duration_since(now)
+            .min(Duration::from_millis(100));
+        if let Some(d) = deadline {
+            wait = wait.min(d.saturating_duration_since(now));
+        }
+        // SAFETY: `pfds` is a valid array of pollfd.
+        let r = unsafe {
+            libc::poll(
+                pfds.as_mut_ptr(),
+                pfds.len() as libc::nfds_t,
+                wait.as_millis() as libc::c_int,
+            )
+        };
+        if r < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EINTR) {
+                return Err(AppError::Poll(e));
+            }
+        }
+        // Drain every socket (cheap when empty; copy mode may need kicks).
+        for sock in &mut sockets {
+            let q = sock.queue();
+            let c = sock
+                .recv(64, |_frame| {})
+                .map_err(|source| AppError::Xsk { queue: q, source })?;
+            let qc = counts.entry(q).or_default();
+            qc.packets += u64::from(c.packets);
+            qc.bytes += c.bytes;
+            total += u64::from(c.packets);
+        }
+        if cfg.expect.is_some_and(|n| total >= n) {
+            break StopReason::Expect;
+        }
+        if Instant::now() >= next_stats {
+            for (&queue, qc) in &counts {
+                emit(
+                    out,
+                    &Line::Stats {
+                        device: &cfg.device,
+                        queue,
+                        packets: qc.packets,
+                        bytes: qc.bytes,
+                    },
+                )?;
+            }
+            next_stats += cfg.stats_interval;
+        }
+    };
+
+    for sock in &sockets {
+        if let Ok(st) = sock.statistics() {
+            if st != Default::default() {
+                warn!(queue = sock.queue(), ?st, "kernel AF_XDP drop counters");
+            }
+        }
+    }
+    let totals = Totals {
+        device: cfg.device.clone(),
+        packets: total,
+        bytes: counts.values().map(|c| c.bytes).sum(),
+        per_queue: counts,
+        elapsed_ms: start.elapsed().as_millis() as u64,
+        reason,
+    };
+    emit(out, &Line::Total(&totals))?;
+    Ok(totals)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn device_lists() {
+        assert_eq!(parse_device_list("a,b c , d"), vec!["a", "b", "c", "d"]);
+        assert!(parse_device_list(" , ").is_empty());
+    }
+
+    #[test]
+    fn device_resolution() {
+        let e = env(&[("AFXDP_DEVICES_FAST", "eth1,eth2"), ("HOME", "/")]);
+        assert_eq!(resolve_device(Some("x"), None, e.clone()).unwrap(), "x");
+        assert_eq!(resolve_device(None, None, e.clone()).unwrap(), "eth1");
+        assert_eq!(
+            resolve_device(None, Some("fast"), e.clone()).unwrap(),
+            "eth1"
+        );
+        assert!(resolve_device(None, Some("slow"), e).is_err());
+        let two = env(&[("AFXDP_DEVICES_A", "x"), ("AFXDP_DEVICES_B", "y")]);
+        assert!(resolve_device(None, None, two).is_err());
+        assert!(resolve_device(None, None, env(&[("AFXDP_DEVICES_A", "")])).is_err());
+    }
+
+    #[test]
+    fn json_lines() {
+        let mut per_queue = BTreeMap::new();
+        per_queue.insert(
+            1,
+            QueueCount {
+                packets: 2,
+                bytes: 84,
+            },
+        );
+        let t = Totals {
+            device: "d".into(),
+            packets: 2,
+            bytes: 84,
+            per_queue,
+            elapsed_ms: 5,
+            reason: StopReason::Expect,
+        };
+        let mut buf = Vec::new();
+        emit(&mut buf, &Line::Total(&t)).unwrap();
+        emit(
+            &mut buf,
+            &Line::Stats {
+                device: "d",
+                queue: 1,
+                packets: 2,
+                bytes: 84,
+            },
+        )
+        .unwrap();
+        let s = String::from_utf8(buf).unwrap();
+        let mut lines = s.lines();
+        let total: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+        assert_eq!(total["type"], "total");
+        assert_eq!(total["per_queue"]["1"]["packets"], 2);
+        assert_eq!(total["reason"], "expect");
+        let stats: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+        assert_eq!(stats["type"], "stats");
+        assert_eq!(stats["queue"], 1);
+        assert!(t.success(Some(2)) && !t.success(Some(3)) && t.success(None));
+    }
+
+    #[test]
+    fn rx_queues_from_a_fake_sysfs() {
+        let dir = tempfile::tempdir().unwrap();
+        for q in ["rx-0", "rx-10", "rx-2", "tx-0"] {
+            std::fs::create_dir_all(dir.path().join("eth9/queues").join(q)).unwrap();
+        }
+        assert_eq!(rx_queues(dir.path(), "eth9").unwrap(), vec![0, 2, 10]);
+        assert!(rx_queues(dir.path(), "nope").is_err());
+    }
+}

@@ -1,0 +1,134 @@
+//! `afxdp-pod-app`: receive on every rx queue of an AF_XDP device, print
+//! JSON counters. See the library docs for the output format.
+//!
+//! Exit status: 0 on success (or on SIGTERM/SIGINT), 1 on error, 3 when
+//! `--expect` was not met before `--duration` ran out.
+
+use std::{
+    io::IsTerminal,
+    path::PathBuf,
+    process::ExitCode,
+    sync::atomic::{AtomicBool, Ordering},
+    time::Duration,
+};
+
+use afxdp_pod_app::{resolve_device, run, Config, MapSource};
+use afxdp_xsk::XskConfig;
+use clap::Parser;
+use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+use tracing::error;
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::Relaxed);
+}
+
+/// Example unprivileged AF_XDP app: binds one socket per rx queue, registers
+/// them in the device's XSKMAP, counts packets per queue.
+#[derive(Debug, Parser)]
+#[command(name = "afxdp-pod-app", version)]
+struct Args {
+    /// Device name; default: the first device of AFXDP_DEVICES_<POOL>.
+    #[arg(long)]
+    device: Option<String>,
+    /// Pool whose AFXDP_DEVICES_<POOL> variable names the device (needed
+    /// only when several pools are in the environment).
+    #[arg(long)]
+    pool: Option<String>,
+    /// Rx queues, comma separated; default: all, from /sys/class/net.
+    #[arg(long, value_delimiter = ',')]
+    queues: Vec<u32>,
+    /// Pinned XSKMAP (pinned-map sharing mode).
+    #[arg(long, value_name = "PATH")]
+    pinned_map: PathBuf,
+    /// Stop after this many seconds.
+    #[arg(long, value_name = "SECS")]
+    duration: Option<f64>,
+    /// Exit 0 once this many packets arrived in total (3 on timeout).
+    #[arg(long, value_name = "N")]
+    expect: Option<u64>,
+    /// Period of the per-queue stats lines.
+    #[arg(long, default_value_t = 1000)]
+    stats_interval_ms: u64,
+    /// UMEM frames per socket (2 KiB each, charged to RLIMIT_MEMLOCK).
+    #[arg(long, default_value_t = 512)]
+    frames: u32,
+}
+
+fn install_signal_handlers() -> nix::Result<()> {
+    // No SA_RESTART: poll returns EINTR and the loop sees STOP at once.
+    let action = SigAction::new(
+        SigHandler::Handler(on_signal),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
+    for sig in [Signal::SIGTERM, Signal::SIGINT] {
+        // SAFETY: the handler only stores to an atomic.
+        unsafe { sigaction(sig, &action) }?;
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let args = Args::parse();
+    if let Err(e) = install_signal_handlers() {
+        error!("sigaction failed: {e}");
+        return ExitCode::from(1);
+    }
+    let device = match resolve_device(
+        args.device.as_deref(),
+        args.pool.as_deref(),
+        std::env::vars(),
+    ) {
+        Ok(d) => d,
+        Err(e) => {
+            error!("{e}");
+            return ExitCode::from(1);
+        }
+    };
+    let frames = args.frames.max(1);
+    let ring = frames.next_power_of_two();
+    let cfg = Config {
+        device,
+        queues: args.queues,
+        // The UDS handshake (`--uds PATH --pod NAME`) plugs in here: run it,
+        // then pass the received FD as `MapSource::Fd`.
+        map: MapSource::Pinned(args.pinned_map),
+        duration: args.duration.map(Duration::from_secs_f64),
+        expect: args.expect,
+        stats_interval: Duration::from_millis(args.stats_interval_ms.max(10)),
+        xsk: XskConfig {
+            frame_count: frames,
+            fill_size: ring,
+            rx_size: ring,
+            ..XskConfig::default()
+        },
+    };
+    let expect = cfg.expect;
+    match run(cfg, &mut std::io::stdout().lock(), &STOP) {
+        Ok(t) if t.success(expect) || t.reason == afxdp_pod_app::StopReason::Signal => {
+            ExitCode::SUCCESS
+        }
+        Ok(t) => {
+            error!(
+                got = t.packets,
+                ?expect,
+                "expected packet count not reached"
+            );
+            ExitCode::from(3)
+        }
+        Err(e) => {
+            error!("{e}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,346 @@
+//! Privileged tests of `NativeManager` on a real kernel: veth pairs created
+//! in the host netns with unique names, netns of our own, everything removed
+//! by RAII guards. They fail (never skip) without root.
+
+use std::{
+    ffi::CString,
+    path::{Path, PathBuf},
+    process::Command,
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+use afxdp_program::{AttachRequest, NativeManager, ProgramError, ProgramManager, XdpMode};
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// A unique short name (≤ 15 bytes) for links and netns of this test.
+fn unique(tag: &str) -> String {
+    let n = SEQ.fetch_add(1, Ordering::Relaxed);
+    format!("{tag}{}x{n}", std::process::id() % 10_000_000)
+}
+
+fn ip(args: &[&str]) -> String {
+    let out = Command::new("ip").args(args).output().expect("run ip");
+    assert!(
+        out.status.success(),
+        "ip {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A veth pair in the host netns; Drop deletes it wherever it is.
+struct Veth {
+    a: String,
+    b: String,
+    netns: Option<String>,
+}
+
+impl Veth {
+    fn new() -> Self {
+        let a = unique("pa");
+        let b = unique("pb");
+        ip(&[
+            "link",
+            "add",
+            &a,
+            "numrxqueues",
+            "4",
+            "numtxqueues",
+            "4",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &b,
+            "numrxqueues",
+            "4",
+            "numtxqueues",
+            "4",
+        ]);
+        Veth { a, b, netns: None }
+    }
+
+    fn move_a(&mut self, netns: Option<&str>) {
+        match (self.netns.as_deref(), netns) {
+            (None, Some(ns)) => ip(&["link", "set", &self.a, "netns", ns]),
+            (Some(from), None) => ip(&["-n", from, "link", "set", &self.a, "netns", "1"]),
+            _ => panic!("bad move"),
+        };
+        self.netns = netns.map(str::to_string);
+    }
+
+    /// `ip -d link show` of `a` wherever it is.
+    fn show_a(&self) -> String {
+        match &self.netns {
+            Some(ns) => ip(&["-n", ns, "-d", "link", "show", "dev", &self.a]),
+            None => ip(&["-d", "link", "show", "dev", &self.a]),
+        }
+    }
+}
+
+impl Drop for Veth {
+    fn drop(&mut self) {
+        let mut cmd = Command::new("ip");
+        if let Some(ns) = &self.netns {
+            cmd.args(["-n", ns]);
+        }
+        let _ = cmd.args(["link", "del", &self.a]).output();
+        let _ = Command::new("ip").args(["link", "del", &self.b]).output();
+    }
+}
+
+/// `ip netns add`; Drop deletes it.
+struct Netns(String);
+
+impl Netns {
+    fn new() -> Self {
+        let name = unique("ns");
+        ip(&["netns", "add", &name]);
+        Netns(name)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
+    }
+}
+
+/// A temporary pin root; Drop unmounts the bpffs the manager put on it.
+struct PinRoot {
+    dir: tempfile::TempDir,
+}
+
+impl PinRoot {
+    fn new() -> Self {
+        PinRoot {
+            dir: tempfile::Builder::new()
+                .prefix("afxdp-pins-")
+                .tempdir()
+                .expect("tempdir"),
+        }
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.path().join("pins")
+    }
+}
+
+impl Drop for PinRoot {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.path(), nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+fn ifindex(name: &str) -> u32 {
+    let c = CString::new(name).unwrap();
+    // SAFETY: valid NUL-terminated string.
+    let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    assert_ne!(idx, 0, "no interface {name}");
+    idx
+}
+
+fn req(dev: &str, mode: XdpMode) -> AttachRequest<'_> {
+    AttachRequest {
+        device: dev,
+        ifindex: ifindex(dev),
+        mode,
+        program: None,
+    }
+}
+
+fn xdp_prog_id(show: &str) -> Option<u32> {
+    let rest = &show[show.find("prog/xdp id ")? + "prog/xdp id ".len()..];
+    rest.split_whitespace().next()?.parse().ok()
+}
+
+fn entries(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+fn assert_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "these tests need root (CAP_NET_ADMIN, CAP_BPF, CAP_SYS_ADMIN)"
+    );
+}
+
+#[test]
+fn attach_survives_netns_moves_and_detaches_anywhere() {
+    assert_root();
+    let root = PinRoot::new();
+    let mgr = NativeManager::new(root.path()).expect("manager");
+    let mut veth = Veth::new();
+    let ns = Netns::new();
+
+    // Auto on veth picks native.
+    let att = mgr.attach(&req(&veth.a, XdpMode::Auto)).expect("attach");
+    assert_eq!(att.mode, XdpMode::Native);
+    assert_eq!(att.map_pin, att.map_dir.join("xsks_map"));
+    assert_eq!(entries(&att.map_dir), vec!["xsks_map".to_string()]);
+    assert_eq!(xdp_prog_id(&veth.show_a()), Some(att.program_id));
+    mgr.xsk_map_fd(&veth.a).expect("map fd");
+
+    // Into a netns and back: still attached.
+    veth.move_a(Some(&ns.0));
+    assert_eq!(
+        xdp_prog_id(&veth.show_a()),
+        Some(att.program_id),
+        "after move in"
+    );
+    veth.move_a(None);
+    assert_eq!(
+        xdp_prog_id(&veth.show_a()),
+        Some(att.program_id),
+        "after move back"
+    );
+    assert!(mgr.detach(&veth.a).expect("detach after move back"));
+    assert_eq!(xdp_prog_id(&veth.show_a()), None);
+    assert!(!att.map_dir.exists());
+
+    // Detach while the device sits in the other netns.
+    let att = mgr
+        .attach(&req(&veth.a, XdpMode::Generic))
+        .expect("attach generic");
+    assert_eq!(att.mode, XdpMode::Generic);
+    assert!(veth.show_a().contains("xdpgeneric"), "{}", veth.show_a());
+    veth.move_a(Some(&ns.0));
+    assert_eq!(xdp_prog_id(&veth.show_a()), Some(att.program_id));
+    assert!(mgr.detach(&veth.a).expect("detach in netns"));
+    assert_eq!(xdp_prog_id(&veth.show_a()), None, "still attached in netns");
+    assert!(mgr.attachments().is_empty());
+    for d in ["maps", "links", "meta"] {
+        assert!(entries(&root.path().join(d)).is_empty(), "{d} not empty");
+    }
+}
+
+#[test]
+fn adopts_after_restart() {
+    assert_root();
+    let root = PinRoot::new();
+    let veth = Veth::new();
+    let att = {
+        let mgr = NativeManager::new(root.path()).expect("manager");
+        mgr.attach(&req(&veth.a, XdpMode::Native)).expect("attach")
+    };
+    // The first manager is gone; the pinned link keeps the program attached.
+    assert_eq!(xdp_prog_id(&veth.show_a()), Some(att.program_id));
+
+    let mgr = NativeManager::new(root.path()).expect("second manager");
+    assert_eq!(mgr.attachments(), vec![att.clone()]);
+    // The same request is idempotent on an adopted attachment, another is refused.
+    assert_eq!(mgr.attach(&req(&veth.a, XdpMode::Native)).unwrap(), att);
+    assert!(matches!(
+        mgr.attach(&req(&veth.a, XdpMode::Generic)),
+        Err(ProgramError::AlreadyAttached { .. })
+    ));
+    mgr.xsk_map_fd(&veth.a)
+        .expect("map fd of adopted attachment");
+    mgr.share_map_with(&veth.a, 65534).expect("share");
+    let meta = std::fs::metadata(&att.map_pin).unwrap();
+    assert_eq!(std::os::unix::fs::MetadataExt::uid(&meta), 65534);
+
+    assert!(mgr.detach(&veth.a).unwrap());
+    assert_eq!(xdp_prog_id(&veth.show_a()), None);
+    drop(mgr);
+    let mgr = NativeManager::new(root.path()).expect("third manager");
+    assert!(mgr.attachments().is_empty());
+}
+
+#[test]
+fn detach_is_idempotent_and_attach_same_request_too() {
+    assert_root();
+    let root = PinRoot::new();
+    let mgr = NativeManager::new(root.path()).expect("manager");
+    let veth = Veth::new();
+    assert!(!mgr.detach(&veth.a).unwrap(), "nothing attached yet");
+    let a1 = mgr.attach(&req(&veth.a, XdpMode::Auto)).unwrap();
+    let a2 = mgr.attach(&req(&veth.a, XdpMode::Auto)).unwrap();
+    assert_eq!(a1, a2);
+    // Asking for the mode Auto resolved to is the same request too.
+    assert_eq!(mgr.attach(&req(&veth.a, XdpMode::Native)).unwrap(), a1);
+    assert!(mgr.detach(&veth.a).unwrap());
+    assert!(!mgr.detach(&veth.a).unwrap());
+    assert!(matches!(
+        mgr.xsk_map_fd(&veth.a),
+        Err(ProgramError::NotAttached { .. })
+    ));
+}
+
+#[test]
+fn unknown_ifindex_leaves_no_pins() {
+    assert_root();
+    let root = PinRoot::new();
+    let mgr = NativeManager::new(root.path()).expect("manager");
+    let err = mgr
+        .attach(&AttachRequest {
+            device: "nosuchdev0",
+            ifindex: 0x7fff_fff0,
+            mode: XdpMode::Auto,
+            program: None,
+        })
+        .expect_err("attach to a missing ifindex");
+    assert!(matches!(err, ProgramError::Attach { .. }), "{err}");
+    for d in ["maps", "links", "meta"] {
+        assert!(entries(&root.path().join(d)).is_empty(), "{d} not empty");
+    }
+    assert!(mgr.attachments().is_empty());
+}
+
+#[test]
+fn half_made_leftovers_are_cleaned() {
+    assert_root();
+    let root = PinRoot::new();
+    drop(NativeManager::new(root.path()).expect("manager"));
+    // A map directory and metadata without a link: what a crash mid-attach leaves.
+    std::fs::create_dir(root.path().join("maps/ghost0")).unwrap();
+    std::fs::create_dir_all(root.path().join("meta/ghost0/mode=native")).unwrap();
+    let mgr = NativeManager::new(root.path()).expect("manager");
+    assert!(mgr.attachments().is_empty());
+    for d in ["maps", "links", "meta"] {
+        assert!(entries(&root.path().join(d)).is_empty(), "{d} not empty");
+    }
+}
+
+#[test]
+fn custom_object_without_xskmap_is_refused() {
+    assert_root();
+    let root = PinRoot::new();
+    let mgr = NativeManager::new(root.path()).expect("manager");
+    let veth = Veth::new();
+    let bogus = root.dir.path().join("bogus.o");
+    std::fs::write(&bogus, b"not an ELF").unwrap();
+    let err = mgr
+        .attach(&AttachRequest {
+            program: Some(&bogus),
+            ..req(&veth.a, XdpMode::Auto)
+        })
+        .expect_err("bogus object");
+    assert!(matches!(err, ProgramError::Load { .. }), "{err}");
+    assert_eq!(xdp_prog_id(&veth.show_a()), None);
+    assert!(entries(&root.path().join("maps")).is_empty());
+}
+
+#[test]
+fn attachment_of_a_destroyed_device_is_cleaned_on_adopt() {
+    assert_root();
+    let root = PinRoot::new();
+    let veth = Veth::new();
+    {
+        let mgr = NativeManager::new(root.path()).expect("manager");
+        mgr.attach(&req(&veth.a, XdpMode::Auto)).expect("attach");
+    }
+    // The device dies while no manager runs (e.g. its pod netns was deleted).
+    ip(&["link", "del", &veth.a]);
+    let mgr = NativeManager::new(root.path()).expect("manager");
+    assert!(mgr.attachments().is_empty());
+    for d in ["maps", "links", "meta"] {
+        assert!(entries(&root.path().join(d)).is_empty(), "{d} not empty");
+    }
+}
