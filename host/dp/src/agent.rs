@@ -301,8 +301,9 @@ impl Agent {
         next.allocations.remove(device);
         self.store.save(&next)?;
         inner.state = next;
-        // The device is back in the host netns now (CNI DEL moved it); refresh it.
-        if let Ok(Some(nd)) = afxdp_netdev::get(device) {
+        // The device is back in the host netns now (CNI DEL moved it): up
+        // again, ready for the next pod.
+        if let Some(nd) = bring_up(device) {
             inner.inventory.device_seen(&nd);
         }
         self.publish(&inner, &alloc.pool);
@@ -329,6 +330,21 @@ impl Agent {
     pub fn shutdown(&self) {
         self.lock().uds.shutdown();
     }
+}
+
+/// Set a pool device in the host netns up if it is down (pool devices are the
+/// daemon's to manage); returns its fresh view, `None` when it is not here.
+pub fn bring_up(device: &str) -> Option<afxdp_netdev::NetDev> {
+    let nd = afxdp_netdev::get(device).ok().flatten()?;
+    if nd.admin_up {
+        return Some(nd);
+    }
+    let here = afxdp_netdev::NetnsHandle::current().ok()?;
+    match afxdp_netdev::set_link_up(&here, device) {
+        Ok(()) => tracing::info!(device, "set pool device up"),
+        Err(e) => tracing::warn!(device, error = %e, "cannot set pool device up"),
+    }
+    afxdp_netdev::get(device).ok().flatten()
 }
 
 /// The program manager's attach mode for the config's.

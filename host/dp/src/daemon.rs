@@ -184,18 +184,8 @@ async fn bring_up_pool_devices(inventory: &Inventory, netdevs: Vec<afxdp_netdev:
         return netdevs;
     }
     tokio::task::spawn_blocking(move || {
-        let here = match afxdp_netdev::NetnsHandle::current() {
-            Ok(h) => h,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot open own netns");
-                return netdevs;
-            }
-        };
         for name in &down {
-            match afxdp_netdev::set_link_up(&here, name) {
-                Ok(()) => tracing::info!(device = %name, "set pool device up"),
-                Err(e) => tracing::warn!(device = %name, error = %e, "cannot set pool device up"),
-            }
+            crate::agent::bring_up(name);
         }
         afxdp_netdev::list().unwrap_or(netdevs)
     })

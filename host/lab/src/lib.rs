@@ -10,7 +10,7 @@
 pub mod bins;
 pub mod cni;
 pub mod pod;
-pub mod unprivileged;
+pub use afxdp_testnet::pod as unprivileged;
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -153,8 +153,15 @@ impl Lab {
     /// Build the node and wait until kubelet sees the pool's devices healthy.
     pub async fn start(cfg: LabConfig) -> Result<Self, LabError> {
         let cni = bins::find("afxdp-cni")?;
-        let pod_app = bins::find("afxdp-pod-app")?;
         let root = tempfile::Builder::new().prefix("afxdp-lab-").tempdir().map_err(|e| step("temp dir")(e.to_string()))?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            // Pods (uid 65534) exec the app from under here.
+            std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o711))
+                .map_err(|e| step("temp dir mode")(e.to_string()))?;
+        }
+        let pod_app = unprivileged::stage_binary(&bins::find("afxdp-pod-app")?, &root.path().join("bin"))
+            .map_err(|e| step("stage afxdp-pod-app")(e.to_string()))?;
         let paths = NodePaths::under(root.path());
         std::fs::create_dir_all(&paths.device_plugin_dir).map_err(|e| step("device-plugin dir")(e.to_string()))?;
 

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::os::fd::OwnedFd;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -185,31 +185,29 @@ pub async fn admit(lab: &Lab, namespace: &str, name: &str) -> Result<Pod, LabErr
     Ok(pod)
 }
 
-/// The host path behind a container path (what the runtime's bind mount does).
-fn host_path_of(pod: &Pod, container_path: &Path) -> Option<PathBuf> {
-    pod.mounts.iter().find_map(|(c, h)| container_path.strip_prefix(c).ok().map(|rest| h.join(rest)))
-}
-
 fn start_app(lab: &Lab, pod: &mut Pod) -> Result<(), LabError> {
     let dir = afxdp_dp::sharing::container_dir(&pod.device);
     let mut cmd = Command::new(&lab.pod_app);
     cmd.env_clear().envs(&pod.envs).arg("--device").arg(&pod.device).arg("--stats-interval-ms").arg("100");
+    // The app sees the container paths, as in a pod (DPDK's dp_path).
     match lab.cfg.sharing {
         Sharing::Uds => {
-            let sock = host_path_of(pod, &dir.join(afxdp_dp::sharing::UDS_FILE))
-                .ok_or_else(|| step("UDS mount")(format!("no mount for {}", dir.display())))?;
-            cmd.arg("--uds").arg(sock).arg("--pod").arg(format!("{}/{}", pod.namespace, pod.name));
+            cmd.arg("--uds").arg(dir.join(afxdp_dp::sharing::UDS_FILE));
+            cmd.arg("--pod").arg(format!("{}/{}", pod.namespace, pod.name));
         }
         Sharing::Pinned => {
-            let map = host_path_of(pod, &dir.join(afxdp_dp::sharing::MAP_FILE))
-                .ok_or_else(|| step("pinned map mount")(format!("no mount for {}", dir.display())))?;
-            cmd.arg("--pinned-map").arg(map);
+            cmd.arg("--pinned-map").arg(dir.join(afxdp_dp::sharing::MAP_FILE));
         }
     }
     let ns: OwnedFd = std::fs::File::open(pod.netns.path()).map_err(|e| step("open pod netns")(e.to_string()))?.into();
-    unprivileged::confine(&mut cmd, ns, PodUser::nobody_net_raw());
+    let mounts = unprivileged::ContainerMounts {
+        root: PathBuf::from(afxdp_dp::sharing::CONTAINER_DIR),
+        binds: pod.mounts.iter().map(|(c, h)| (h.clone(), c.clone())).collect(),
+    };
+    unprivileged::confine(&mut cmd, ns, PodUser::nobody_net_raw(), &mounts)
+        .map_err(|e| step("container mounts")(e.to_string()))?;
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
-    let mut child = cmd.spawn().map_err(|e| step("start pod app")(e.to_string()))?;
+    let mut child = unprivileged::spawn_retrying(&mut cmd).map_err(|e| step("start pod app")(e.to_string()))?;
     if let Some(out) = child.stdout.take() {
         let (counts, ready, log) = (pod.counts.clone(), pod.ready.clone(), pod.log.clone());
         std::thread::spawn(move || {

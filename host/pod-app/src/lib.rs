@@ -271,6 +271,15 @@ pub fn rx_queues(sysfs_net: &Path, device: &str) -> Result<Vec<u32>, AppError> {
     Ok(queues)
 }
 
+/// All rx queues of `device`, asked over netlink/ethtool in the current netns
+/// (right wherever the app runs); sysfs as a fallback.
+pub fn device_queues(device: &str) -> Result<Vec<u32>, AppError> {
+    match afxdp_netdev::get(device) {
+        Ok(Some(nd)) if nd.rx_queues > 0 => Ok((0..nd.rx_queues).collect()),
+        _ => rx_queues(Path::new("/sys/class/net"), device),
+    }
+}
+
 fn ifindex(device: &str) -> Result<u32, AppError> {
     let c = std::ffi::CString::new(device).map_err(|_| AppError::UnknownDevice(device.into()))?;
     // SAFETY: valid C string.
@@ -291,7 +300,7 @@ fn ifindex(device: &str) -> Result<u32, AppError> {
 pub fn run(cfg: Config, out: &mut impl Write, stop: &AtomicBool) -> Result<Totals, AppError> {
     let ifindex = ifindex(&cfg.device)?;
     let queues = if cfg.queues.is_empty() {
-        rx_queues(Path::new("/sys/class/net"), &cfg.device)?
+        device_queues(&cfg.device)?
     } else {
         cfg.queues.clone()
     };

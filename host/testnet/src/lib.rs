@@ -9,6 +9,8 @@
 //! run without privileges fails loudly instead of passing vacuously.
 #![deny(missing_docs)]
 
+pub mod pod;
+
 use std::fs::File;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};

@@ -12,6 +12,7 @@ use std::{
     time::Duration,
 };
 
+use afxdp_handshake::{Client, PodRef};
 use afxdp_pod_app::{resolve_device, run, Config, MapSource};
 use afxdp_xsk::XskConfig;
 use clap::Parser;
@@ -39,9 +40,19 @@ struct Args {
     /// Rx queues, comma separated; default: all, from /sys/class/net.
     #[arg(long, value_delimiter = ',')]
     queues: Vec<u32>,
-    /// Pinned XSKMAP (pinned-map sharing mode).
+    /// Pinned XSKMAP (pinned-map sharing mode), e.g. /tmp/afxdp_dp/<dev>/xsks_map.
+    #[arg(long, value_name = "PATH", conflicts_with = "uds", required_unless_present = "uds")]
+    pinned_map: Option<PathBuf>,
+    /// afxdp-dp's handshake socket (UDS sharing mode), e.g. /tmp/afxdp_dp/<dev>/afxdp.sock.
     #[arg(long, value_name = "PATH")]
-    pinned_map: PathBuf,
+    uds: Option<PathBuf>,
+    /// This pod, as sent in `/connect`: `<name>` or `<namespace>/<name>`;
+    /// default $POD_NAME, else the hostname (what DPDK sends).
+    #[arg(long, env = "POD_NAME")]
+    pod: Option<String>,
+    /// Handshake timeout per step.
+    #[arg(long, default_value_t = 5000)]
+    uds_timeout_ms: u64,
     /// Stop after this many seconds.
     #[arg(long, value_name = "SECS")]
     duration: Option<f64>,
@@ -70,6 +81,30 @@ fn install_signal_handlers() -> nix::Result<()> {
     Ok(())
 }
 
+/// The upstream handshake: /connect, /version, /xsk_map_fd, /fin.
+fn map_over_uds(
+    sock: &std::path::Path,
+    pod: Option<&str>,
+    device: &str,
+    timeout_ms: u64,
+) -> Result<std::os::fd::OwnedFd, String> {
+    let pod = match pod {
+        Some(p) => p.to_string(),
+        None => nix::unistd::gethostname()
+            .map_err(|e| format!("hostname: {e}"))?
+            .to_string_lossy()
+            .into_owned(),
+    };
+    let pod = PodRef::parse(&pod).ok_or_else(|| format!("invalid pod name {pod:?}"))?;
+    let mut client = Client::connect(sock, Duration::from_millis(timeout_ms)).map_err(|e| e.to_string())?;
+    client.hello(&pod).map_err(|e| e.to_string())?;
+    let version = client.version().map_err(|e| e.to_string())?;
+    let fd = client.xsk_map_fd(device).map_err(|e| e.to_string())?;
+    client.fin().map_err(|e| e.to_string())?;
+    tracing::info!(%pod, device, %version, "got the XSKMAP over the UDS");
+    Ok(fd)
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -95,14 +130,26 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let map = match (&args.uds, &args.pinned_map) {
+        (Some(sock), _) => match map_over_uds(sock, args.pod.as_deref(), &device, args.uds_timeout_ms) {
+            Ok(fd) => MapSource::Fd(fd),
+            Err(e) => {
+                error!("UDS handshake with afxdp-dp: {e}");
+                return ExitCode::from(1);
+            }
+        },
+        (None, Some(pin)) => MapSource::Pinned(pin.clone()),
+        (None, None) => {
+            error!("one of --uds or --pinned-map is required");
+            return ExitCode::from(1);
+        }
+    };
     let frames = args.frames.max(1);
     let ring = frames.next_power_of_two();
     let cfg = Config {
         device,
         queues: args.queues,
-        // The UDS handshake (`--uds PATH --pod NAME`) plugs in here: run it,
-        // then pass the received FD as `MapSource::Fd`.
-        map: MapSource::Pinned(args.pinned_map),
+        map,
         duration: args.duration.map(Duration::from_secs_f64),
         expect: args.expect,
         stats_interval: Duration::from_millis(args.stats_interval_ms.max(10)),
