@@ -42,7 +42,7 @@ fn run_refusals(sock: PathBuf, device: String) {
     refused(second.hello(&PodRef::namespaced("team-a", "p1")), Step::Connect, Response::HostNak);
     drop(second);
     // Another device through this device's socket, or an unknown one → /fd_nak.
-    refused(c.xsk_map_fd("afxdp-no-such-dev"), Step::XskMapFd, Response::FdNak);
+    refused(c.xsk_map_fd("afxnodev0"), Step::XskMapFd, Response::FdNak);
     // The real map: an FD of a BPF map.
     let map = c.xsk_map_fd(&device).expect("map fd");
     let link = std::fs::read_link(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&map)))
