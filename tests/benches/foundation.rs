@@ -44,35 +44,78 @@ fn iterations() -> usize {
 }
 
 async fn allocate_latency(sharing: Sharing, n: usize) -> Vec<Duration> {
-    let lab = Lab::start(LabConfig { nics: 1, queues: 4, sharing, xdp_mode: "native" }).await.expect("lab");
+    let lab = Lab::start(LabConfig {
+        nics: 1,
+        queues: 4,
+        sharing,
+        xdp_mode: "native",
+    })
+    .await
+    .expect("lab");
     let nic = lab.nics[0].name.clone();
     let agent = lab.daemon.as_ref().expect("daemon").agent.clone();
     let mut samples = Vec::with_capacity(n);
     for _ in 0..n {
         let t = Instant::now();
-        lab.kubelet().allocate(RESOURCE, std::slice::from_ref(&nic)).await.expect("allocate");
+        lab.kubelet()
+            .allocate(RESOURCE, std::slice::from_ref(&nic))
+            .await
+            .expect("allocate");
         samples.push(t.elapsed());
         let a = agent.clone();
         let d = nic.clone();
-        tokio::task::spawn_blocking(move || a.release(&d)).await.expect("join").expect("release");
+        tokio::task::spawn_blocking(move || a.release(&d))
+            .await
+            .expect("join")
+            .expect("release");
     }
     lab.teardown().await.expect("teardown");
     samples
 }
 
 async fn cni_latency(n: usize) -> (Vec<Duration>, Vec<Duration>) {
-    let lab = Lab::start(LabConfig { nics: 1, queues: 4, sharing: Sharing::Uds, xdp_mode: "native" }).await.expect("lab");
+    let lab = Lab::start(LabConfig {
+        nics: 1,
+        queues: 4,
+        sharing: Sharing::Uds,
+        xdp_mode: "native",
+    })
+    .await
+    .expect("lab");
     let nic = lab.nics[0].name.clone();
     let netns = afxdp_testnet::Netns::new("afxbench").expect("netns");
     let conf = cni::net_conf(&nic, &lab.paths.node_api, "1.1.0");
     let (mut add, mut del) = (Vec::with_capacity(n), Vec::with_capacity(n));
     for i in 0..n {
-        lab.kubelet().allocate(RESOURCE, std::slice::from_ref(&nic)).await.expect("allocate");
+        lab.kubelet()
+            .allocate(RESOURCE, std::slice::from_ref(&nic))
+            .await
+            .expect("allocate");
         let cid = format!("bench-{i}");
-        let a = cni::exec(&lab.cni, "ADD", &cid, Some(netns.path()), "net1", "bench", "p", &conf).expect("ADD");
+        let a = cni::exec(
+            &lab.cni,
+            "ADD",
+            &cid,
+            Some(netns.path()),
+            "net1",
+            "bench",
+            "p",
+            &conf,
+        )
+        .expect("ADD");
         assert!(a.success, "{a:?}");
         add.push(a.elapsed);
-        let d = cni::exec(&lab.cni, "DEL", &cid, Some(netns.path()), "net1", "bench", "p", &conf).expect("DEL");
+        let d = cni::exec(
+            &lab.cni,
+            "DEL",
+            &cid,
+            Some(netns.path()),
+            "net1",
+            "bench",
+            "p",
+            &conf,
+        )
+        .expect("DEL");
         assert!(d.success, "{d:?}");
         del.push(d.elapsed);
     }
@@ -87,15 +130,30 @@ fn main() {
     }
     afxdp_testnet::require_root();
     let n = iterations();
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
     rt.block_on(async {
         let alloc_uds = allocate_latency(Sharing::Uds, n).await;
         let alloc_pinned = allocate_latency(Sharing::Pinned, n).await;
         let (add, del) = cni_latency(n.min(100)).await;
         println!("\nafxdp-rs foundation bench (ms)");
-        println!("{:<34} {:>6} {:>10} {:>10} {:>10}", "operation", "n", "p50", "p99", "max");
-        row("Allocate (native attach + UDS)", alloc_uds, Some(Duration::from_millis(5)));
-        row("Allocate (native attach + pin)", alloc_pinned, Some(Duration::from_millis(5)));
+        println!(
+            "{:<34} {:>6} {:>10} {:>10} {:>10}",
+            "operation", "n", "p50", "p99", "max"
+        );
+        row(
+            "Allocate (native attach + UDS)",
+            alloc_uds,
+            Some(Duration::from_millis(5)),
+        );
+        row(
+            "Allocate (native attach + pin)",
+            alloc_pinned,
+            Some(Duration::from_millis(5)),
+        );
         row("afxdp-cni ADD (exec)", add, Some(Duration::from_millis(10)));
         row("afxdp-cni DEL (exec)", del, None);
     });

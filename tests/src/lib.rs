@@ -19,7 +19,9 @@ pub fn netns_exists(name: &str) -> bool {
 
 /// Number of open file descriptors of this process.
 pub fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
 
 /// Entries under a directory (recursively), for "nothing left behind" checks.

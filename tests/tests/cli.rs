@@ -12,7 +12,11 @@ fn afxdpctl_config_check_exit_codes() {
     let good = dir.path().join("good.json");
     std::fs::write(&good, r#"{"logLevel":"info","pools":[{"name":"fast","mode":"primary","drivers":[{"name":"ice"}]}]}"#)
         .expect("write");
-    let out = Command::new(&ctl).args(["config", "check"]).arg(&good).output().expect("run");
+    let out = Command::new(&ctl)
+        .args(["config", "check"])
+        .arg(&good)
+        .output()
+        .expect("run");
     assert!(out.status.success(), "{out:?}");
     let bad = dir.path().join("bad.json");
     std::fs::write(
@@ -20,10 +24,19 @@ fn afxdpctl_config_check_exit_codes() {
         r#"{"pools":[{"name":"","mode":"nonsense","devices":[{"pci":"xyz"},{"mac":"zz:zz"}]},{"name":"dup"},{"name":"dup"}]}"#,
     )
     .expect("write");
-    let out = Command::new(&ctl).args(["config", "check"]).arg(&bad).output().expect("run");
+    let out = Command::new(&ctl)
+        .args(["config", "check"])
+        .arg(&bad)
+        .output()
+        .expect("run");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    for needle in ["pools[0].name", "pools[0].mode", "pools[0].devices[0].pci", "pools[0].devices[1].mac"] {
+    for needle in [
+        "pools[0].name",
+        "pools[0].mode",
+        "pools[0].devices[0].pci",
+        "pools[0].devices[1].mac",
+    ] {
         assert!(err.contains(needle), "missing {needle} in:\n{err}");
     }
     assert!(err.lines().count() >= 5, "every error listed:\n{err}");
@@ -45,11 +58,23 @@ fn afxdp_dp_accepts_upstream_flag_spelling_and_env() {
         assert!(help.contains(flag), "{flag} missing from --help");
     }
     // `-config` (upstream) is taken as --config: the error names our path.
-    let out = Command::new(&dp).args(["-config", "/nonexistent/afxdp-a.json"]).output().expect("run");
+    let out = Command::new(&dp)
+        .args(["-config", "/nonexistent/afxdp-a.json"])
+        .output()
+        .expect("run");
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/afxdp-a.json"), "{out:?}");
-    let out = Command::new(&dp).env("AFXDP_CONFIG", "/nonexistent/afxdp-b.json").output().expect("run");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/afxdp-b.json"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("/nonexistent/afxdp-a.json"),
+        "{out:?}"
+    );
+    let out = Command::new(&dp)
+        .env("AFXDP_CONFIG", "/nonexistent/afxdp-b.json")
+        .output()
+        .expect("run");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("/nonexistent/afxdp-b.json"),
+        "{out:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -59,13 +84,17 @@ async fn afxdp_dp_binary_registers_with_kubelet_and_stops_cleanly() {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path();
     let config = root.join("config.json");
-    std::fs::write(&config, r#"{"pools":[{"name":"empty","mode":"primary","devices":[{"name":"afxdp-none0"}]}]}"#)
-        .expect("write");
+    std::fs::write(
+        &config,
+        r#"{"pools":[{"name":"empty","mode":"primary","devices":[{"name":"afxdp-none0"}]}]}"#,
+    )
+    .expect("write");
     let plugins = root.join("device-plugins");
     std::fs::create_dir_all(&plugins).expect("mkdir");
-    let kubelet = afxdp_kubelet_standin::KubeletStandin::start(&plugins, &root.join("pr/kubelet.sock"))
-        .await
-        .expect("stand-in");
+    let kubelet =
+        afxdp_kubelet_standin::KubeletStandin::start(&plugins, &root.join("pr/kubelet.sock"))
+            .await
+            .expect("stand-in");
     let state = root.join("state");
     let mut child = Command::new(&dp)
         .arg("--config")
@@ -83,7 +112,9 @@ async fn afxdp_dp_binary_registers_with_kubelet_and_stops_cleanly() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn afxdp-dp");
-    let reg = kubelet.wait_registered("afxdp/empty", Duration::from_secs(10)).await;
+    let reg = kubelet
+        .wait_registered("afxdp/empty", Duration::from_secs(10))
+        .await;
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
     let status = child.wait().expect("wait");
@@ -94,6 +125,9 @@ async fn afxdp_dp_binary_registers_with_kubelet_and_stops_cleanly() {
     let reg = reg.expect("registered");
     assert_eq!(reg.version, "v1beta1");
     assert!(status.success(), "exit {status:?}");
-    assert!(!state.join("node.sock").exists(), "node API socket removed on exit");
+    assert!(
+        !state.join("node.sock").exists(),
+        "node API socket removed on exit"
+    );
     kubelet.shutdown().await;
 }

@@ -31,22 +31,38 @@ fn run_refusals(sock: PathBuf, device: String) {
     // The map before a successful /connect → /fd_nak.
     refused(c.xsk_map_fd(&device), Step::XskMapFd, Response::FdNak);
     // Wrong pod, wrong namespace → /host_nak.
-    refused(c.hello(&PodRef::name("intruder")), Step::Connect, Response::HostNak);
-    refused(c.hello(&PodRef::namespaced("team-b", "p1")), Step::Connect, Response::HostNak);
+    refused(
+        c.hello(&PodRef::name("intruder")),
+        Step::Connect,
+        Response::HostNak,
+    );
+    refused(
+        c.hello(&PodRef::namespaced("team-b", "p1")),
+        Step::Connect,
+        Response::HostNak,
+    );
     // The holder, by name (as DPDK sends it) and namespaced → /host_ok.
     c.hello(&PodRef::name("p1")).expect("holder by name");
-    c.hello(&PodRef::namespaced("team-a", "p1")).expect("holder namespaced");
+    c.hello(&PodRef::namespaced("team-a", "p1"))
+        .expect("holder namespaced");
     assert_eq!(c.version().expect("version"), "0.1");
     // A second connection while the first session is open → /host_nak.
     let mut second = Client::connect(&sock, t).expect("second connect");
-    refused(second.hello(&PodRef::namespaced("team-a", "p1")), Step::Connect, Response::HostNak);
+    refused(
+        second.hello(&PodRef::namespaced("team-a", "p1")),
+        Step::Connect,
+        Response::HostNak,
+    );
     drop(second);
     // Another device through this device's socket, or an unknown one → /fd_nak.
     refused(c.xsk_map_fd("afxnodev0"), Step::XskMapFd, Response::FdNak);
     // The real map: an FD of a BPF map.
     let map = c.xsk_map_fd(&device).expect("map fd");
-    let link = std::fs::read_link(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&map)))
-        .expect("readlink");
+    let link = std::fs::read_link(format!(
+        "/proc/self/fd/{}",
+        std::os::fd::AsRawFd::as_raw_fd(&map)
+    ))
+    .expect("readlink");
     assert_eq!(link.to_string_lossy(), "anon_inode:bpf-map");
     drop(map);
     c.fin().expect("fin");
@@ -59,9 +75,19 @@ fn run_refusals(sock: PathBuf, device: String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_get_the_right_nak_and_leak_no_fd() {
     afxdp_testnet::require_root();
-    let lab = Lab::start(LabConfig { nics: 1, sharing: Sharing::Uds, ..Default::default() }).await.expect("lab");
+    let lab = Lab::start(LabConfig {
+        nics: 1,
+        sharing: Sharing::Uds,
+        ..Default::default()
+    })
+    .await
+    .expect("lab");
     let device = lab.nics[0].name.clone();
-    let admission = lab.kubelet().admit_pod("team-a", "p1", "app", RESOURCE, 1).await.expect("admit");
+    let admission = lab
+        .kubelet()
+        .admit_pod("team-a", "p1", "app", RESOURCE, 1)
+        .await
+        .expect("admit");
     assert_eq!(admission.device_ids, vec![device.clone()]);
     let host_dir = PathBuf::from(&admission.response.mounts[0].host_path);
     let sock = host_dir.join("afxdp.sock");
@@ -69,7 +95,9 @@ async fn refusals_get_the_right_nak_and_leak_no_fd() {
 
     let before = open_fds();
     let (s, d) = (sock.clone(), device.clone());
-    tokio::task::spawn_blocking(move || run_refusals(s, d)).await.expect("refusal cases");
+    tokio::task::spawn_blocking(move || run_refusals(s, d))
+        .await
+        .expect("refusal cases");
     // The server closes its side asynchronously: allow it a moment.
     let deadline = Instant::now() + Duration::from_secs(3);
     while open_fds() != before && Instant::now() < deadline {
@@ -82,7 +110,11 @@ async fn refusals_get_the_right_nak_and_leak_no_fd() {
     let s = sock.clone();
     tokio::task::spawn_blocking(move || {
         let mut c = Client::connect(&s, Duration::from_secs(5)).expect("connect");
-        refused(c.hello(&PodRef::name("p1")), Step::Connect, Response::HostNak);
+        refused(
+            c.hello(&PodRef::name("p1")),
+            Step::Connect,
+            Response::HostNak,
+        );
     })
     .await
     .expect("after removal");

@@ -8,10 +8,23 @@ use afxdp_lab::{Lab, LabConfig, RESOURCE};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plugin_re_registers_after_kubelet_restart_and_keeps_serving() {
     afxdp_testnet::require_root();
-    let mut lab = Lab::start(LabConfig { nics: 1, ..Default::default() }).await.expect("lab");
-    let first = lab.kubelet().wait_registered(RESOURCE, Duration::from_secs(5)).await.expect("registered");
+    let mut lab = Lab::start(LabConfig {
+        nics: 1,
+        ..Default::default()
+    })
+    .await
+    .expect("lab");
+    let first = lab
+        .kubelet()
+        .wait_registered(RESOURCE, Duration::from_secs(5))
+        .await
+        .expect("registered");
     lab.kubelet_mut().restart().await.expect("kubelet restart");
-    let again = lab.kubelet().wait_registered(RESOURCE, Duration::from_secs(10)).await.expect("re-registered");
+    let again = lab
+        .kubelet()
+        .wait_registered(RESOURCE, Duration::from_secs(10))
+        .await
+        .expect("re-registered");
     assert_eq!(again.resource_name, RESOURCE);
     assert!(
         lab.paths.device_plugin_dir.join(&again.endpoint).exists(),
@@ -20,21 +33,32 @@ async fn plugin_re_registers_after_kubelet_restart_and_keeps_serving() {
         first.endpoint
     );
     lab.kubelet()
-        .wait_devices(RESOURCE, Duration::from_secs(5), |d| d.len() == 1 && d[0].is_healthy())
+        .wait_devices(RESOURCE, Duration::from_secs(5), |d| {
+            d.len() == 1 && d[0].is_healthy()
+        })
         .await
         .expect("devices after restart");
     // Still serving: a pod can be admitted and receives traffic.
     let nic = lab.nics[0].name.clone();
-    lab.add_pod("after-restart").await.expect("admit after restart");
+    lab.add_pod("after-restart")
+        .await
+        .expect("admit after restart");
     let sent = lab.send(&nic, 4, 10).expect("send");
-    lab.pods[0].wait_total(sent, Duration::from_secs(10)).expect("traffic after restart");
+    lab.pods[0]
+        .wait_total(sent, Duration::from_secs(10))
+        .expect("traffic after restart");
     lab.teardown().await.expect("teardown");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn link_down_is_unhealthy_within_one_second() {
     afxdp_testnet::require_root();
-    let lab = Lab::start(LabConfig { nics: 2, ..Default::default() }).await.expect("lab");
+    let lab = Lab::start(LabConfig {
+        nics: 2,
+        ..Default::default()
+    })
+    .await
+    .expect("lab");
     let nic = lab.nics[0].name.clone();
     let other = lab.nics[1].name.clone();
     afxdp_testnet::ip(&["link", "set", &nic, "down"]).expect("link down");
@@ -47,11 +71,16 @@ async fn link_down_is_unhealthy_within_one_second() {
         .await
         .expect("Unhealthy within 1 s");
     let took = t0.elapsed();
-    assert!(seen.iter().any(|x| x.id == other && x.is_healthy()), "the other NIC stays healthy: {seen:?}");
+    assert!(
+        seen.iter().any(|x| x.id == other && x.is_healthy()),
+        "the other NIC stays healthy: {seen:?}"
+    );
     eprintln!("link down reported after {took:?}");
     afxdp_testnet::ip(&["link", "set", &nic, "up"]).expect("link up");
     lab.kubelet()
-        .wait_devices(RESOURCE, Duration::from_secs(2), |d| d.iter().all(|x| x.is_healthy()))
+        .wait_devices(RESOURCE, Duration::from_secs(2), |d| {
+            d.iter().all(|x| x.is_healthy())
+        })
         .await
         .expect("healthy again");
     // Removing the link is reported too.

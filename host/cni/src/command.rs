@@ -22,7 +22,11 @@ fn device_ref(env: &Env, device: &str) -> DeviceRef {
     DeviceRef {
         device: device.to_string(),
         container_id: env.container_id.clone(),
-        pod_namespace: env.args.get("K8S_POD_NAMESPACE").cloned().unwrap_or_default(),
+        pod_namespace: env
+            .args
+            .get("K8S_POD_NAMESPACE")
+            .cloned()
+            .unwrap_or_default(),
         pod_name: env.args.get("K8S_POD_NAME").cloned().unwrap_or_default(),
     }
 }
@@ -32,7 +36,13 @@ fn netlink_err(what: &str) -> impl FnOnce(afxdp_netdev::NetdevError) -> CniError
 }
 
 fn open_netns(path: &Path) -> Result<NetnsHandle, CniError> {
-    NetnsHandle::open(path).map_err(|e| CniError::new(Code::UnknownContainer, "cannot open the container netns", e.to_string()))
+    NetnsHandle::open(path).map_err(|e| {
+        CniError::new(
+            Code::UnknownContainer,
+            "cannot open the container netns",
+            e.to_string(),
+        )
+    })
 }
 
 fn to_json<T: serde::Serialize>(v: &T) -> Result<String, CniError> {
@@ -47,7 +57,11 @@ pub fn run(env: &Env, stdin: &[u8]) -> Result<Output, CniError> {
         "DEL" => del(env, &NetConf::parse(stdin)?),
         "CHECK" => check(env, &NetConf::parse(stdin)?),
         "STATUS" => status(&NetConf::parse(stdin)?),
-        other => Err(CniError::new(Code::InvalidEnv, format!("unsupported CNI_COMMAND {other:?}"), "")),
+        other => Err(CniError::new(
+            Code::InvalidEnv,
+            format!("unsupported CNI_COMMAND {other:?}"),
+            "",
+        )),
     }
 }
 
@@ -60,12 +74,24 @@ fn version() -> Result<Output, CniError> {
 /// own name, bring it up.
 fn add(env: &Env, conf: &NetConf) -> Result<Output, CniError> {
     let device = conf.device()?;
-    let netns_path = env.netns.as_deref().ok_or_else(|| CniError::new(Code::InvalidEnv, "CNI_NETNS is required", ""))?;
-    let mut node = NodeClient::connect(&conf.node_api_socket(), timeout(conf))
-        .map_err(|e| CniError::new(Code::TryAgainLater, "afxdp-dp is not reachable", e.to_string()))?;
-    let settings = node
-        .settings(device_ref(env, device))
-        .map_err(|e| CniError::new(Code::TryAgainLater, "afxdp-dp did not answer", e.to_string()))?;
+    let netns_path = env
+        .netns
+        .as_deref()
+        .ok_or_else(|| CniError::new(Code::InvalidEnv, "CNI_NETNS is required", ""))?;
+    let mut node = NodeClient::connect(&conf.node_api_socket(), timeout(conf)).map_err(|e| {
+        CniError::new(
+            Code::TryAgainLater,
+            "afxdp-dp is not reachable",
+            e.to_string(),
+        )
+    })?;
+    let settings = node.settings(device_ref(env, device)).map_err(|e| {
+        CniError::new(
+            Code::TryAgainLater,
+            "afxdp-dp did not answer",
+            e.to_string(),
+        )
+    })?;
     if !settings.allocated {
         return Err(CniError::new(
             Code::NotAllocated,
@@ -76,9 +102,15 @@ fn add(env: &Env, conf: &NetConf) -> Result<Output, CniError> {
     let host = NetnsHandle::current().map_err(netlink_err("opening the host netns"))?;
     let pod = open_netns(netns_path)?;
     if !afxdp_netdev::link_exists(&pod, device).map_err(netlink_err("looking up the device"))? {
-        afxdp_netdev::move_link(device, &host, &pod).map_err(netlink_err("moving the device into the pod netns"))?;
+        afxdp_netdev::move_link(device, &host, &pod)
+            .map_err(netlink_err("moving the device into the pod netns"))?;
     }
-    let moved_back = MoveBackGuard { device, host: &host, pod: &pod, armed: true };
+    let moved_back = MoveBackGuard {
+        device,
+        host: &host,
+        pod: &pod,
+        armed: true,
+    };
     if let Some(mtu) = conf.mtu {
         afxdp_netdev::set_mtu(&pod, device, mtu).map_err(netlink_err("setting the MTU"))?;
     }
@@ -94,7 +126,10 @@ fn add(env: &Env, conf: &NetConf) -> Result<Output, CniError> {
         mtu: nd.as_ref().map(|n| n.mtu),
         sandbox: Some(netns_path.display().to_string()),
     };
-    Ok(Some(to_json(&CniResult::with_interface(&conf.cni_version, iface))?))
+    Ok(Some(to_json(&CniResult::with_interface(
+        &conf.cni_version,
+        iface,
+    ))?))
 }
 
 /// Undo of the netns move if a later ADD step fails.
@@ -136,24 +171,36 @@ fn del(env: &Env, conf: &NetConf) -> Result<Output, CniError> {
         match NetnsHandle::open(path) {
             Ok(pod) => {
                 let host = NetnsHandle::current().map_err(netlink_err("opening the host netns"))?;
-                if afxdp_netdev::link_exists(&pod, device).map_err(netlink_err("looking up the device"))? {
+                if afxdp_netdev::link_exists(&pod, device)
+                    .map_err(netlink_err("looking up the device"))?
+                {
                     // Down first, as the kernel would leave it on netns teardown.
                     if let Err(e) = afxdp_netdev::set_link_down(&pod, device) {
                         tracing::warn!(device, error = %e, "setting the device down failed");
                     }
-                    afxdp_netdev::move_link(device, &pod, &host).map_err(netlink_err("moving the device back"))?;
+                    afxdp_netdev::move_link(device, &pod, &host)
+                        .map_err(netlink_err("moving the device back"))?;
                     tracing::info!(device, "device returned to the host netns");
                 } else {
                     tracing::info!(device, "device not in the pod netns (already returned?)");
                 }
             }
-            Err(e) => tracing::info!(netns = %path.display(), error = %e, "pod netns gone; nothing to move"),
+            Err(e) => {
+                tracing::info!(netns = %path.display(), error = %e, "pod netns gone; nothing to move")
+            }
         }
     }
-    match NodeClient::connect(&conf.node_api_socket(), timeout(conf)).and_then(|mut c| c.release(device_ref(env, device))) {
+    match NodeClient::connect(&conf.node_api_socket(), timeout(conf))
+        .and_then(|mut c| c.release(device_ref(env, device)))
+    {
         Ok(released) => tracing::info!(device, released, "afxdp-dp released the device"),
         Err(NodeError::Unreachable { path, detail }) => {
-            tracing::warn!(device, path, detail, "afxdp-dp unreachable; it reconciles on restart")
+            tracing::warn!(
+                device,
+                path,
+                detail,
+                "afxdp-dp unreachable; it reconciles on restart"
+            )
         }
         Err(e) => tracing::warn!(device, error = %e, "release failed"),
     }
@@ -164,24 +211,54 @@ fn del(env: &Env, conf: &NetConf) -> Result<Output, CniError> {
 fn check(env: &Env, conf: &NetConf) -> Result<Output, CniError> {
     let device = conf.device()?;
     if conf.prev_result.is_none() {
-        return Err(CniError::new(Code::InvalidConfig, "CHECK needs prevResult", ""));
+        return Err(CniError::new(
+            Code::InvalidConfig,
+            "CHECK needs prevResult",
+            "",
+        ));
     }
-    let netns_path = env.netns.as_deref().ok_or_else(|| CniError::new(Code::InvalidEnv, "CNI_NETNS is required", ""))?;
+    let netns_path = env
+        .netns
+        .as_deref()
+        .ok_or_else(|| CniError::new(Code::InvalidEnv, "CNI_NETNS is required", ""))?;
     let pod = open_netns(netns_path)?;
     let nd = afxdp_netdev::in_netns(&pod, || afxdp_netdev::get(device))
         .map_err(netlink_err("entering the pod netns"))?
         .map_err(netlink_err("reading the device"))?
-        .ok_or_else(|| CniError::new(Code::CheckFailed, format!("device {device} is not in the pod netns"), ""))?;
+        .ok_or_else(|| {
+            CniError::new(
+                Code::CheckFailed,
+                format!("device {device} is not in the pod netns"),
+                "",
+            )
+        })?;
     if !nd.admin_up {
-        return Err(CniError::new(Code::CheckFailed, format!("device {device} is down"), ""));
+        return Err(CniError::new(
+            Code::CheckFailed,
+            format!("device {device} is down"),
+            "",
+        ));
     }
-    let mut node = NodeClient::connect(&conf.node_api_socket(), timeout(conf))
-        .map_err(|e| CniError::new(Code::TryAgainLater, "afxdp-dp is not reachable", e.to_string()))?;
-    let s = node
-        .settings(device_ref(env, device))
-        .map_err(|e| CniError::new(Code::TryAgainLater, "afxdp-dp did not answer", e.to_string()))?;
+    let mut node = NodeClient::connect(&conf.node_api_socket(), timeout(conf)).map_err(|e| {
+        CniError::new(
+            Code::TryAgainLater,
+            "afxdp-dp is not reachable",
+            e.to_string(),
+        )
+    })?;
+    let s = node.settings(device_ref(env, device)).map_err(|e| {
+        CniError::new(
+            Code::TryAgainLater,
+            "afxdp-dp did not answer",
+            e.to_string(),
+        )
+    })?;
     if !s.allocated {
-        return Err(CniError::new(Code::CheckFailed, format!("device {device} is no longer allocated"), ""));
+        return Err(CniError::new(
+            Code::CheckFailed,
+            format!("device {device} is no longer allocated"),
+            "",
+        ));
     }
     Ok(None)
 }
@@ -190,5 +267,11 @@ fn check(env: &Env, conf: &NetConf) -> Result<Output, CniError> {
 fn status(conf: &NetConf) -> Result<Output, CniError> {
     NodeClient::connect(&conf.node_api_socket(), timeout(conf))
         .map(|_| None)
-        .map_err(|e| CniError::new(Code::NotAvailable, "afxdp-dp is not available", e.to_string()))
+        .map_err(|e| {
+            CniError::new(
+                Code::NotAvailable,
+                "afxdp-dp is not available",
+                e.to_string(),
+            )
+        })
 }

@@ -50,13 +50,22 @@ pub struct NetConf {
 
 impl NetConf {
     pub fn parse(stdin: &[u8]) -> Result<Self, CniError> {
-        let conf: NetConf = serde_json::from_slice(stdin)
-            .map_err(|e| CniError::new(Code::Decode, "failed to decode network configuration", e.to_string()))?;
+        let conf: NetConf = serde_json::from_slice(stdin).map_err(|e| {
+            CniError::new(
+                Code::Decode,
+                "failed to decode network configuration",
+                e.to_string(),
+            )
+        })?;
         if !SUPPORTED_VERSIONS.contains(&conf.cni_version.as_str()) {
             return Err(CniError::new(
                 Code::IncompatibleVersion,
                 "incompatible CNI version",
-                format!("config has {}, supported: {}", conf.cni_version, SUPPORTED_VERSIONS.join(", ")),
+                format!(
+                    "config has {}, supported: {}",
+                    conf.cni_version,
+                    SUPPORTED_VERSIONS.join(", ")
+                ),
             ));
         }
         Ok(conf)
@@ -70,12 +79,18 @@ impl NetConf {
             .or(self.device_id.as_deref())
             .filter(|d| !d.is_empty())
             .ok_or_else(|| {
-                CniError::new(Code::InvalidConfig, "no device", "set deviceID or runtimeConfig.deviceID (Multus does)")
+                CniError::new(
+                    Code::InvalidConfig,
+                    "no device",
+                    "set deviceID or runtimeConfig.deviceID (Multus does)",
+                )
             })
     }
 
     pub fn node_api_socket(&self) -> PathBuf {
-        self.node_api_socket.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_NODE_API_SOCKET))
+        self.node_api_socket
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_NODE_API_SOCKET))
     }
 }
 
@@ -96,14 +111,24 @@ impl Env {
             .ok_or_else(|| CniError::new(Code::InvalidEnv, "CNI_COMMAND is not set", ""))?;
         let need = |k: &str| {
             get(k).filter(|v| !v.is_empty()).ok_or_else(|| {
-                CniError::new(Code::InvalidEnv, format!("{k} is required for {command}"), "")
+                CniError::new(
+                    Code::InvalidEnv,
+                    format!("{k} is required for {command}"),
+                    "",
+                )
             })
         };
         let (container_id, netns, ifname) = match command.as_str() {
-            "ADD" | "CHECK" => (need("CNI_CONTAINERID")?, Some(PathBuf::from(need("CNI_NETNS")?)), need("CNI_IFNAME")?),
+            "ADD" | "CHECK" => (
+                need("CNI_CONTAINERID")?,
+                Some(PathBuf::from(need("CNI_NETNS")?)),
+                need("CNI_IFNAME")?,
+            ),
             "DEL" => (
                 need("CNI_CONTAINERID")?,
-                get("CNI_NETNS").filter(|v| !v.is_empty()).map(PathBuf::from),
+                get("CNI_NETNS")
+                    .filter(|v| !v.is_empty())
+                    .map(PathBuf::from),
                 need("CNI_IFNAME")?,
             ),
             _ => (String::new(), None, String::new()),
@@ -116,7 +141,13 @@ impl Env {
                     .collect()
             })
             .unwrap_or_default();
-        Ok(Self { command, container_id, netns, ifname, args })
+        Ok(Self {
+            command,
+            container_id,
+            netns,
+            ifname,
+            args,
+        })
     }
 }
 
@@ -125,13 +156,21 @@ mod tests {
     use super::*;
 
     fn env(vars: &[(&str, &str)]) -> Result<Env, CniError> {
-        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Env::from_vars(|k| map.get(k).cloned())
     }
 
     #[test]
     fn add_needs_netns_ifname_and_container() {
-        let e = env(&[("CNI_COMMAND", "ADD"), ("CNI_CONTAINERID", "c1"), ("CNI_IFNAME", "net1")]).expect_err("no netns");
+        let e = env(&[
+            ("CNI_COMMAND", "ADD"),
+            ("CNI_CONTAINERID", "c1"),
+            ("CNI_IFNAME", "net1"),
+        ])
+        .expect_err("no netns");
         assert_eq!(e.code, Code::InvalidEnv as u32);
         assert!(e.msg.contains("CNI_NETNS"), "{e:?}");
         let ok = env(&[
@@ -147,13 +186,19 @@ mod tests {
 
     #[test]
     fn del_tolerates_missing_netns() {
-        let ok = env(&[("CNI_COMMAND", "DEL"), ("CNI_CONTAINERID", "c1"), ("CNI_IFNAME", "net1")]).expect("valid");
+        let ok = env(&[
+            ("CNI_COMMAND", "DEL"),
+            ("CNI_CONTAINERID", "c1"),
+            ("CNI_IFNAME", "net1"),
+        ])
+        .expect("valid");
         assert_eq!(ok.netns, None);
     }
 
     #[test]
     fn config_versions_and_device() {
-        let bad = NetConf::parse(br#"{"cniVersion":"9.9.9","name":"n","type":"afxdp-cni"}"#).expect_err("version");
+        let bad = NetConf::parse(br#"{"cniVersion":"9.9.9","name":"n","type":"afxdp-cni"}"#)
+            .expect_err("version");
         assert_eq!(bad.code, Code::IncompatibleVersion as u32);
         let garbage = NetConf::parse(b"{").expect_err("decode");
         assert_eq!(garbage.code, Code::Decode as u32);
@@ -162,8 +207,15 @@ mod tests {
         )
         .expect("valid");
         assert_eq!(c.device().expect("device"), "b");
-        let none = NetConf::parse(br#"{"cniVersion":"1.0.0","name":"n","type":"afxdp-cni"}"#).expect("valid");
-        assert_eq!(none.device().expect_err("no device").code, Code::InvalidConfig as u32);
-        assert_eq!(none.node_api_socket(), PathBuf::from(DEFAULT_NODE_API_SOCKET));
+        let none = NetConf::parse(br#"{"cniVersion":"1.0.0","name":"n","type":"afxdp-cni"}"#)
+            .expect("valid");
+        assert_eq!(
+            none.device().expect_err("no device").code,
+            Code::InvalidConfig as u32
+        );
+        assert_eq!(
+            none.node_api_socket(),
+            PathBuf::from(DEFAULT_NODE_API_SOCKET)
+        );
     }
 }

@@ -35,7 +35,11 @@ pub struct CniError {
 
 impl CniError {
     pub fn new(code: Code, msg: impl Into<String>, details: impl Into<String>) -> Self {
-        Self { code: code as u32, msg: msg.into(), details: details.into() }
+        Self {
+            code: code as u32,
+            msg: msg.into(),
+            details: details.into(),
+        }
     }
 }
 
@@ -52,7 +56,17 @@ struct Wire<'a> {
 impl CniError {
     /// The spec JSON of this error.
     pub fn to_json(&self, cni_version: &str) -> String {
-        serde_json::to_string(&Wire { cni_version, code: self.code, msg: &self.msg, details: &self.details })
-            .unwrap_or_else(|_| format!("{{\"cniVersion\":\"{cni_version}\",\"code\":{},\"msg\":\"error\"}}", self.code))
+        serde_json::to_string(&Wire {
+            cni_version,
+            code: self.code,
+            msg: &self.msg,
+            details: &self.details,
+        })
+        .unwrap_or_else(|_| {
+            format!(
+                "{{\"cniVersion\":\"{cni_version}\",\"code\":{},\"msg\":\"error\"}}",
+                self.code
+            )
+        })
     }
 }

@@ -3,7 +3,11 @@
 use std::io::{Read, Write};
 use std::process::ExitCode;
 
-use afxdp_cni::{command, config::Env, error::{CniError, Code}};
+use afxdp_cni::{
+    command,
+    config::Env,
+    error::{CniError, Code},
+};
 
 fn init_logging(stdin: &[u8]) {
     // Logs go to stderr, or to the config's logFile when set (stdout is the result).
@@ -19,8 +23,16 @@ fn init_logging(stdin: &[u8]) {
         .as_ref()
         .and_then(|c| c.get("logFile"))
         .and_then(|v| v.as_str())
-        .and_then(|p| std::fs::OpenOptions::new().create(true).append(true).open(p).ok());
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false);
+        .and_then(|p| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .ok()
+        });
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false);
     match file {
         Some(f) => b.with_writer(std::sync::Mutex::new(f)).init(),
         None => b.with_writer(std::io::stderr).init(),
@@ -33,12 +45,17 @@ fn main() -> ExitCode {
     init_logging(&stdin);
     let version = serde_json::from_slice::<serde_json::Value>(&stdin)
         .ok()
-        .and_then(|v| v.get("cniVersion").and_then(|s| s.as_str()).map(str::to_string))
+        .and_then(|v| {
+            v.get("cniVersion")
+                .and_then(|s| s.as_str())
+                .map(str::to_string)
+        })
         .unwrap_or_else(|| "1.1.0".to_string());
     let outcome = match read {
         Err(e) => Err(CniError::new(Code::Io, "reading stdin", e.to_string())),
         Ok(_) => Env::from_vars(|k| std::env::var(k).ok()).and_then(|env| {
-            let span = tracing::info_span!("cni", command = %env.command, container = %env.container_id);
+            let span =
+                tracing::info_span!("cni", command = %env.command, container = %env.container_id);
             span.in_scope(|| command::run(&env, &stdin))
         }),
     };

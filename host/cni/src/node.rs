@@ -21,12 +21,21 @@ pub struct NodeClient {
 
 impl NodeClient {
     pub fn connect(path: &Path, timeout: Duration) -> Result<Self, NodeError> {
-        let unreachable = |detail: String| NodeError::Unreachable { path: path.display().to_string(), detail };
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| unreachable(e.to_string()))?;
+        let unreachable = |detail: String| NodeError::Unreachable {
+            path: path.display().to_string(),
+            detail,
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| unreachable(e.to_string()))?;
         let ch = rt
             .block_on(afxdp_proto::unix::connect(path, timeout))
             .map_err(|e| unreachable(format!("{e}: {}", source_chain(&e))))?;
-        Ok(Self { rt, client: NodeApiClient::new(ch) })
+        Ok(Self {
+            rt,
+            client: NodeApiClient::new(ch),
+        })
     }
 
     pub fn settings(&mut self, dev: DeviceRef) -> Result<DeviceSettings, NodeError> {

@@ -45,10 +45,21 @@ pub fn run(args: LabArgs) -> anyhow::Result<()> {
         "generic" => "generic",
         other => anyhow::bail!("--xdp-mode must be native or generic, not {other:?}"),
     };
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("tokio runtime")?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
     rt.block_on(async move {
-        let cfg = LabConfig { nics: args.pods, queues: args.queues, sharing, xdp_mode };
-        eprintln!("building the lab node: {} NICs x {} queues, sharing {}", cfg.nics, cfg.queues, args.sharing);
+        let cfg = LabConfig {
+            nics: args.pods,
+            queues: args.queues,
+            sharing,
+            xdp_mode,
+        };
+        eprintln!(
+            "building the lab node: {} NICs x {} queues, sharing {}",
+            cfg.nics, cfg.queues, args.sharing
+        );
         let mut lab = Lab::start(cfg).await.context("starting the lab")?;
         let result = drive(&mut lab, &args).await;
         eprintln!("\ntearing down");
@@ -59,12 +70,18 @@ pub fn run(args: LabArgs) -> anyhow::Result<()> {
 
 async fn drive(lab: &mut Lab, args: &LabArgs) -> anyhow::Result<()> {
     for i in 0..args.pods {
-        let pod = lab.add_pod(&format!("pod-{i}")).await.with_context(|| format!("admitting pod-{i}"))?;
+        let pod = lab
+            .add_pod(&format!("pod-{i}"))
+            .await
+            .with_context(|| format!("admitting pod-{i}"))?;
         let pid = pod.app_pid().unwrap_or(0);
         eprintln!(
             "pod-{i}: device {} via {}, app pid {pid} as uid 65534 with CAP_NET_RAW only",
             pod.device,
-            pod.mounts.first().map(|(c, h)| format!("{} <- {}", c.display(), h.display())).unwrap_or_default()
+            pod.mounts
+                .first()
+                .map(|(c, h)| format!("{} <- {}", c.display(), h.display()))
+                .unwrap_or_default()
         );
     }
     let start = Instant::now();
@@ -78,7 +95,9 @@ async fn drive(lab: &mut Lab, args: &LabArgs) -> anyhow::Result<()> {
         }
         let devices: Vec<String> = lab.pods.iter().map(|p| p.device.clone()).collect();
         for d in &devices {
-            sent += lab.send(d, args.flows, args.rate).context("sending traffic")?;
+            sent += lab
+                .send(d, args.flows, args.rate)
+                .context("sending traffic")?;
         }
         print_table(lab, sent, start.elapsed());
         if args.duration > 0 && start.elapsed() >= Duration::from_secs(args.duration) {
@@ -92,12 +111,32 @@ fn print_table(lab: &Lab, sent: u64, elapsed: Duration) {
     let mut out = std::io::stdout().lock();
     let _ = write!(out, "\x1b[2J\x1b[H");
     let _ = writeln!(out, "afxdp-rs lab  t={:.1}s  sent={sent}", secs);
-    let _ = writeln!(out, "{:<10} {:<16} {:>6} {:>12} {:>10}", "POD", "DEVICE", "QUEUE", "PACKETS", "PPS");
+    let _ = writeln!(
+        out,
+        "{:<10} {:<16} {:>6} {:>12} {:>10}",
+        "POD", "DEVICE", "QUEUE", "PACKETS", "PPS"
+    );
     for pod in &lab.pods {
         for (q, n) in pod.counts() {
-            let _ = writeln!(out, "{:<10} {:<16} {:>6} {:>12} {:>10.0}", pod.name, pod.device, q, n, n as f64 / secs);
+            let _ = writeln!(
+                out,
+                "{:<10} {:<16} {:>6} {:>12} {:>10.0}",
+                pod.name,
+                pod.device,
+                q,
+                n,
+                n as f64 / secs
+            );
         }
-        let _ = writeln!(out, "{:<10} {:<16} {:>6} {:>12} {:>10.0}", pod.name, pod.device, "all", pod.total(), pod.total() as f64 / secs);
+        let _ = writeln!(
+            out,
+            "{:<10} {:<16} {:>6} {:>12} {:>10.0}",
+            pod.name,
+            pod.device,
+            "all",
+            pod.total(),
+            pod.total() as f64 / secs
+        );
     }
     let _ = out.flush();
 }

@@ -35,10 +35,17 @@ enum ConfigCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Config { command: ConfigCommand::Check { path } } => match afxdp_config::check_file(&path) {
+        Command::Config {
+            command: ConfigCommand::Check { path },
+        } => match afxdp_config::check_file(&path) {
             Ok(cfg) => {
                 let pools: Vec<&str> = cfg.pools.iter().map(|p| p.name.as_str()).collect();
-                println!("{}: valid ({} pools: {})", path.display(), pools.len(), pools.join(", "));
+                println!(
+                    "{}: valid ({} pools: {})",
+                    path.display(),
+                    pools.len(),
+                    pools.join(", ")
+                );
                 ExitCode::SUCCESS
             }
             Err(errors) => {
@@ -50,7 +57,10 @@ fn main() -> ExitCode {
         Command::Lab(args) => {
             let filter = tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-            tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+            tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_writer(std::io::stderr)
+                .init();
             match lab::run(args) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

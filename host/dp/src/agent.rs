@@ -26,7 +26,10 @@ pub enum AllocateError {
     #[error("device {0} is not present in the host network namespace")]
     NotPresent(String),
     #[error("device {device} is unhealthy (link {state:?})")]
-    Unhealthy { device: String, state: afxdp_netdev::LinkState },
+    Unhealthy {
+        device: String,
+        state: afxdp_netdev::LinkState,
+    },
     #[error("attaching the XDP program to {device}: {source}")]
     Attach {
         device: String,
@@ -94,10 +97,22 @@ impl Agent {
             .pools()
             .map(|p| {
                 let alloc = |d: &str| state.allocations.contains_key(d);
-                (p.config.name.clone(), watch::channel(inventory.device_list(&p.config.name, &alloc)).0)
+                (
+                    p.config.name.clone(),
+                    watch::channel(inventory.device_list(&p.config.name, &alloc)).0,
+                )
             })
             .collect();
-        Self { inner: Mutex::new(Inner { inventory, state, uds }), programs, store, lists }
+        Self {
+            inner: Mutex::new(Inner {
+                inventory,
+                state,
+                uds,
+            }),
+            programs,
+            store,
+            lists,
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -156,7 +171,13 @@ impl Agent {
     }
 
     /// GetPreferredAllocation for one container.
-    pub fn preferred(&self, pool: &str, available: &[String], must_include: &[String], size: usize) -> Vec<String> {
+    pub fn preferred(
+        &self,
+        pool: &str,
+        available: &[String],
+        must_include: &[String],
+        size: usize,
+    ) -> Vec<String> {
         let inner = self.lock();
         match inner.inventory.pool(pool) {
             Some(p) => pool::preferred_allocation(p, available, must_include, size),
@@ -166,7 +187,11 @@ impl Agent {
 
     /// Allocate `devices` of `pool` to one container: attach, share, persist.
     /// On any error, every step done so far is undone.
-    pub fn allocate(&self, pool_name: &str, devices: &[String]) -> Result<ContainerGrant, AllocateError> {
+    pub fn allocate(
+        &self,
+        pool_name: &str,
+        devices: &[String],
+    ) -> Result<ContainerGrant, AllocateError> {
         let mut inner = self.lock();
         let mut undo = Undo::new(self.programs.as_ref());
         let result = self.allocate_steps(&mut inner, pool_name, devices, &mut undo);
@@ -190,7 +215,11 @@ impl Agent {
         devices: &[String],
         undo: &mut Undo<'_>,
     ) -> Result<ContainerGrant, AllocateError> {
-        let pool = inner.inventory.pool(pool_name).ok_or_else(|| AllocateError::UnknownPool(pool_name.into()))?.clone();
+        let pool = inner
+            .inventory
+            .pool(pool_name)
+            .ok_or_else(|| AllocateError::UnknownPool(pool_name.into()))?
+            .clone();
         let cfg = &pool.config;
         let mut grant = ContainerGrant::default();
         let mut new_allocs = Vec::new();
@@ -198,7 +227,10 @@ impl Agent {
             let dev = pool
                 .devices
                 .get(device)
-                .ok_or_else(|| AllocateError::NotInPool { pool: pool_name.into(), device: device.clone() })?;
+                .ok_or_else(|| AllocateError::NotInPool {
+                    pool: pool_name.into(),
+                    device: device.clone(),
+                })?;
             // Kubelet may allocate a device again (a new pod after an old one went
             // without a CNI DEL): start from a clean slate for it.
             if inner.state.allocations.contains_key(device) {
@@ -216,7 +248,10 @@ impl Agent {
                 return Err(AllocateError::NotPresent(device.clone()));
             }
             if !Inventory::is_healthy(dev, false) {
-                return Err(AllocateError::Unhealthy { device: device.clone(), state: dev.netdev.state });
+                return Err(AllocateError::Unhealthy {
+                    device: device.clone(),
+                    state: dev.netdev.state,
+                });
             }
             let program = match &cfg.program {
                 None => None,
@@ -228,11 +263,19 @@ impl Agent {
                     })
                 }
             };
-            let req = AttachRequest { device, ifindex: dev.netdev.ifindex, mode: xdp_mode(cfg.xdp_mode), program };
+            let req = AttachRequest {
+                device,
+                ifindex: dev.netdev.ifindex,
+                mode: xdp_mode(cfg.xdp_mode),
+                program,
+            };
             let att = self
                 .programs
                 .attach(&req)
-                .map_err(|source| AllocateError::Attach { device: device.clone(), source })?;
+                .map_err(|source| AllocateError::Attach {
+                    device: device.clone(),
+                    source,
+                })?;
             undo.attached.push(device.clone());
             let (sharing, host_dir) = match cfg.sharing {
                 afxdp_config::SharingMode::Uds => {
@@ -243,7 +286,10 @@ impl Agent {
                 afxdp_config::SharingMode::PinnedMap => {
                     self.programs
                         .share_map_with(device, cfg.uid)
-                        .map_err(|source| AllocateError::SharePin { device: device.clone(), source })?;
+                        .map_err(|source| AllocateError::SharePin {
+                            device: device.clone(),
+                            source,
+                        })?;
                     (SharingKind::Pinned, att.map_dir.clone())
                 }
                 other => {
@@ -253,7 +299,9 @@ impl Agent {
                     })
                 }
             };
-            grant.mounts.push((sharing::container_dir(device), host_dir.clone()));
+            grant
+                .mounts
+                .push((sharing::container_dir(device), host_dir.clone()));
             new_allocs.push(Allocation {
                 pool: pool_name.to_string(),
                 device: device.clone(),
@@ -273,7 +321,9 @@ impl Agent {
         }
         self.store.save(&next)?;
         inner.state = next;
-        grant.envs.insert(pool::devices_env_name(pool_name), devices.join(" "));
+        grant
+            .envs
+            .insert(pool::devices_env_name(pool_name), devices.join(" "));
         for a in &new_allocs {
             tracing::info!(pool = pool_name, device = %a.device, program_id = a.program_id, sharing = a.sharing.as_str(), "allocated");
         }
@@ -293,7 +343,10 @@ impl Agent {
         let detached = self
             .programs
             .detach(device)
-            .map_err(|source| ReleaseError::Detach { device: device.into(), source })?;
+            .map_err(|source| ReleaseError::Detach {
+                device: device.into(),
+                source,
+            })?;
         let Some(alloc) = inner.state.allocations.get(device).cloned() else {
             return Ok(had_uds || detached);
         };
@@ -319,7 +372,9 @@ impl Agent {
             if a.sharing != SharingKind::Uds {
                 continue;
             }
-            let Some(cfg) = inner.inventory.pool(&a.pool).map(|p| p.config.clone()) else { continue };
+            let Some(cfg) = inner.inventory.pool(&a.pool).map(|p| p.config.clone()) else {
+                continue;
+            };
             inner.uds.start(&a.device, cfg.uid, cfg.uds_timeout)?;
             tracing::info!(device = %a.device, "UDS server resumed");
         }
@@ -366,7 +421,12 @@ struct Undo<'a> {
 
 impl<'a> Undo<'a> {
     fn new(programs: &'a dyn ProgramManager) -> Self {
-        Self { programs, attached: Vec::new(), uds: Vec::new(), armed: true }
+        Self {
+            programs,
+            attached: Vec::new(),
+            uds: Vec::new(),
+            armed: true,
+        }
     }
 
     fn run(&mut self, uds: &mut UdsServers) {

@@ -33,7 +33,10 @@ pub struct Options {
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("config {path}:\n{errors}")]
-    Config { path: PathBuf, errors: afxdp_config::ConfigErrors },
+    Config {
+        path: PathBuf,
+        errors: afxdp_config::ConfigErrors,
+    },
     #[error("{what}: {detail}")]
     Setup { what: &'static str, detail: String },
 }
@@ -54,12 +57,15 @@ impl Daemon {
     /// Start everything; returns once the servers are spawned (registration
     /// proceeds in the background and retries until kubelet answers).
     pub async fn start(opts: Options) -> Result<Self, StartError> {
-        let config = afxdp_config::load(&opts.config)
-            .map_err(|errors| StartError::Config { path: opts.config.clone(), errors })?;
+        let config = afxdp_config::load(&opts.config).map_err(|errors| StartError::Config {
+            path: opts.config.clone(),
+            errors,
+        })?;
         std::fs::create_dir_all(&opts.state_dir).map_err(|e| setup("state dir")(e.to_string()))?;
 
         let programs: Arc<dyn ProgramManager> = Arc::new(
-            NativeManager::new(opts.state_dir.join("pins")).map_err(|e| setup("program manager")(e.to_string()))?,
+            NativeManager::new(opts.state_dir.join("pins"))
+                .map_err(|e| setup("program manager")(e.to_string()))?,
         );
         let store = StateStore::new(&opts.state_dir);
         let state = tokio::task::spawn_blocking({
@@ -71,7 +77,10 @@ impl Daemon {
         .map_err(|e| setup("reconcile")(e.to_string()))??;
 
         let (netdevs, default_route) = tokio::task::spawn_blocking(|| {
-            Ok::<_, afxdp_netdev::NetdevError>((afxdp_netdev::list()?, afxdp_netdev::default_route_interfaces()))
+            Ok::<_, afxdp_netdev::NetdevError>((
+                afxdp_netdev::list()?,
+                afxdp_netdev::default_route_interfaces(),
+            ))
         })
         .await
         .map_err(|e| setup("discovery")(e.to_string()))?
@@ -83,9 +92,21 @@ impl Daemon {
             .map(|a| (a.pool.clone(), a.netdev.clone()))
             .collect();
         let default_route = default_route.map_err(|e| setup("default routes")(e.to_string()))?;
-        let inventory = Inventory::build(&config, &opts.node_name, &netdevs, &default_route, &elsewhere);
+        let inventory = Inventory::build(
+            &config,
+            &opts.node_name,
+            &netdevs,
+            &default_route,
+            &elsewhere,
+        );
         let netdevs = bring_up_pool_devices(&inventory, netdevs).await;
-        let inventory = Inventory::build(&config, &opts.node_name, &netdevs, &default_route, &elsewhere);
+        let inventory = Inventory::build(
+            &config,
+            &opts.node_name,
+            &netdevs,
+            &default_route,
+            &elsewhere,
+        );
         for p in inventory.pools() {
             tracing::info!(pool = %p.config.name, devices = ?p.devices.keys().collect::<Vec<_>>(), "pool");
         }
@@ -98,14 +119,17 @@ impl Daemon {
         });
         let uds = UdsServers::new(opts.state_dir.join("uds"), backend);
         let agent = Arc::new(Agent::new(inventory, state, store, programs, uds));
-        agent.resume_sharing().map_err(|e| setup("resume UDS servers")(e.to_string()))?;
+        agent
+            .resume_sharing()
+            .map_err(|e| setup("resume UDS servers")(e.to_string()))?;
 
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut tasks = Vec::new();
 
         // Link watcher → health.
         let (tx, rx) = std::sync::mpsc::channel();
-        let link_watcher = afxdp_netdev::spawn_link_watcher(tx).map_err(|e| setup("link watcher")(e.to_string()))?;
+        let link_watcher = afxdp_netdev::spawn_link_watcher(tx)
+            .map_err(|e| setup("link watcher")(e.to_string()))?;
         {
             let agent = agent.clone();
             tasks.push(tokio::task::spawn_blocking(move || {
@@ -116,7 +140,8 @@ impl Daemon {
         }
 
         // Node API for afxdp-cni.
-        let incoming = nodeapi::bind(&opts.node_api_socket).map_err(|e| setup("node API socket")(e.to_string()))?;
+        let incoming = nodeapi::bind(&opts.node_api_socket)
+            .map_err(|e| setup("node API socket")(e.to_string()))?;
         {
             let svc = NodeApiService::new(agent.clone());
             let mut stop = shutdown_rx.clone();
@@ -134,9 +159,17 @@ impl Daemon {
         }
 
         // One device-plugin server per pool.
-        let dirs = PluginDirs { dir: opts.device_plugin_dir.clone(), poll: opts.kubelet_poll };
+        let dirs = PluginDirs {
+            dir: opts.device_plugin_dir.clone(),
+            poll: opts.kubelet_poll,
+        };
         for pool in agent.pool_names() {
-            tasks.push(tokio::spawn(deviceplugin::run_pool(pool, agent.clone(), dirs.clone(), shutdown_rx.clone())));
+            tasks.push(tokio::spawn(deviceplugin::run_pool(
+                pool,
+                agent.clone(),
+                dirs.clone(),
+                shutdown_rx.clone(),
+            )));
         }
         let node_api = opts.node_api_socket.clone();
         tasks.push(tokio::spawn({
@@ -146,7 +179,12 @@ impl Daemon {
                 let _ = std::fs::remove_file(&node_api);
             }
         }));
-        Ok(Self { agent, shutdown, tasks, _link_watcher: link_watcher })
+        Ok(Self {
+            agent,
+            shutdown,
+            tasks,
+            _link_watcher: link_watcher,
+        })
     }
 
     /// Stop serving; attachments, pins and state stay for the next run.
@@ -173,7 +211,10 @@ fn apply_link_event(agent: &Agent, ev: afxdp_netdev::LinkEvent) {
 
 /// Pool devices are the daemon's to manage: bring down ones up so they can carry
 /// traffic (a device an operator sets down later is reported Unhealthy).
-async fn bring_up_pool_devices(inventory: &Inventory, netdevs: Vec<afxdp_netdev::NetDev>) -> Vec<afxdp_netdev::NetDev> {
+async fn bring_up_pool_devices(
+    inventory: &Inventory,
+    netdevs: Vec<afxdp_netdev::NetDev>,
+) -> Vec<afxdp_netdev::NetDev> {
     let down: Vec<String> = inventory
         .pools()
         .flat_map(|p| p.devices.values())
@@ -196,15 +237,25 @@ async fn bring_up_pool_devices(inventory: &Inventory, netdevs: Vec<afxdp_netdev:
 /// Reconcile persisted allocations with the attachments the kernel still holds:
 /// adopt what matches, forget allocations whose program is gone, detach programs
 /// nobody remembers.
-pub fn reconcile(store: &StateStore, programs: &dyn ProgramManager) -> Result<StateFile, StartError> {
+pub fn reconcile(
+    store: &StateStore,
+    programs: &dyn ProgramManager,
+) -> Result<StateFile, StartError> {
     let mut state = match store.load() {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(error = %e, "state unreadable; starting empty and detaching leftovers");
-            StateFile { version: crate::state::STATE_VERSION, ..Default::default() }
+            StateFile {
+                version: crate::state::STATE_VERSION,
+                ..Default::default()
+            }
         }
     };
-    let attached: Vec<String> = programs.attachments().into_iter().map(|a| a.device).collect();
+    let attached: Vec<String> = programs
+        .attachments()
+        .into_iter()
+        .map(|a| a.device)
+        .collect();
     let before = state.allocations.len();
     state.allocations.retain(|dev, _| {
         let keep = attached.contains(dev);
@@ -222,7 +273,9 @@ pub fn reconcile(store: &StateStore, programs: &dyn ProgramManager) -> Result<St
         }
     }
     if state.allocations.len() != before {
-        store.save(&state).map_err(|e| setup("state")(e.to_string()))?;
+        store
+            .save(&state)
+            .map_err(|e| setup("state")(e.to_string()))?;
     }
     tracing::info!(adopted = state.allocations.len(), "state reconciled");
     Ok(state)

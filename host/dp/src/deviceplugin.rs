@@ -31,13 +31,15 @@ pub struct PoolPlugin {
 pub fn allocate_status(e: &AllocateError) -> Status {
     let msg = e.to_string();
     match e {
-        AllocateError::UnknownPool(_) | AllocateError::NotInPool { .. } => Status::invalid_argument(msg),
-        AllocateError::NotPresent(_) | AllocateError::Unhealthy { .. } | AllocateError::Unsupported { .. } => {
-            Status::failed_precondition(msg)
+        AllocateError::UnknownPool(_) | AllocateError::NotInPool { .. } => {
+            Status::invalid_argument(msg)
         }
-        AllocateError::Attach { .. } | AllocateError::SharePin { .. } | AllocateError::Sharing(_) => {
-            Status::internal(msg)
-        }
+        AllocateError::NotPresent(_)
+        | AllocateError::Unhealthy { .. }
+        | AllocateError::Unsupported { .. } => Status::failed_precondition(msg),
+        AllocateError::Attach { .. }
+        | AllocateError::SharePin { .. }
+        | AllocateError::Sharing(_) => Status::internal(msg),
         AllocateError::State(_) => Status::unavailable(msg),
     }
 }
@@ -55,8 +57,14 @@ impl DevicePlugin for PoolPlugin {
 
     type ListAndWatchStream = DeviceStream;
 
-    async fn list_and_watch(&self, _: Request<dp::Empty>) -> Result<Response<Self::ListAndWatchStream>, Status> {
-        let rx = self.agent.watch_devices(&self.pool).ok_or_else(|| Status::not_found("pool gone"))?;
+    async fn list_and_watch(
+        &self,
+        _: Request<dp::Empty>,
+    ) -> Result<Response<Self::ListAndWatchStream>, Status> {
+        let rx = self
+            .agent
+            .watch_devices(&self.pool)
+            .ok_or_else(|| Status::not_found("pool gone"))?;
         let stream = tokio_stream::wrappers::WatchStream::new(rx)
             .map(|devices| Ok(dp::ListAndWatchResponse { devices }));
         Ok(Response::new(Box::pin(stream)))
@@ -82,22 +90,29 @@ impl DevicePlugin for PoolPlugin {
                 }
             })
             .collect();
-        Ok(Response::new(dp::PreferredAllocationResponse { container_responses }))
+        Ok(Response::new(dp::PreferredAllocationResponse {
+            container_responses,
+        }))
     }
 
-    async fn allocate(&self, req: Request<dp::AllocateRequest>) -> Result<Response<dp::AllocateResponse>, Status> {
+    async fn allocate(
+        &self,
+        req: Request<dp::AllocateRequest>,
+    ) -> Result<Response<dp::AllocateResponse>, Status> {
         let mut container_responses = Vec::new();
         for c in req.into_inner().container_requests {
             let agent = self.agent.clone();
             let pool = self.pool.clone();
             let span = tracing::info_span!("allocate", pool = %pool, devices = ?c.devices_i_ds);
-            let grant = tokio::task::spawn_blocking(move || span.in_scope(|| agent.allocate(&pool, &c.devices_i_ds)))
-                .await
-                .map_err(|e| Status::internal(format!("allocate task: {e}")))?
-                .map_err(|e| {
-                    tracing::error!(pool = %self.pool, error = %e, "allocate failed");
-                    allocate_status(&e)
-                })?;
+            let grant = tokio::task::spawn_blocking(move || {
+                span.in_scope(|| agent.allocate(&pool, &c.devices_i_ds))
+            })
+            .await
+            .map_err(|e| Status::internal(format!("allocate task: {e}")))?
+            .map_err(|e| {
+                tracing::error!(pool = %self.pool, error = %e, "allocate failed");
+                allocate_status(&e)
+            })?;
             container_responses.push(dp::ContainerAllocateResponse {
                 envs: grant.envs.into_iter().collect(),
                 mounts: grant
@@ -112,7 +127,9 @@ impl DevicePlugin for PoolPlugin {
                 ..Default::default()
             });
         }
-        Ok(Response::new(dp::AllocateResponse { container_responses }))
+        Ok(Response::new(dp::AllocateResponse {
+            container_responses,
+        }))
     }
 
     async fn pre_start_container(
@@ -124,7 +141,10 @@ impl DevicePlugin for PoolPlugin {
 }
 
 fn options() -> dp::DevicePluginOptions {
-    dp::DevicePluginOptions { pre_start_required: false, get_preferred_allocation_available: true }
+    dp::DevicePluginOptions {
+        pre_start_required: false,
+        get_preferred_allocation_available: true,
+    }
 }
 
 /// Where the pool servers live and how they find kubelet.
@@ -144,17 +164,35 @@ fn inode(path: &Path) -> Option<u64> {
 /// Serve one pool until `shutdown` flips: bind the socket, prove it answers,
 /// register with kubelet, and start over whenever kubelet restarts (its socket
 /// dir is wiped and `kubelet.sock` recreated).
-pub async fn run_pool(pool: String, agent: Arc<Agent>, dirs: PluginDirs, mut shutdown: watch::Receiver<bool>) {
+pub async fn run_pool(
+    pool: String,
+    agent: Arc<Agent>,
+    dirs: PluginDirs,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let kubelet = dirs.dir.join(KUBELET_SOCKET);
     let mut backoff = Duration::from_millis(100);
     loop {
         if *shutdown.borrow() {
             return;
         }
-        let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let secs = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
         let endpoint = format!("afxdp-{pool}-{secs}.sock");
         let path = dirs.dir.join(&endpoint);
-        match serve_and_register(&pool, &agent, &dirs, &path, &endpoint, &kubelet, &mut shutdown).await {
+        match serve_and_register(
+            &pool,
+            &agent,
+            &dirs,
+            &path,
+            &endpoint,
+            &kubelet,
+            &mut shutdown,
+        )
+        .await
+        {
             Ok(()) => backoff = Duration::from_millis(100),
             Err(e) => {
                 tracing::warn!(pool = %pool, error = %e, retry_in = ?backoff, "device plugin not registered");
@@ -193,13 +231,21 @@ async fn serve_and_register(
     kubelet: &Path,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<(), PluginError> {
-    let incoming = afxdp_proto::unix::bind(path).map_err(|source| PluginError::Bind { path: path.into(), source })?;
+    let incoming = afxdp_proto::unix::bind(path).map_err(|source| PluginError::Bind {
+        path: path.into(),
+        source,
+    })?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let svc = DevicePluginServer::new(PoolPlugin { pool: pool.to_string(), agent: agent.clone() });
+    let svc = DevicePluginServer::new(PoolPlugin {
+        pool: pool.to_string(),
+        agent: agent.clone(),
+    });
     let server = tokio::spawn(
-        tonic::transport::Server::builder().add_service(svc).serve_with_incoming_shutdown(incoming, async {
-            let _ = stop_rx.await;
-        }),
+        tonic::transport::Server::builder()
+            .add_service(svc)
+            .serve_with_incoming_shutdown(incoming, async {
+                let _ = stop_rx.await;
+            }),
     );
     let stop = |server: tokio::task::JoinHandle<_>, stop_tx: tokio::sync::oneshot::Sender<()>| async move {
         let _ = stop_tx.send(());
@@ -209,16 +255,26 @@ async fn serve_and_register(
 
     // Prove our own socket accepts connections before telling kubelet about it.
     let check = async {
-        let ch = afxdp_proto::unix::connect(path, Duration::from_secs(2)).await.map_err(|e| e.to_string())?;
-        DevicePluginClient::new(ch).get_device_plugin_options(dp::Empty {}).await.map_err(|e| e.to_string())
+        let ch = afxdp_proto::unix::connect(path, Duration::from_secs(2))
+            .await
+            .map_err(|e| e.to_string())?;
+        DevicePluginClient::new(ch)
+            .get_device_plugin_options(dp::Empty {})
+            .await
+            .map_err(|e| e.to_string())
     };
     if let Err(detail) = check.await {
         stop(server, stop_tx).await;
-        return Err(PluginError::SelfCheck { path: path.into(), detail });
+        return Err(PluginError::SelfCheck {
+            path: path.into(),
+            detail,
+        });
     }
 
     let register = async {
-        let ch = afxdp_proto::unix::connect(kubelet, Duration::from_secs(5)).await.map_err(|e| e.to_string())?;
+        let ch = afxdp_proto::unix::connect(kubelet, Duration::from_secs(5))
+            .await
+            .map_err(|e| e.to_string())?;
         RegistrationClient::new(ch)
             .register(dp::RegisterRequest {
                 version: dp::VERSION.to_string(),
@@ -232,7 +288,10 @@ async fn serve_and_register(
     let kubelet_inode = inode(kubelet);
     if let Err(detail) = register.await {
         stop(server, stop_tx).await;
-        return Err(PluginError::Kubelet { path: kubelet.into(), detail });
+        return Err(PluginError::Kubelet {
+            path: kubelet.into(),
+            detail,
+        });
     }
     tracing::info!(pool, resource = %resource_name(pool), endpoint, "registered with kubelet");
 

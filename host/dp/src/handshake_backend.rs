@@ -25,7 +25,11 @@ impl Backend for HandshakeBackend {
     fn authorize(&self, device: &str, pod: &PodRef, peer: &PeerCred) -> Result<(), Refusal> {
         let holder = self
             .runtime
-            .block_on(podresources::holder_of(&self.pod_resources, device, self.timeout))
+            .block_on(podresources::holder_of(
+                &self.pod_resources,
+                device,
+                self.timeout,
+            ))
             .map_err(|e| {
                 tracing::warn!(device, error = %e, "PodResources unavailable; refusing handshake");
                 Refusal::Unavailable(e.to_string())
@@ -34,7 +38,10 @@ impl Backend for HandshakeBackend {
             tracing::warn!(device, pod = ?pod, "no pod holds this device");
             return Err(Refusal::NotHolder(format!("no pod holds device {device}")));
         };
-        let ns_ok = pod.namespace.as_deref().is_none_or(|ns| ns == holder.namespace);
+        let ns_ok = pod
+            .namespace
+            .as_deref()
+            .is_none_or(|ns| ns == holder.namespace);
         if holder.name != pod.name || !ns_ok {
             tracing::warn!(device, claimed = ?pod, holder_ns = %holder.namespace, holder = %holder.name, pid = peer.pid, "handshake from a pod that does not hold the device");
             return Err(Refusal::NotHolder(format!(

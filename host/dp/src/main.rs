@@ -16,16 +16,28 @@ struct Cli {
     #[arg(long, env = "AFXDP_CONFIG", default_value = "/etc/afxdp/config.json")]
     config: PathBuf,
     /// Where kubelet.sock lives and pool sockets go.
-    #[arg(long, env = "AFXDP_DEVICE_PLUGIN_DIR", default_value = "/var/lib/kubelet/device-plugins")]
+    #[arg(
+        long,
+        env = "AFXDP_DEVICE_PLUGIN_DIR",
+        default_value = "/var/lib/kubelet/device-plugins"
+    )]
     device_plugin_dir: PathBuf,
     /// Kubelet's PodResources socket.
-    #[arg(long, env = "AFXDP_POD_RESOURCES_SOCKET", default_value = "/var/lib/kubelet/pod-resources/kubelet.sock")]
+    #[arg(
+        long,
+        env = "AFXDP_POD_RESOURCES_SOCKET",
+        default_value = "/var/lib/kubelet/pod-resources/kubelet.sock"
+    )]
     pod_resources_socket: PathBuf,
     /// State, UDS sockets (uds/) and bpffs pins (pins/).
     #[arg(long, env = "AFXDP_STATE_DIR", default_value = "/run/afxdp")]
     state_dir: PathBuf,
     /// The node API socket afxdp-cni talks to.
-    #[arg(long, env = "AFXDP_NODE_API_SOCKET", default_value = "/run/afxdp/node.sock")]
+    #[arg(
+        long,
+        env = "AFXDP_NODE_API_SOCKET",
+        default_value = "/run/afxdp/node.sock"
+    )]
     node_api_socket: PathBuf,
     /// This node's name (selects `nodes[]` entries); default the hostname.
     #[arg(long, env = "AFXDP_NODE_NAME")]
@@ -48,7 +60,9 @@ fn normalized_args() -> Vec<String> {
 fn init_logging(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if format == "json" {
         b.json().init();
     } else {
@@ -75,7 +89,10 @@ fn main() -> anyhow::Result<()> {
         node_name,
         kubelet_poll: Duration::from_millis(500),
     };
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("tokio runtime")?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
     rt.block_on(async {
         let daemon = Daemon::start(opts).await?;
         tracing::info!("afxdp-dp running");

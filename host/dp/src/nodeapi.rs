@@ -28,7 +28,10 @@ fn release_status(e: &ReleaseError) -> Status {
 
 #[tonic::async_trait]
 impl NodeApi for NodeApiService {
-    async fn get_device_settings(&self, req: Request<api::DeviceRef>) -> Result<Response<api::DeviceSettings>, Status> {
+    async fn get_device_settings(
+        &self,
+        req: Request<api::DeviceRef>,
+    ) -> Result<Response<api::DeviceSettings>, Status> {
         let r = req.into_inner();
         if r.device.is_empty() {
             return Err(Status::invalid_argument("device is empty"));
@@ -43,22 +46,30 @@ impl NodeApi for NodeApiService {
                 channels: a.channels,
                 program: a.program_id.to_string(),
             },
-            None => api::DeviceSettings { device: r.device, allocated: false, ..Default::default() },
+            None => api::DeviceSettings {
+                device: r.device,
+                allocated: false,
+                ..Default::default()
+            },
         };
         Ok(Response::new(settings))
     }
 
-    async fn release_device(&self, req: Request<api::DeviceRef>) -> Result<Response<api::ReleaseResult>, Status> {
+    async fn release_device(
+        &self,
+        req: Request<api::DeviceRef>,
+    ) -> Result<Response<api::ReleaseResult>, Status> {
         let r = req.into_inner();
         if r.device.is_empty() {
             return Err(Status::invalid_argument("device is empty"));
         }
         let agent = self.agent.clone();
         let span = tracing::info_span!("release", device = %r.device, container = %r.container_id);
-        let released = tokio::task::spawn_blocking(move || span.in_scope(|| agent.release(&r.device)))
-            .await
-            .map_err(|e| Status::internal(format!("release task: {e}")))?
-            .map_err(|e| release_status(&e))?;
+        let released =
+            tokio::task::spawn_blocking(move || span.in_scope(|| agent.release(&r.device)))
+                .await
+                .map_err(|e| Status::internal(format!("release task: {e}")))?
+                .map_err(|e| release_status(&e))?;
         Ok(Response::new(api::ReleaseResult { released }))
     }
 }

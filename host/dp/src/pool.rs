@@ -39,8 +39,16 @@ pub fn resource_name(pool: &str) -> String {
 
 /// `AFXDP_DEVICES_<POOL>`: upper case, every non-alphanumeric character as `_`.
 pub fn devices_env_name(pool: &str) -> String {
-    let suffix: String =
-        pool.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect();
+    let suffix: String = pool
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
     format!("AFXDP_DEVICES_{suffix}")
 }
 
@@ -84,19 +92,38 @@ impl Inventory {
         let mut pools: BTreeMap<String, Pool> = config
             .pools
             .iter()
-            .map(|p| (p.name.clone(), Pool { config: p.clone(), devices: BTreeMap::new() }))
+            .map(|p| {
+                (
+                    p.name.clone(),
+                    Pool {
+                        config: p.clone(),
+                        devices: BTreeMap::new(),
+                    },
+                )
+            })
             .collect();
         for (pool, names) in assigned {
-            let Some(p) = pools.get_mut(&pool) else { continue };
+            let Some(p) = pools.get_mut(&pool) else {
+                continue;
+            };
             for name in names {
                 if let Some(nd) = netdevs.iter().find(|d| d.name == name) {
-                    p.devices.insert(name.clone(), PoolDevice { netdev: nd.clone(), present: true });
+                    p.devices.insert(
+                        name.clone(),
+                        PoolDevice {
+                            netdev: nd.clone(),
+                            present: true,
+                        },
+                    );
                 }
             }
         }
         for (pool, nd) in allocated_elsewhere {
             if let Some(p) = pools.get_mut(pool) {
-                p.devices.entry(nd.name.clone()).or_insert(PoolDevice { netdev: nd.clone(), present: false });
+                p.devices.entry(nd.name.clone()).or_insert(PoolDevice {
+                    netdev: nd.clone(),
+                    present: false,
+                });
             }
         }
         Self { pools }
@@ -127,17 +154,22 @@ impl Inventory {
 
     /// The ListAndWatch device list of `pool`.
     pub fn device_list(&self, pool: &str, is_allocated: &dyn Fn(&str) -> bool) -> Vec<dp::Device> {
-        let Some(p) = self.pools.get(pool) else { return Vec::new() };
+        let Some(p) = self.pools.get(pool) else {
+            return Vec::new();
+        };
         p.devices
             .values()
             .map(|d| dp::Device {
                 id: d.netdev.name.clone(),
-                health: if Self::is_healthy(d, is_allocated(&d.netdev.name)) { dp::HEALTHY } else { dp::UNHEALTHY }
-                    .to_string(),
-                topology: d
-                    .netdev
-                    .numa_node
-                    .map(|n| dp::TopologyInfo { nodes: vec![dp::NumaNode { id: n }] }),
+                health: if Self::is_healthy(d, is_allocated(&d.netdev.name)) {
+                    dp::HEALTHY
+                } else {
+                    dp::UNHEALTHY
+                }
+                .to_string(),
+                topology: d.netdev.numa_node.map(|n| dp::TopologyInfo {
+                    nodes: vec![dp::NumaNode { id: n }],
+                }),
             })
             .collect()
     }
@@ -150,7 +182,10 @@ impl Inventory {
                 d.present = true;
                 d.netdev = nd.clone();
                 if before != (d.present, d.netdev.state, d.netdev.ifindex) {
-                    return Some(Changed { pool: p.config.name.clone(), device: nd.name.clone() });
+                    return Some(Changed {
+                        pool: p.config.name.clone(),
+                        device: nd.name.clone(),
+                    });
                 }
                 return None;
             }
@@ -164,7 +199,10 @@ impl Inventory {
             if let Some(d) = p.devices.get_mut(name) {
                 if d.present {
                     d.present = false;
-                    return Some(Changed { pool: p.config.name.clone(), device: name.to_string() });
+                    return Some(Changed {
+                        pool: p.config.name.clone(),
+                        device: name.to_string(),
+                    });
                 }
                 return None;
             }
@@ -198,18 +236,38 @@ pub fn preferred_allocation(
         }
     }
     let numa = |id: &str| pool.devices.get(id).and_then(|d| d.netdev.numa_node);
-    let queues = |id: &str| pool.devices.get(id).map(|d| d.netdev.rx_queues).unwrap_or(0);
+    let queues = |id: &str| {
+        pool.devices
+            .get(id)
+            .map(|d| d.netdev.rx_queues)
+            .unwrap_or(0)
+    };
     let mut rest: Vec<&String> = available.iter().filter(|d| !picked.contains(d)).collect();
     // The NUMA node to prefer: most common among picks, else among available.
     let mut counts: BTreeMap<Option<i64>, usize> = BTreeMap::new();
-    let basis: Vec<&String> = if picked.is_empty() { rest.clone() } else { picked.iter().collect() };
+    let basis: Vec<&String> = if picked.is_empty() {
+        rest.clone()
+    } else {
+        picked.iter().collect()
+    };
     for d in basis {
         *counts.entry(numa(d)).or_default() += 1;
     }
-    let home = counts.iter().max_by_key(|(node, n)| (**n, std::cmp::Reverse(**node))).map(|(node, _)| *node);
+    let home = counts
+        .iter()
+        .max_by_key(|(node, n)| (**n, std::cmp::Reverse(**node)))
+        .map(|(node, _)| *node);
     rest.sort_by(|a, b| {
-        let ka = (numa(a) != home.flatten(), std::cmp::Reverse(queues(a)), a.as_str());
-        let kb = (numa(b) != home.flatten(), std::cmp::Reverse(queues(b)), b.as_str());
+        let ka = (
+            numa(a) != home.flatten(),
+            std::cmp::Reverse(queues(a)),
+            a.as_str(),
+        );
+        let kb = (
+            numa(b) != home.flatten(),
+            std::cmp::Reverse(queues(b)),
+            b.as_str(),
+        );
         ka.cmp(&kb)
     });
     for d in rest {

@@ -60,7 +60,11 @@ pub struct UdsServers {
 impl UdsServers {
     /// `root` is `<state-dir>/uds`; each device gets `<root>/<device>/afxdp.sock`.
     pub fn new(root: PathBuf, backend: Arc<dyn Backend>) -> Self {
-        Self { root, backend, running: HashMap::new() }
+        Self {
+            root,
+            backend,
+            running: HashMap::new(),
+        }
     }
 
     /// The host directory of `device` (mounted into the container).
@@ -70,15 +74,32 @@ impl UdsServers {
 
     /// Start (or restart) the handshake server of `device`. The directory is kept
     /// across restarts: a running container's bind mount refers to it.
-    pub fn start(&mut self, device: &str, owner_uid: u32, timeout: Duration) -> Result<PathBuf, SharingError> {
+    pub fn start(
+        &mut self,
+        device: &str,
+        owner_uid: u32,
+        timeout: Duration,
+    ) -> Result<PathBuf, SharingError> {
         if let Some(old) = self.running.remove(device) {
             old.stop();
         }
         let dir = self.host_dir(device);
         let path = dir.join(UDS_FILE);
-        let cfg = ServerConfig { idle_timeout: timeout, allowed_uid: Some(owner_uid) };
-        let sock = DeviceSocket::serve(&path, device.to_string(), owner_uid, cfg, self.backend.clone())
-            .map_err(|source| SharingError::Uds { device: device.to_string(), source })?;
+        let cfg = ServerConfig {
+            idle_timeout: timeout,
+            allowed_uid: Some(owner_uid),
+        };
+        let sock = DeviceSocket::serve(
+            &path,
+            device.to_string(),
+            owner_uid,
+            cfg,
+            self.backend.clone(),
+        )
+        .map_err(|source| SharingError::Uds {
+            device: device.to_string(),
+            source,
+        })?;
         self.running.insert(device.to_string(), sock);
         Ok(dir)
     }
@@ -96,7 +117,9 @@ impl UdsServers {
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => tracing::warn!(dir = %dir.display(), error = %e, "could not remove UDS directory"),
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "could not remove UDS directory")
+            }
         }
         was
     }

@@ -39,7 +39,10 @@ pub struct Allocation {
 impl Allocation {
     /// Seconds since the epoch, for `allocated_at`.
     pub fn now() -> u64 {
-        SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
     }
 }
 
@@ -70,7 +73,11 @@ pub enum StateError {
 }
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> StateError + 'a {
-    move |source| StateError::Io { op, path: path.to_path_buf(), source }
+    move |source| StateError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// The state file at `<state-dir>/allocations.json`.
@@ -81,7 +88,9 @@ pub struct StateStore {
 
 impl StateStore {
     pub fn new(state_dir: &Path) -> Self {
-        Self { path: state_dir.join("allocations.json") }
+        Self {
+            path: state_dir.join("allocations.json"),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -93,14 +102,23 @@ impl StateStore {
         let text = match fs::read(&self.path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(StateFile { version: STATE_VERSION, ..Default::default() })
+                return Ok(StateFile {
+                    version: STATE_VERSION,
+                    ..Default::default()
+                })
             }
             Err(e) => return Err(io_err("read", &self.path)(e)),
         };
         let state: StateFile =
-            serde_json::from_slice(&text).map_err(|source| StateError::Corrupt { path: self.path.clone(), source })?;
+            serde_json::from_slice(&text).map_err(|source| StateError::Corrupt {
+                path: self.path.clone(),
+                source,
+            })?;
         if state.version != STATE_VERSION {
-            return Err(StateError::Version { path: self.path.clone(), found: state.version });
+            return Err(StateError::Version {
+                path: self.path.clone(),
+                found: state.version,
+            });
         }
         Ok(state)
     }
@@ -110,14 +128,19 @@ impl StateStore {
         let dir = self.path.parent().unwrap_or(Path::new("."));
         fs::create_dir_all(dir).map_err(io_err("create dir", dir))?;
         let tmp = self.path.with_extension("json.tmp");
-        let body = serde_json::to_vec_pretty(state).map_err(|source| StateError::Corrupt { path: tmp.clone(), source })?;
+        let body = serde_json::to_vec_pretty(state).map_err(|source| StateError::Corrupt {
+            path: tmp.clone(),
+            source,
+        })?;
         {
             let mut f = fs::File::create(&tmp).map_err(io_err("create", &tmp))?;
             f.write_all(&body).map_err(io_err("write", &tmp))?;
             f.sync_all().map_err(io_err("fsync", &tmp))?;
         }
         fs::rename(&tmp, &self.path).map_err(io_err("rename", &self.path))?;
-        fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io_err("fsync dir", dir))?;
+        fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err("fsync dir", dir))?;
         Ok(())
     }
 }
@@ -167,11 +190,17 @@ mod tests {
     fn save_then_load_round_trips_and_leaves_no_temp_file() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = StateStore::new(dir.path());
-        let mut state = StateFile { version: STATE_VERSION, ..Default::default() };
+        let mut state = StateFile {
+            version: STATE_VERSION,
+            ..Default::default()
+        };
         state.allocations.insert("eth1".into(), sample("eth1"));
         store.save(&state).expect("save");
         assert_eq!(store.load().expect("load"), state);
-        let names: Vec<_> = fs::read_dir(dir.path()).expect("ls").map(|e| e.expect("entry").file_name()).collect();
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .expect("ls")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("allocations.json")]);
     }
 
@@ -181,7 +210,10 @@ mod tests {
         let store = StateStore::new(dir.path());
         fs::write(store.path(), b"{not json").expect("write");
         let err = store.load().expect_err("corrupt").to_string();
-        assert!(err.contains("allocations.json") && err.contains("not valid"), "{err}");
+        assert!(
+            err.contains("allocations.json") && err.contains("not valid"),
+            "{err}"
+        );
         fs::write(store.path(), br#"{"version":99,"allocations":{}}"#).expect("write");
         let err = store.load().expect_err("version").to_string();
         assert!(err.contains("version 99"), "{err}");

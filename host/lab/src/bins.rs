@@ -20,5 +20,8 @@ pub fn find(name: &str) -> Result<PathBuf, crate::LabError> {
     dirs.iter()
         .map(|d| d.join(name))
         .find(|p| p.is_file())
-        .ok_or_else(|| crate::LabError::MissingBinary { name: name.to_string(), searched: dirs })
+        .ok_or_else(|| crate::LabError::MissingBinary {
+            name: name.to_string(),
+            searched: dirs,
+        })
 }

@@ -31,7 +31,10 @@ pub const RESOURCE: &str = "afxdp/lab";
 #[derive(Debug, thiserror::Error)]
 pub enum LabError {
     #[error("binary {name} not found (searched {searched:?}); build the workspace first")]
-    MissingBinary { name: String, searched: Vec<PathBuf> },
+    MissingBinary {
+        name: String,
+        searched: Vec<PathBuf>,
+    },
     #[error("{what}: {detail}")]
     Step { what: String, detail: String },
 }
@@ -60,7 +63,12 @@ pub struct LabConfig {
 
 impl Default for LabConfig {
     fn default() -> Self {
-        Self { nics: 2, queues: 4, sharing: Sharing::Uds, xdp_mode: "native" }
+        Self {
+            nics: 2,
+            queues: 4,
+            sharing: Sharing::Uds,
+            xdp_mode: "native",
+        }
     }
 }
 
@@ -120,7 +128,10 @@ impl NodePaths {
 
 /// The upstream-format config of the lab pool (devices selected by name).
 pub fn pool_config(nics: &[String], sharing: Sharing, uid: u32) -> serde_json::Value {
-    let devices: Vec<_> = nics.iter().map(|n| serde_json::json!({ "name": n })).collect();
+    let devices: Vec<_> = nics
+        .iter()
+        .map(|n| serde_json::json!({ "name": n }))
+        .collect();
     serde_json::json!({
         "logLevel": "debug",
         "pools": [{
@@ -153,44 +164,82 @@ impl Lab {
     /// Build the node and wait until kubelet sees the pool's devices healthy.
     pub async fn start(cfg: LabConfig) -> Result<Self, LabError> {
         let cni = bins::find("afxdp-cni")?;
-        let root = tempfile::Builder::new().prefix("afxdp-lab-").tempdir().map_err(|e| step("temp dir")(e.to_string()))?;
+        let root = tempfile::Builder::new()
+            .prefix("afxdp-lab-")
+            .tempdir()
+            .map_err(|e| step("temp dir")(e.to_string()))?;
         {
             use std::os::unix::fs::PermissionsExt;
             // Pods (uid 65534) exec the app from under here.
             std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o711))
                 .map_err(|e| step("temp dir mode")(e.to_string()))?;
         }
-        let pod_app = unprivileged::stage_binary(&bins::find("afxdp-pod-app")?, &root.path().join("bin"))
-            .map_err(|e| step("stage afxdp-pod-app")(e.to_string()))?;
+        let pod_app =
+            unprivileged::stage_binary(&bins::find("afxdp-pod-app")?, &root.path().join("bin"))
+                .map_err(|e| step("stage afxdp-pod-app")(e.to_string()))?;
         let paths = NodePaths::under(root.path());
-        std::fs::create_dir_all(&paths.device_plugin_dir).map_err(|e| step("device-plugin dir")(e.to_string()))?;
+        std::fs::create_dir_all(&paths.device_plugin_dir)
+            .map_err(|e| step("device-plugin dir")(e.to_string()))?;
 
         let wire = Netns::new("afxw").map_err(|e| step("wire netns")(e.to_string()))?;
         // Only the lab's own UDP reaches the pods (no IPv6 ND/MLD chatter).
-        for key in ["net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"] {
-            wire.exec(&["sysctl", "-qw", key]).map_err(|e| step("wire sysctl")(e.to_string()))?;
+        for key in [
+            "net.ipv6.conf.all.disable_ipv6=1",
+            "net.ipv6.conf.default.disable_ipv6=1",
+        ] {
+            wire.exec(&["sysctl", "-qw", key])
+                .map_err(|e| step("wire sysctl")(e.to_string()))?;
         }
         let mut nics = Vec::new();
         for index in 0..cfg.nics {
             let name = afxdp_testnet::unique_name("afn");
             let peer = afxdp_testnet::unique_name("afp");
-            let pair = VethPair::create(afxdp_testnet::VethOptions::new(&name, &peer).queues(cfg.queues).b_netns(&wire))
-                .map_err(|e| step(format!("veth {name}"))(e.to_string()))?;
-            let nic = Nic { name, peer, index, pair };
+            let pair = VethPair::create(
+                afxdp_testnet::VethOptions::new(&name, &peer)
+                    .queues(cfg.queues)
+                    .b_netns(&wire),
+            )
+            .map_err(|e| step(format!("veth {name}"))(e.to_string()))?;
+            let nic = Nic {
+                name,
+                peer,
+                index,
+                pair,
+            };
             let addr = format!("{}/24", nic.peer_ip());
-            wire.exec(&["ip", "addr", "add", &addr, "dev", &nic.peer]).map_err(|e| step("peer address")(e.to_string()))?;
-            wire.exec(&["ip", "link", "set", &nic.peer, "up"]).map_err(|e| step("peer up")(e.to_string()))?;
+            wire.exec(&["ip", "addr", "add", &addr, "dev", &nic.peer])
+                .map_err(|e| step("peer address")(e.to_string()))?;
+            wire.exec(&["ip", "link", "set", &nic.peer, "up"])
+                .map_err(|e| step("peer up")(e.to_string()))?;
             nics.push(nic);
         }
         let names: Vec<String> = nics.iter().map(|n| n.name.clone()).collect();
-        let config = pool_config(&names, cfg.sharing, unprivileged::PodUser::nobody_net_raw().uid);
-        std::fs::write(&paths.config, config.to_string()).map_err(|e| step("config")(e.to_string()))?;
+        let config = pool_config(
+            &names,
+            cfg.sharing,
+            unprivileged::PodUser::nobody_net_raw().uid,
+        );
+        std::fs::write(&paths.config, config.to_string())
+            .map_err(|e| step("config")(e.to_string()))?;
 
         let kubelet = KubeletStandin::start(&paths.device_plugin_dir, &paths.pod_resources)
             .await
             .map_err(|e| step("kubelet stand-in")(e.to_string()))?;
-        let daemon = Daemon::start(paths.daemon_options()).await.map_err(|e| step("afxdp-dp")(e.to_string()))?;
-        let lab = Self { cfg, paths, wire, nics, kubelet: Some(kubelet), daemon: Some(daemon), pods: Vec::new(), cni, pod_app, _root: root };
+        let daemon = Daemon::start(paths.daemon_options())
+            .await
+            .map_err(|e| step("afxdp-dp")(e.to_string()))?;
+        let lab = Self {
+            cfg,
+            paths,
+            wire,
+            nics,
+            kubelet: Some(kubelet),
+            daemon: Some(daemon),
+            pods: Vec::new(),
+            cni,
+            pod_app,
+            _root: root,
+        };
         lab.kubelet()
             .wait_registered(RESOURCE, Duration::from_secs(10))
             .await
@@ -207,12 +256,16 @@ impl Lab {
 
     /// The kubelet stand-in.
     pub fn kubelet(&self) -> &KubeletStandin {
-        self.kubelet.as_ref().expect("kubelet stand-in runs until teardown")
+        self.kubelet
+            .as_ref()
+            .expect("kubelet stand-in runs until teardown")
     }
 
     /// The kubelet stand-in, mutably (restart).
     pub fn kubelet_mut(&mut self) -> &mut KubeletStandin {
-        self.kubelet.as_mut().expect("kubelet stand-in runs until teardown")
+        self.kubelet
+            .as_mut()
+            .expect("kubelet stand-in runs until teardown")
     }
 
     pub fn nic(&self, device: &str) -> Option<&Nic> {
@@ -229,21 +282,34 @@ impl Lab {
 
     /// Send `per_flow` UDP packets on each of `flows` flows from the wire side to `device`'s pod.
     pub fn send(&self, device: &str, flows: u16, per_flow: u32) -> Result<u64, LabError> {
-        let nic = self.nic(device).ok_or_else(|| step("send")(format!("no NIC {device}")))?;
+        let nic = self
+            .nic(device)
+            .ok_or_else(|| step("send")(format!("no NIC {device}")))?;
         let last = 9000 + flows.max(1) - 1;
-        afxdp_testnet::send_udp(&self.wire, &nic.peer, nic.pod_ip().into(), 9000..=last, per_flow as usize)
-            .map(|n| n as u64)
-            .map_err(|e| step("send traffic")(e.to_string()))
+        afxdp_testnet::send_udp(
+            &self.wire,
+            &nic.peer,
+            nic.pod_ip().into(),
+            9000..=last,
+            per_flow as usize,
+        )
+        .map(|n| n as u64)
+        .map_err(|e| step("send traffic")(e.to_string()))
     }
 
     /// Current per-queue counts of every pod.
     pub fn counts(&self) -> BTreeMap<String, QueueCounts> {
-        self.pods.iter().map(|p| (p.name.clone(), p.counts())).collect()
+        self.pods
+            .iter()
+            .map(|p| (p.name.clone(), p.counts()))
+            .collect()
     }
 
     /// Remove one pod: stop the app, CNI DEL, forget it in kubelet, delete its netns.
     pub async fn remove_pod(&mut self, name: &str) -> Result<(), LabError> {
-        let Some(i) = self.pods.iter().position(|p| p.name == name) else { return Ok(()) };
+        let Some(i) = self.pods.iter().position(|p| p.name == name) else {
+            return Ok(());
+        };
         let pod = self.pods.remove(i);
         pod.remove(self).await
     }

@@ -65,11 +65,13 @@ impl Pod {
                 return Ok(t);
             }
             if Instant::now() >= deadline {
-                return Err(step(format!("pod {} receiving {n} packets", self.name))(format!(
-                    "got {t} within {timeout:?}; counts {:?}; app log: {:?}",
-                    self.counts(),
-                    self.app_log()
-                )));
+                return Err(step(format!("pod {} receiving {n} packets", self.name))(
+                    format!(
+                        "got {t} within {timeout:?}; counts {:?}; app log: {:?}",
+                        self.counts(),
+                        self.app_log()
+                    ),
+                ));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -79,7 +81,10 @@ impl Pod {
         let deadline = Instant::now() + timeout;
         while !self.ready.lock().map(|r| *r).unwrap_or(false) {
             if Instant::now() >= deadline {
-                return Err(step(format!("pod {} app ready", self.name))(format!("app log: {:?}", self.app_log())));
+                return Err(step(format!("pod {} app ready", self.name))(format!(
+                    "app log: {:?}",
+                    self.app_log()
+                )));
             }
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -121,7 +126,10 @@ impl Pod {
         .map_err(|e| step("CNI DEL")(e.to_string()))?;
         lab.kubelet().remove_pod(&self.namespace, &self.name);
         if !del.success {
-            return Err(step(format!("CNI DEL of {}", self.name))(format!("{} {}", del.stdout, del.stderr)));
+            return Err(step(format!("CNI DEL of {}", self.name))(format!(
+                "{} {}",
+                del.stdout, del.stderr
+            )));
         }
         Ok(())
     }
@@ -140,21 +148,42 @@ pub async fn admit(lab: &Lab, namespace: &str, name: &str) -> Result<Pod, LabErr
         .admit_pod(namespace, name, "app", RESOURCE, 1)
         .await
         .map_err(|e| step(format!("admit {namespace}/{name}"))(e.to_string()))?;
-    let device = admission.device_ids.first().cloned().ok_or_else(|| step("admit")("no device".into()))?;
+    let device = admission
+        .device_ids
+        .first()
+        .cloned()
+        .ok_or_else(|| step("admit")("no device".into()))?;
     let envs: BTreeMap<String, String> = admission.response.envs.clone().into_iter().collect();
     let mounts: Vec<(PathBuf, PathBuf)> = admission
         .response
         .mounts
         .iter()
-        .map(|m| (PathBuf::from(&m.container_path), PathBuf::from(&m.host_path)))
+        .map(|m| {
+            (
+                PathBuf::from(&m.container_path),
+                PathBuf::from(&m.host_path),
+            )
+        })
         .collect();
     let netns = Netns::new("afxpod").map_err(|e| step("pod netns")(e.to_string()))?;
     let container_id = format!("{namespace}-{name}-{}", std::process::id());
     let conf = cni::net_conf(&device, &lab.paths.node_api, "1.1.0");
-    let add = cni::exec(&lab.cni, "ADD", &container_id, Some(netns.path()), "net1", namespace, name, &conf)
-        .map_err(|e| step("CNI ADD")(e.to_string()))?;
+    let add = cni::exec(
+        &lab.cni,
+        "ADD",
+        &container_id,
+        Some(netns.path()),
+        "net1",
+        namespace,
+        name,
+        &conf,
+    )
+    .map_err(|e| step("CNI ADD")(e.to_string()))?;
     if !add.success {
-        return Err(step(format!("CNI ADD of {name}"))(format!("stdout {} stderr {}", add.stdout, add.stderr)));
+        return Err(step(format!("CNI ADD of {name}"))(format!(
+            "stdout {} stderr {}",
+            add.stdout, add.stderr
+        )));
     }
     // What IPAM and ARP would give the wire side: a static neighbour for the pod.
     if let Some(nic) = lab.nic(&device) {
@@ -163,7 +192,18 @@ pub async fn admit(lab: &Lab, namespace: &str, name: &str) -> Result<Pod, LabErr
             .and_then(|j| j["interfaces"][0]["mac"].as_str().map(str::to_string))
             .ok_or_else(|| step("CNI ADD result")(format!("no MAC in {}", add.stdout)))?;
         lab.wire
-            .exec(&["ip", "neigh", "replace", &nic.pod_ip().to_string(), "lladdr", &mac, "dev", &nic.peer, "nud", "permanent"])
+            .exec(&[
+                "ip",
+                "neigh",
+                "replace",
+                &nic.pod_ip().to_string(),
+                "lladdr",
+                &mac,
+                "dev",
+                &nic.peer,
+                "nud",
+                "permanent",
+            ])
             .map_err(|e| step("static neighbour")(e.to_string()))?;
     }
     let mut pod = Pod {
@@ -188,26 +228,42 @@ pub async fn admit(lab: &Lab, namespace: &str, name: &str) -> Result<Pod, LabErr
 fn start_app(lab: &Lab, pod: &mut Pod) -> Result<(), LabError> {
     let dir = afxdp_dp::sharing::container_dir(&pod.device);
     let mut cmd = Command::new(&lab.pod_app);
-    cmd.env_clear().envs(&pod.envs).arg("--device").arg(&pod.device).arg("--stats-interval-ms").arg("100");
+    cmd.env_clear()
+        .envs(&pod.envs)
+        .arg("--device")
+        .arg(&pod.device)
+        .arg("--stats-interval-ms")
+        .arg("100");
     // The app sees the container paths, as in a pod (DPDK's dp_path).
     match lab.cfg.sharing {
         Sharing::Uds => {
             cmd.arg("--uds").arg(dir.join(afxdp_dp::sharing::UDS_FILE));
-            cmd.arg("--pod").arg(format!("{}/{}", pod.namespace, pod.name));
+            cmd.arg("--pod")
+                .arg(format!("{}/{}", pod.namespace, pod.name));
         }
         Sharing::Pinned => {
-            cmd.arg("--pinned-map").arg(dir.join(afxdp_dp::sharing::MAP_FILE));
+            cmd.arg("--pinned-map")
+                .arg(dir.join(afxdp_dp::sharing::MAP_FILE));
         }
     }
-    let ns: OwnedFd = std::fs::File::open(pod.netns.path()).map_err(|e| step("open pod netns")(e.to_string()))?.into();
+    let ns: OwnedFd = std::fs::File::open(pod.netns.path())
+        .map_err(|e| step("open pod netns")(e.to_string()))?
+        .into();
     let mounts = unprivileged::ContainerMounts {
         root: PathBuf::from(afxdp_dp::sharing::CONTAINER_DIR),
-        binds: pod.mounts.iter().map(|(c, h)| (h.clone(), c.clone())).collect(),
+        binds: pod
+            .mounts
+            .iter()
+            .map(|(c, h)| (h.clone(), c.clone()))
+            .collect(),
     };
     unprivileged::confine(&mut cmd, ns, PodUser::nobody_net_raw(), &mounts)
         .map_err(|e| step("container mounts")(e.to_string()))?;
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
-    let mut child = unprivileged::spawn_retrying(&mut cmd).map_err(|e| step("start pod app")(e.to_string()))?;
+    cmd.stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .stdin(Stdio::null());
+    let mut child =
+        unprivileged::spawn_retrying(&mut cmd).map_err(|e| step("start pod app")(e.to_string()))?;
     if let Some(out) = child.stdout.take() {
         let (counts, ready, log) = (pod.counts.clone(), pod.ready.clone(), pod.log.clone());
         std::thread::spawn(move || {
@@ -235,7 +291,9 @@ fn start_app(lab: &Lab, pod: &mut Pod) -> Result<(), LabError> {
 
 /// Fold one JSON line of the app into the counters.
 fn apply_line(line: &str, counts: &Mutex<QueueCounts>, ready: &Mutex<bool>) {
-    let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { return };
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+        return;
+    };
     match v["type"].as_str() {
         Some("ready") => {
             if let Ok(mut r) = ready.lock() {
@@ -261,9 +319,21 @@ mod tests {
     fn stats_lines_update_counts_and_ready() {
         let counts = Mutex::new(QueueCounts::new());
         let ready = Mutex::new(false);
-        apply_line(r#"{"type":"ready","device":"x","queues":[0,1]}"#, &counts, &ready);
-        apply_line(r#"{"type":"stats","device":"x","queue":1,"packets":5,"bytes":300}"#, &counts, &ready);
-        apply_line(r#"{"type":"stats","device":"x","queue":1,"packets":7,"bytes":400}"#, &counts, &ready);
+        apply_line(
+            r#"{"type":"ready","device":"x","queues":[0,1]}"#,
+            &counts,
+            &ready,
+        );
+        apply_line(
+            r#"{"type":"stats","device":"x","queue":1,"packets":5,"bytes":300}"#,
+            &counts,
+            &ready,
+        );
+        apply_line(
+            r#"{"type":"stats","device":"x","queue":1,"packets":7,"bytes":400}"#,
+            &counts,
+            &ready,
+        );
         apply_line("not json", &counts, &ready);
         assert!(*ready.lock().expect("lock"));
         assert_eq!(counts.lock().expect("lock").get(&1), Some(&7));

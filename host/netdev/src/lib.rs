@@ -20,5 +20,7 @@ pub use discover::{default_route_interfaces, get, list};
 pub use error::NetdevError;
 pub use ethtool::{ChannelCounts, Channels, DriverInfo};
 pub use netdev::{LinkState, NetDev};
-pub use netns::{in_netns, link_exists, move_link, set_link_down, set_link_up, set_mtu, NetnsHandle};
+pub use netns::{
+    in_netns, link_exists, move_link, set_link_down, set_link_up, set_mtu, NetnsHandle,
+};
 pub use watch::{spawn_link_watcher, spawn_link_watcher_in, LinkEvent, LinkEventKind, LinkWatcher};

@@ -10,7 +10,10 @@ use tonic::transport::{Channel, Endpoint, Uri};
 /// Open a lazily-connected channel to the gRPC server listening on `path`.
 ///
 /// The URI is a placeholder: every connection goes to the socket.
-pub async fn connect(path: impl AsRef<Path>, timeout: Duration) -> Result<Channel, tonic::transport::Error> {
+pub async fn connect(
+    path: impl AsRef<Path>,
+    timeout: Duration,
+) -> Result<Channel, tonic::transport::Error> {
     let path: PathBuf = path.as_ref().to_path_buf();
     Endpoint::from_static("http://[::1]:50051")
         .connect_timeout(timeout)
@@ -26,10 +29,12 @@ pub async fn connect(path: impl AsRef<Path>, timeout: Duration) -> Result<Channe
 /// (for long-lived streams such as ListAndWatch).
 pub fn connect_lazy(path: impl AsRef<Path>) -> Channel {
     let path: PathBuf = path.as_ref().to_path_buf();
-    Endpoint::from_static("http://[::1]:50051").connect_with_connector_lazy(tower::service_fn(move |_: Uri| {
-        let path = path.clone();
-        async move { Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(path).await?)) }
-    }))
+    Endpoint::from_static("http://[::1]:50051").connect_with_connector_lazy(tower::service_fn(
+        move |_: Uri| {
+            let path = path.clone();
+            async move { Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(path).await?)) }
+        },
+    ))
 }
 
 /// Bind a unix listener at `path`, removing a stale socket file first, and

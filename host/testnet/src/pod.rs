@@ -29,7 +29,11 @@ pub const CAP_NET_RAW: u32 = 13;
 impl PodUser {
     /// `nobody` with CAP_NET_RAW only.
     pub const fn nobody_net_raw() -> Self {
-        Self { uid: 65534, gid: 65534, caps: &[CAP_NET_RAW] }
+        Self {
+            uid: 65534,
+            gid: 65534,
+            caps: &[CAP_NET_RAW],
+        }
     }
 }
 
@@ -60,7 +64,8 @@ pub struct ContainerMounts {
 }
 
 fn cstr(p: &Path) -> std::io::Result<CString> {
-    CString::new(p.as_os_str().as_bytes()).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
+    CString::new(p.as_os_str().as_bytes())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
 }
 
 /// Mount-syscall arguments prepared before fork.
@@ -84,7 +89,10 @@ impl PreparedMounts {
             }
             binds.push((cstr(host)?, cstr(container)?));
         }
-        Ok(Self { root: cstr(&m.root)?, binds })
+        Ok(Self {
+            root: cstr(&m.root)?,
+            binds,
+        })
     }
 
     /// In the child, after fork: private mount namespace, tmpfs at root, binds.
@@ -96,19 +104,38 @@ impl PreparedMounts {
         if libc::unshare(libc::CLONE_NEWNS) != 0 {
             return fail();
         }
-        if libc::mount(std::ptr::null(), c"/".as_ptr(), std::ptr::null(), libc::MS_REC | libc::MS_PRIVATE, std::ptr::null())
-            != 0
+        if libc::mount(
+            std::ptr::null(),
+            c"/".as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        ) != 0
         {
             return fail();
         }
-        if libc::mount(c"tmpfs".as_ptr(), self.root.as_ptr(), c"tmpfs".as_ptr(), 0, c"mode=0755".as_ptr().cast()) != 0 {
+        if libc::mount(
+            c"tmpfs".as_ptr(),
+            self.root.as_ptr(),
+            c"tmpfs".as_ptr(),
+            0,
+            c"mode=0755".as_ptr().cast(),
+        ) != 0
+        {
             return fail();
         }
         for (src, dst) in &self.binds {
             if libc::mkdir(dst.as_ptr(), 0o755) != 0 && *libc::__errno_location() != libc::EEXIST {
                 return fail();
             }
-            if libc::mount(src.as_ptr(), dst.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null()) != 0 {
+            if libc::mount(
+                src.as_ptr(),
+                dst.as_ptr(),
+                std::ptr::null(),
+                libc::MS_BIND,
+                std::ptr::null(),
+            ) != 0
+            {
                 return fail();
             }
         }
@@ -125,7 +152,12 @@ pub const DEFAULT_MEMLOCK: u64 = 8 << 20;
 ///
 /// # Errors
 /// A bind whose container path is outside `mounts.root`, or a path with a NUL.
-pub fn confine(cmd: &mut Command, netns: OwnedFd, user: PodUser, mounts: &ContainerMounts) -> std::io::Result<()> {
+pub fn confine(
+    cmd: &mut Command,
+    netns: OwnedFd,
+    user: PodUser,
+    mounts: &ContainerMounts,
+) -> std::io::Result<()> {
     let mounts = PreparedMounts::new(mounts)?;
     let mut mask = [0u32; 2];
     for &c in user.caps {
@@ -139,7 +171,10 @@ pub fn confine(cmd: &mut Command, netns: OwnedFd, user: PodUser, mounts: &Contai
                 return fail();
             }
             mounts.apply()?;
-            let memlock = libc::rlimit { rlim_cur: DEFAULT_MEMLOCK, rlim_max: DEFAULT_MEMLOCK };
+            let memlock = libc::rlimit {
+                rlim_cur: DEFAULT_MEMLOCK,
+                rlim_max: DEFAULT_MEMLOCK,
+            };
             if libc::setrlimit(libc::RLIMIT_MEMLOCK, &memlock) != 0 {
                 return fail();
             }
@@ -155,16 +190,34 @@ pub fn confine(cmd: &mut Command, netns: OwnedFd, user: PodUser, mounts: &Contai
             if libc::setresuid(user.uid, user.uid, user.uid) != 0 {
                 return fail();
             }
-            let hdr = CapHeader { version: LINUX_CAPABILITY_VERSION_3, pid: 0 };
+            let hdr = CapHeader {
+                version: LINUX_CAPABILITY_VERSION_3,
+                pid: 0,
+            };
             let data = [
-                CapData { effective: mask[0], permitted: mask[0], inheritable: mask[0] },
-                CapData { effective: mask[1], permitted: mask[1], inheritable: mask[1] },
+                CapData {
+                    effective: mask[0],
+                    permitted: mask[0],
+                    inheritable: mask[0],
+                },
+                CapData {
+                    effective: mask[1],
+                    permitted: mask[1],
+                    inheritable: mask[1],
+                },
             ];
             if libc::syscall(libc::SYS_capset, &hdr as *const CapHeader, data.as_ptr()) != 0 {
                 return fail();
             }
             for &c in caps {
-                if libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_RAISE, c as libc::c_ulong, 0, 0) != 0 {
+                if libc::prctl(
+                    libc::PR_CAP_AMBIENT,
+                    libc::PR_CAP_AMBIENT_RAISE,
+                    c as libc::c_ulong,
+                    0,
+                    0,
+                ) != 0
+                {
                     return fail();
                 }
             }
@@ -186,7 +239,9 @@ pub fn stage_binary(binary: &Path, dir: &Path) -> std::io::Result<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(dir)?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
-    let name = binary.file_name().ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "no file name"))?;
+    let name = binary
+        .file_name()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "no file name"))?;
     let dst = dir.join(name);
     std::fs::copy(binary, &dst)?;
     std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o755))?;
@@ -227,9 +282,14 @@ pub fn uids(pid: u32) -> std::io::Result<(u32, u32)> {
         .lines()
         .find_map(|l| l.strip_prefix("Uid:"))
         .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "no Uid line"))?;
-    let mut it = line.split_whitespace().filter_map(|v| v.parse::<u32>().ok());
+    let mut it = line
+        .split_whitespace()
+        .filter_map(|v| v.parse::<u32>().ok());
     match (it.next(), it.next()) {
         (Some(r), Some(e)) => Ok((r, e)),
-        _ => Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "bad Uid line")),
+        _ => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "bad Uid line",
+        )),
     }
 }

@@ -41,7 +41,12 @@ struct Args {
     #[arg(long, value_delimiter = ',')]
     queues: Vec<u32>,
     /// Pinned XSKMAP (pinned-map sharing mode), e.g. /tmp/afxdp_dp/<dev>/xsks_map.
-    #[arg(long, value_name = "PATH", conflicts_with = "uds", required_unless_present = "uds")]
+    #[arg(
+        long,
+        value_name = "PATH",
+        conflicts_with = "uds",
+        required_unless_present = "uds"
+    )]
     pinned_map: Option<PathBuf>,
     /// afxdp-dp's handshake socket (UDS sharing mode), e.g. /tmp/afxdp_dp/<dev>/afxdp.sock.
     #[arg(long, value_name = "PATH")]
@@ -96,7 +101,8 @@ fn map_over_uds(
             .into_owned(),
     };
     let pod = PodRef::parse(&pod).ok_or_else(|| format!("invalid pod name {pod:?}"))?;
-    let mut client = Client::connect(sock, Duration::from_millis(timeout_ms)).map_err(|e| e.to_string())?;
+    let mut client =
+        Client::connect(sock, Duration::from_millis(timeout_ms)).map_err(|e| e.to_string())?;
     client.hello(&pod).map_err(|e| e.to_string())?;
     let version = client.version().map_err(|e| e.to_string())?;
     let fd = client.xsk_map_fd(device).map_err(|e| e.to_string())?;
@@ -131,13 +137,15 @@ fn main() -> ExitCode {
         }
     };
     let map = match (&args.uds, &args.pinned_map) {
-        (Some(sock), _) => match map_over_uds(sock, args.pod.as_deref(), &device, args.uds_timeout_ms) {
-            Ok(fd) => MapSource::Fd(fd),
-            Err(e) => {
-                error!("UDS handshake with afxdp-dp: {e}");
-                return ExitCode::from(1);
+        (Some(sock), _) => {
+            match map_over_uds(sock, args.pod.as_deref(), &device, args.uds_timeout_ms) {
+                Ok(fd) => MapSource::Fd(fd),
+                Err(e) => {
+                    error!("UDS handshake with afxdp-dp: {e}");
+                    return ExitCode::from(1);
+                }
             }
-        },
+        }
         (None, Some(pin)) => MapSource::Pinned(pin.clone()),
         (None, None) => {
             error!("one of --uds or --pinned-map is required");
