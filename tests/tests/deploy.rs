@@ -159,50 +159,83 @@ fn flags_in(text: &str) -> BTreeSet<String> {
 
 /// afxdp-dp's flags: from `afxdp-dp --help`, else from its clap definition.
 fn dp_flags() -> BTreeSet<String> {
-    match afxdp_lab::bins::find("afxdp-dp") {
+    bin_flags("afxdp-dp", "host/dp/src/main.rs")
+}
+
+/// The long flags of binary `name`: from `name --help` when it is built,
+/// else from its clap definition in `source` (relative to the workspace).
+fn bin_flags(name: &str, source: &str) -> BTreeSet<String> {
+    match afxdp_lab::bins::find(name) {
         Ok(bin) => {
             let out = std::process::Command::new(&bin)
                 .arg("--help")
                 .output()
-                .expect("run afxdp-dp --help");
-            assert!(out.status.success(), "afxdp-dp --help failed: {out:?}");
+                .unwrap_or_else(|e| panic!("run {name} --help: {e}"));
+            assert!(out.status.success(), "{name} --help failed: {out:?}");
             let flags = flags_in(&String::from_utf8_lossy(&out.stdout));
             assert!(
-                flags.contains("--config"),
-                "unexpected --help output: {flags:?}"
+                flags.len() > 2,
+                "unexpected {name} --help output: {flags:?}"
             );
             flags
         }
         Err(e) => {
             eprintln!(
-                "note: {e}; checking the flags against host/dp/src/main.rs instead \
-                 (build afxdp-dp for the real check: cargo build -p afxdp-dp)"
+                "note: {e}; checking the flags against {source} instead \
+                 (build {name} for the real check: cargo build -p {name})"
             );
-            flags_from_source(&repo_root().join("host/dp/src/main.rs"))
+            flags_from_source(&repo_root().join(source))
         }
     }
 }
 
-/// The `#[arg(long ...)]` fields of a clap derive struct, as `--kebab-case`.
+/// The `#[arg(long ...)]` fields of a clap derive struct, as `--kebab-case`
+/// (or the name given as `long = "..."`). Attributes may span lines.
 fn flags_from_source(path: &Path) -> BTreeSet<String> {
-    let text = std::fs::read_to_string(path).expect("read afxdp-dp main.rs");
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     let mut out: BTreeSet<String> = ["--help", "--version"]
         .iter()
         .map(|s| s.to_string())
         .collect();
-    let mut pending_long = false;
-    for line in text.lines().map(str::trim) {
-        if line.starts_with("#[arg(") {
-            pending_long = line.contains("long");
-        } else if pending_long && !line.starts_with("#[") && !line.starts_with("///") {
-            if let Some((field, _)) = line.split_once(':') {
-                out.insert(format!(
-                    "--{}",
-                    field.trim().trim_start_matches("pub ").replace('_', "-")
-                ));
+    let mut rest = text.as_str();
+    while let Some(i) = rest.find("#[arg(") {
+        let body_start = i + "#[arg(".len();
+        // The attribute's arguments, up to the matching parenthesis.
+        let mut depth = 1;
+        let mut body_end = body_start;
+        for (j, c) in rest[body_start..].char_indices() {
+            match c {
+                '(' => depth += 1,
+                ')' => depth -= 1,
+                _ => {}
             }
-            pending_long = false;
+            if depth == 0 {
+                body_end = body_start + j;
+                break;
+            }
         }
+        let body = &rest[body_start..body_end];
+        rest = &rest[body_end..];
+        let args: Vec<&str> = body.split(',').map(str::trim).collect();
+        let explicit = args.iter().find_map(|a| {
+            let v = a.strip_prefix("long")?.trim_start().strip_prefix('=')?;
+            Some(v.trim().trim_matches('"').to_string())
+        });
+        if !args.contains(&"long") && explicit.is_none() {
+            continue;
+        }
+        // The field: the first line after the attribute that is not another
+        // attribute, a doc comment, or the attribute's closing `)]`.
+        let field = rest.lines().skip(1).map(str::trim).find(|l| {
+            !l.is_empty() && !l.starts_with("#[") && !l.starts_with("//") && !l.starts_with(')')
+        });
+        let name = match (explicit, field.and_then(|l| l.split_once(':'))) {
+            (Some(name), _) => name,
+            (None, Some((f, _))) => f.trim().trim_start_matches("pub ").replace('_', "-"),
+            (None, None) => continue,
+        };
+        out.insert(format!("--{name}"));
     }
     out
 }
@@ -662,6 +695,7 @@ fn example_pod_is_unprivileged_and_requests_the_pool() {
         .expect("resource");
     let pool = resource.trim_start_matches("afxdp/");
 
+    let app_flags = bin_flags("afxdp-pod-app", "host/pod-app/src/bin/afxdp-pod-app.rs");
     let pod_sc = &spec["securityContext"];
     // The app updates the XSKMAP with bpf(), which RuntimeDefault seccomp denies
     // to a container without CAP_BPF/CAP_SYS_ADMIN.
@@ -711,8 +745,21 @@ fn example_pod_is_unprivileged_and_requests_the_pool() {
                 "{name}: resources.{k}.{resource}"
             );
         }
+        // The example app's arguments are its flags.
+        let list = strings(&c["args"]);
+        if strings(&c["command"])
+            .iter()
+            .any(|a| a.ends_with("afxdp-pod-app"))
+        {
+            for (flag, _) in parse_args(&list) {
+                assert!(
+                    app_flags.contains(&flag),
+                    "{name}: {flag} is not an afxdp-pod-app flag ({app_flags:?})"
+                );
+            }
+        }
         // The app reaches the UDS of its device through the env the device plugin sets.
-        let args = strings(&c["args"]).join(" ");
+        let args = list.join(" ");
         let env_var = afxdp_config::env_var_name(pool);
         assert!(
             args.contains(&format!("/tmp/afxdp_dp/$({env_var})/afxdp.sock")),
@@ -852,6 +899,32 @@ fn helm_chart_agrees_with_the_plain_manifests() {
             "chart DaemonSet lacks {needle:?}"
         );
     }
+}
+
+#[test]
+fn source_scanner_reads_clap_derive() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("main.rs");
+    std::fs::write(
+        &src,
+        "struct Cli {\n    /// a\n    #[arg(long, default_value = \"x\")]\n    config: PathBuf,\n    \
+         #[arg(\n        long,\n        env = \"E\",\n        default_value = \"/a(b)\"\n    )]\n    \
+         device_plugin_dir: PathBuf,\n    #[arg(long = \"other-name\")]\n    x: u32,\n    \
+         #[arg(short)]\n    verbose: bool,\n}\n",
+    )
+    .expect("write");
+    let flags = flags_from_source(&src);
+    let want: BTreeSet<String> = [
+        "--help",
+        "--version",
+        "--config",
+        "--device-plugin-dir",
+        "--other-name",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    assert_eq!(flags, want);
 }
 
 #[test]

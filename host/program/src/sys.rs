@@ -4,18 +4,14 @@
 //! that cannot be pinned, survives nothing and cannot be detached once the
 //! device changed netns; we create, pin and detach XDP `bpf_link`s directly.
 
+use afxdp_xsk::bpf::{c_path, sys_bpf};
 use std::{
-    ffi::CString,
     io,
-    os::{
-        fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd},
-        unix::ffi::OsStrExt,
-    },
+    os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd},
     path::Path,
 };
 
 const BPF_OBJ_PIN: libc::c_long = 6;
-const BPF_OBJ_GET: libc::c_long = 7;
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
 const BPF_LINK_CREATE: libc::c_long = 28;
 const BPF_LINK_DETACH: libc::c_long = 34;
@@ -77,29 +73,6 @@ pub(crate) struct XdpLinkInfo {
     pub ifindex: u32,
 }
 
-fn sys_bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<libc::c_long> {
-    // SAFETY: `attr` is a properly initialised `repr(C)` prefix of
-    // `union bpf_attr` for `cmd`, and we pass its exact size.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            cmd,
-            attr as *mut T as *mut libc::c_void,
-            std::mem::size_of::<T>() as libc::c_uint,
-        )
-    };
-    if ret < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(ret)
-    }
-}
-
-fn c_path(path: &Path) -> io::Result<CString> {
-    CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))
-}
-
 /// `BPF_OBJ_PIN`: pins `fd` at `path` (parent on a bpffs).
 pub(crate) fn obj_pin(fd: BorrowedFd<'_>, path: &Path) -> io::Result<()> {
     let path = c_path(path)?;
@@ -108,20 +81,12 @@ pub(crate) fn obj_pin(fd: BorrowedFd<'_>, path: &Path) -> io::Result<()> {
         bpf_fd: fd.as_raw_fd() as u32,
         ..Default::default()
     };
-    sys_bpf(BPF_OBJ_PIN, &mut attr).map(drop)
+    // SAFETY: ObjAttr is BPF_OBJ_PIN's attr; `path` outlives the call.
+    unsafe { sys_bpf(BPF_OBJ_PIN, &mut attr) }.map(drop)
 }
 
 /// `BPF_OBJ_GET`: a new read-write FD of the object pinned at `path`.
-pub(crate) fn obj_get(path: &Path) -> io::Result<OwnedFd> {
-    let path = c_path(path)?;
-    let mut attr = ObjAttr {
-        pathname: path.as_ptr() as u64,
-        ..Default::default()
-    };
-    let fd = sys_bpf(BPF_OBJ_GET, &mut attr)?;
-    // SAFETY: the kernel just returned this FD to us.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
-}
+pub(crate) use afxdp_xsk::bpf::obj_get;
 
 /// `BPF_LINK_CREATE` for an XDP program on `ifindex` (current netns).
 pub(crate) fn xdp_link_create(
@@ -135,7 +100,8 @@ pub(crate) fn xdp_link_create(
         attach_type: BPF_XDP,
         flags,
     };
-    let fd = sys_bpf(BPF_LINK_CREATE, &mut attr)?;
+    // SAFETY: LinkCreateAttr is BPF_LINK_CREATE's attr.
+    let fd = unsafe { sys_bpf(BPF_LINK_CREATE, &mut attr) }?;
     // SAFETY: the kernel just returned this FD to us.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
@@ -146,7 +112,8 @@ pub(crate) fn link_detach(link: BorrowedFd<'_>) -> io::Result<()> {
     let mut attr = LinkDetachAttr {
         link_fd: link.as_raw_fd() as u32,
     };
-    sys_bpf(BPF_LINK_DETACH, &mut attr).map(drop)
+    // SAFETY: LinkDetachAttr is BPF_LINK_DETACH's attr.
+    unsafe { sys_bpf(BPF_LINK_DETACH, &mut attr) }.map(drop)
 }
 
 /// `BPF_OBJ_GET_INFO_BY_FD` on a link.
@@ -157,7 +124,9 @@ pub(crate) fn xdp_link_info(link: BorrowedFd<'_>) -> io::Result<XdpLinkInfo> {
         info_len: buf.0.len() as u32,
         info: buf.0.as_mut_ptr() as u64,
     };
-    sys_bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr)?;
+    // SAFETY: InfoAttr is OBJ_GET_INFO_BY_FD's attr; `buf` outlives the call
+    // and `info_len` bounds what the kernel writes.
+    unsafe { sys_bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr) }?;
     let word = |off: usize| {
         u32::from_ne_bytes([buf.0[off], buf.0[off + 1], buf.0[off + 2], buf.0[off + 3]])
     };

@@ -39,9 +39,18 @@ struct ObjGetAttr {
     _pad: u32,
 }
 
-fn sys_bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<libc::c_long> {
-    // SAFETY: `attr` is an initialised `repr(C)` prefix of `union bpf_attr`
-    // for `cmd`, passed with its exact size.
+/// `bpf(cmd, attr, sizeof attr)`, the one raw entry point of the project's
+/// BPF syscalls (the program manager uses it too).
+///
+/// # Safety
+/// `T` must be the `repr(C)` prefix of `union bpf_attr` that `cmd` reads,
+/// fully initialised, and every pointer in it must be valid for what the
+/// kernel does with it for `cmd` (reads, or writes such as `OBJ_GET_INFO`'s).
+///
+/// # Errors
+/// The syscall's errno.
+pub unsafe fn sys_bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<libc::c_long> {
+    // SAFETY: the caller guarantees `attr` suits `cmd`; we pass its exact size.
     let ret = unsafe {
         libc::syscall(
             libc::SYS_bpf,
@@ -65,15 +74,24 @@ fn sys_bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<libc::c_long> {
 /// `ENOENT` when it does not exist, `EPERM` on kernels before 6.5 with
 /// `kernel.unprivileged_bpf_disabled` set.
 pub fn obj_get(path: &Path) -> io::Result<OwnedFd> {
-    let c = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))?;
+    let c = c_path(path)?;
     let mut attr = ObjGetAttr {
         pathname: c.as_ptr() as u64,
         ..Default::default()
     };
-    let fd = sys_bpf(BPF_OBJ_GET, &mut attr)?;
+    // SAFETY: ObjGetAttr is BPF_OBJ_GET's attr; `c` outlives the call.
+    let fd = unsafe { sys_bpf(BPF_OBJ_GET, &mut attr) }?;
     // SAFETY: the kernel just returned this FD to us.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// A path as a C string for `bpf_attr.pathname`.
+///
+/// # Errors
+/// `InvalidInput` when the path holds a NUL byte.
+pub fn c_path(path: &Path) -> io::Result<CString> {
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))
 }
 
 /// `BPF_MAP_UPDATE_ELEM` of a `u32` key with a `u32` value (`BPF_ANY`);
@@ -85,5 +103,6 @@ pub fn map_update_u32(map: BorrowedFd<'_>, key: u32, value: u32) -> io::Result<(
         value: &value as *const u32 as u64,
         ..Default::default()
     };
-    sys_bpf(BPF_MAP_UPDATE_ELEM, &mut attr).map(drop)
+    // SAFETY: MapElemAttr is BPF_MAP_UPDATE_ELEM's attr; key/value outlive the call.
+    unsafe { sys_bpf(BPF_MAP_UPDATE_ELEM, &mut attr) }.map(drop)
 }
