@@ -9,6 +9,8 @@ APT_PACKAGES=(
   iproute2 ethtool
   containernetworking-plugins
   pkg-config
+  docker-registry
+  apache2-utils
 )
 
 missing=()

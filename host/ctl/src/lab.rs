@@ -86,6 +86,7 @@ async fn drive(lab: &mut Lab, args: &LabArgs) -> anyhow::Result<()> {
     }
     let start = Instant::now();
     let mut sent: u64 = 0;
+    let mut last = Snapshot::default();
     let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {
@@ -99,44 +100,40 @@ async fn drive(lab: &mut Lab, args: &LabArgs) -> anyhow::Result<()> {
                 .send(d, args.flows, args.rate)
                 .context("sending traffic")?;
         }
-        print_table(lab, sent, start.elapsed());
+        last = print_table(lab, sent, start.elapsed(), &last);
         if args.duration > 0 && start.elapsed() >= Duration::from_secs(args.duration) {
             return Ok(());
         }
     }
 }
 
-fn print_table(lab: &Lab, sent: u64, elapsed: Duration) {
-    let secs = elapsed.as_secs_f64().max(0.001);
+/// Counts at the previous tick, for packets per second over the last interval.
+#[derive(Default)]
+struct Snapshot {
+    at: Option<Instant>,
+    counts: std::collections::BTreeMap<(String, u32), u64>,
+}
+
+fn print_table(lab: &Lab, sent: u64, elapsed: Duration, last: &Snapshot) -> Snapshot {
+    let now = Instant::now();
+    let interval = last.at.map(|t| now.duration_since(t).as_secs_f64()).unwrap_or(0.0).max(0.001);
+    let mut next = Snapshot { at: Some(now), counts: Default::default() };
+    let received: u64 = lab.pods.iter().map(|p| p.total()).sum();
     let mut out = std::io::stdout().lock();
     let _ = write!(out, "\x1b[2J\x1b[H");
-    let _ = writeln!(out, "afxdp-rs lab  t={:.1}s  sent={sent}", secs);
-    let _ = writeln!(
-        out,
-        "{:<10} {:<16} {:>6} {:>12} {:>10}",
-        "POD", "DEVICE", "QUEUE", "PACKETS", "PPS"
-    );
+    let _ = writeln!(out, "afxdp-rs lab  t={:.1}s  sent={sent}  received={received}", elapsed.as_secs_f64());
+    let _ = writeln!(out, "{:<10} {:<16} {:>6} {:>12} {:>10}", "POD", "DEVICE", "QUEUE", "PACKETS", "PPS");
     for pod in &lab.pods {
+        let mut pod_pps = 0.0;
         for (q, n) in pod.counts() {
-            let _ = writeln!(
-                out,
-                "{:<10} {:<16} {:>6} {:>12} {:>10.0}",
-                pod.name,
-                pod.device,
-                q,
-                n,
-                n as f64 / secs
-            );
+            let before = last.counts.get(&(pod.name.clone(), q)).copied().unwrap_or(0);
+            let pps = n.saturating_sub(before) as f64 / interval;
+            pod_pps += pps;
+            next.counts.insert((pod.name.clone(), q), n);
+            let _ = writeln!(out, "{:<10} {:<16} {:>6} {:>12} {:>10.0}", pod.name, pod.device, q, n, pps);
         }
-        let _ = writeln!(
-            out,
-            "{:<10} {:<16} {:>6} {:>12} {:>10.0}",
-            pod.name,
-            pod.device,
-            "all",
-            pod.total(),
-            pod.total() as f64 / secs
-        );
+        let _ = writeln!(out, "{:<10} {:<16} {:>6} {:>12} {:>10.0}", pod.name, pod.device, "all", pod.total(), pod_pps);
     }
     let _ = out.flush();
+    next
 }

@@ -166,7 +166,7 @@ impl Lab {
         let cni = bins::find("afxdp-cni")?;
         let root = tempfile::Builder::new()
             .prefix("afxdp-lab-")
-            .tempdir()
+            .tempdir_in("/run")
             .map_err(|e| step("temp dir")(e.to_string()))?;
         {
             use std::os::unix::fs::PermissionsExt;

@@ -250,7 +250,7 @@ fn start_app(lab: &Lab, pod: &mut Pod) -> Result<(), LabError> {
         .map_err(|e| step("open pod netns")(e.to_string()))?
         .into();
     let mounts = unprivileged::ContainerMounts {
-        root: PathBuf::from(afxdp_dp::sharing::CONTAINER_DIR),
+        root: PathBuf::from("/tmp"),
         binds: pod
             .mounts
             .iter()

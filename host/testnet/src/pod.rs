@@ -53,11 +53,13 @@ struct CapData {
 
 const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 
-/// Bind mounts of a container: every target lies under `root`, which gets a
-/// fresh tmpfs in the container's mount namespace (so nothing on the host changes).
+/// Bind mounts of a container: every target lies under `root` (e.g. `/tmp`),
+/// which gets a fresh tmpfs in the container's mount namespace, as a
+/// container's own `/tmp`; nothing on the host changes.
 #[derive(Debug, Clone, Default)]
 pub struct ContainerMounts {
-    /// Where the container-side tmpfs goes, e.g. `/tmp/afxdp_dp`.
+    /// The container's own tmpfs (its `/tmp`); every bind target lies under it
+    /// and nothing on the host changes.
     pub root: PathBuf,
     /// (host path, container path) pairs.
     pub binds: Vec<(PathBuf, PathBuf)>,
@@ -71,28 +73,33 @@ fn cstr(p: &Path) -> std::io::Result<CString> {
 /// Mount-syscall arguments prepared before fork.
 struct PreparedMounts {
     root: CString,
+    /// Directories to create inside the tmpfs, parents first.
+    dirs: Vec<CString>,
     binds: Vec<(CString, CString)>,
 }
 
 impl PreparedMounts {
     fn new(m: &ContainerMounts) -> std::io::Result<Self> {
-        if !m.binds.is_empty() {
-            std::fs::create_dir_all(&m.root)?;
-        }
         let mut binds = Vec::new();
+        let mut dirs: Vec<PathBuf> = Vec::new();
         for (host, container) in &m.binds {
-            if !container.starts_with(&m.root) {
-                return Err(std::io::Error::new(
+            let rel = container.strip_prefix(&m.root).map_err(|_| {
+                std::io::Error::new(
                     std::io::ErrorKind::InvalidInput,
                     format!("{} is not under {}", container.display(), m.root.display()),
-                ));
+                )
+            })?;
+            let mut dir = m.root.clone();
+            for part in rel.components() {
+                dir.push(part);
+                if !dirs.contains(&dir) {
+                    dirs.push(dir.clone());
+                }
             }
             binds.push((cstr(host)?, cstr(container)?));
         }
-        Ok(Self {
-            root: cstr(&m.root)?,
-            binds,
-        })
+        let dirs = dirs.iter().map(|d| cstr(d)).collect::<std::io::Result<_>>()?;
+        Ok(Self { root: cstr(&m.root)?, dirs, binds })
     }
 
     /// In the child, after fork: private mount namespace, tmpfs at root, binds.
@@ -124,10 +131,12 @@ impl PreparedMounts {
         {
             return fail();
         }
-        for (src, dst) in &self.binds {
-            if libc::mkdir(dst.as_ptr(), 0o755) != 0 && *libc::__errno_location() != libc::EEXIST {
+        for dir in &self.dirs {
+            if libc::mkdir(dir.as_ptr(), 0o755) != 0 && *libc::__errno_location() != libc::EEXIST {
                 return fail();
             }
+        }
+        for (src, dst) in &self.binds {
             if libc::mount(
                 src.as_ptr(),
                 dst.as_ptr(),
