@@ -43,5 +43,8 @@ pub fn entries_under(dir: &Path) -> Vec<String> {
 
 /// Does `device` inside `netns` have an XDP program attached?
 pub fn xdp_attached_in(netns: &afxdp_testnet::Netns, device: &str) -> bool {
-    netns.exec(&["ip", "-d", "link", "show", "dev", device]).map(|o| o.contains("prog/xdp")).unwrap_or(false)
+    netns
+        .exec(&["ip", "-d", "link", "show", "dev", device])
+        .map(|o| o.contains("prog/xdp"))
+        .unwrap_or(false)
 }

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use afxdp_netdev::NetnsHandle;
-use afxdp_proto::nodeapi::DeviceRef;
+use afxdp_proto::nodeapi::{DeviceRef, DeviceSettings};
 
 use crate::config::{Env, NetConf, SUPPORTED_VERSIONS};
 use crate::error::{CniError, Code};
@@ -49,6 +49,19 @@ fn to_json<T: serde::Serialize>(v: &T) -> Result<String, CniError> {
     serde_json::to_string(v).map_err(|e| CniError::new(Code::Io, "encoding result", e.to_string()))
 }
 
+/// What afxdp-dp decided for `device` (ADD, CHECK); unreachable or silent
+/// afxdp-dp is "try again later".
+fn device_settings(env: &Env, conf: &NetConf, device: &str) -> Result<DeviceSettings, CniError> {
+    let again = |msg: &str| {
+        let msg = msg.to_string();
+        move |e: NodeError| CniError::new(Code::TryAgainLater, msg, e.to_string())
+    };
+    NodeClient::connect(&conf.node_api_socket(), timeout(conf))
+        .map_err(again("afxdp-dp is not reachable"))?
+        .settings(device_ref(env, device))
+        .map_err(again("afxdp-dp did not answer"))
+}
+
 /// Run one invocation.
 pub fn run(env: &Env, stdin: &[u8]) -> Result<Output, CniError> {
     match env.command.as_str() {
@@ -78,20 +91,7 @@ fn add(env: &Env, conf: &NetConf) -> Result<Output, CniError> {
         .netns
         .as_deref()
         .ok_or_else(|| CniError::new(Code::InvalidEnv, "CNI_NETNS is required", ""))?;
-    let mut node = NodeClient::connect(&conf.node_api_socket(), timeout(conf)).map_err(|e| {
-        CniError::new(
-            Code::TryAgainLater,
-            "afxdp-dp is not reachable",
-            e.to_string(),
-        )
-    })?;
-    let settings = node.settings(device_ref(env, device)).map_err(|e| {
-        CniError::new(
-            Code::TryAgainLater,
-            "afxdp-dp did not answer",
-            e.to_string(),
-        )
-    })?;
+    let settings = device_settings(env, conf, device)?;
     if !settings.allocated {
         return Err(CniError::new(
             Code::NotAllocated,
@@ -239,20 +239,7 @@ fn check(env: &Env, conf: &NetConf) -> Result<Output, CniError> {
             "",
         ));
     }
-    let mut node = NodeClient::connect(&conf.node_api_socket(), timeout(conf)).map_err(|e| {
-        CniError::new(
-            Code::TryAgainLater,
-            "afxdp-dp is not reachable",
-            e.to_string(),
-        )
-    })?;
-    let s = node.settings(device_ref(env, device)).map_err(|e| {
-        CniError::new(
-            Code::TryAgainLater,
-            "afxdp-dp did not answer",
-            e.to_string(),
-        )
-    })?;
+    let s = device_settings(env, conf, device)?;
     if !s.allocated {
         return Err(CniError::new(
             Code::CheckFailed,

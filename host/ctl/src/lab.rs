@@ -116,23 +116,54 @@ struct Snapshot {
 
 fn print_table(lab: &Lab, sent: u64, elapsed: Duration, last: &Snapshot) -> Snapshot {
     let now = Instant::now();
-    let interval = last.at.map(|t| now.duration_since(t).as_secs_f64()).unwrap_or(0.0).max(0.001);
-    let mut next = Snapshot { at: Some(now), counts: Default::default() };
+    let interval = last
+        .at
+        .map(|t| now.duration_since(t).as_secs_f64())
+        .unwrap_or(0.0)
+        .max(0.001);
+    let mut next = Snapshot {
+        at: Some(now),
+        counts: Default::default(),
+    };
     let received: u64 = lab.pods.iter().map(|p| p.total()).sum();
     let mut out = std::io::stdout().lock();
     let _ = write!(out, "\x1b[2J\x1b[H");
-    let _ = writeln!(out, "afxdp-rs lab  t={:.1}s  sent={sent}  received={received}", elapsed.as_secs_f64());
-    let _ = writeln!(out, "{:<10} {:<16} {:>6} {:>12} {:>10}", "POD", "DEVICE", "QUEUE", "PACKETS", "PPS");
+    let _ = writeln!(
+        out,
+        "afxdp-rs lab  t={:.1}s  sent={sent}  received={received}",
+        elapsed.as_secs_f64()
+    );
+    let _ = writeln!(
+        out,
+        "{:<10} {:<16} {:>6} {:>12} {:>10}",
+        "POD", "DEVICE", "QUEUE", "PACKETS", "PPS"
+    );
     for pod in &lab.pods {
         let mut pod_pps = 0.0;
         for (q, n) in pod.counts() {
-            let before = last.counts.get(&(pod.name.clone(), q)).copied().unwrap_or(0);
+            let before = last
+                .counts
+                .get(&(pod.name.clone(), q))
+                .copied()
+                .unwrap_or(0);
             let pps = n.saturating_sub(before) as f64 / interval;
             pod_pps += pps;
             next.counts.insert((pod.name.clone(), q), n);
-            let _ = writeln!(out, "{:<10} {:<16} {:>6} {:>12} {:>10.0}", pod.name, pod.device, q, n, pps);
+            let _ = writeln!(
+                out,
+                "{:<10} {:<16} {:>6} {:>12} {:>10.0}",
+                pod.name, pod.device, q, n, pps
+            );
         }
-        let _ = writeln!(out, "{:<10} {:<16} {:>6} {:>12} {:>10.0}", pod.name, pod.device, "all", pod.total(), pod_pps);
+        let _ = writeln!(
+            out,
+            "{:<10} {:<16} {:>6} {:>12} {:>10.0}",
+            pod.name,
+            pod.device,
+            "all",
+            pod.total(),
+            pod_pps
+        );
     }
     let _ = out.flush();
     next

@@ -98,8 +98,15 @@ impl PreparedMounts {
             }
             binds.push((cstr(host)?, cstr(container)?));
         }
-        let dirs = dirs.iter().map(|d| cstr(d)).collect::<std::io::Result<_>>()?;
-        Ok(Self { root: cstr(&m.root)?, dirs, binds })
+        let dirs = dirs
+            .iter()
+            .map(|d| cstr(d))
+            .collect::<std::io::Result<_>>()?;
+        Ok(Self {
+            root: cstr(&m.root)?,
+            dirs,
+            binds,
+        })
     }
 
     /// In the child, after fork: private mount namespace, tmpfs at root, binds.
