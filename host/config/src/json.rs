@@ -19,6 +19,20 @@ pub(crate) enum Json {
 }
 
 impl Json {
+    /// As a `serde_json::Value` (key order kept), e.g. to hand a policy its config.
+    pub(crate) fn to_value(&self) -> serde_json::Value {
+        match self {
+            Json::Null => serde_json::Value::Null,
+            Json::Bool(b) => serde_json::Value::Bool(*b),
+            Json::Number(n) => serde_json::Value::Number(n.clone()),
+            Json::String(s) => serde_json::Value::String(s.clone()),
+            Json::Array(a) => serde_json::Value::Array(a.iter().map(Json::to_value).collect()),
+            Json::Object(o) => serde_json::Value::Object(
+                o.iter().map(|(k, v)| (k.clone(), v.to_value())).collect(),
+            ),
+        }
+    }
+
     /// Short description for "expected X, found Y" messages.
     pub(crate) fn describe(&self) -> String {
         match self {

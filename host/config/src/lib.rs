@@ -42,6 +42,7 @@ mod common;
 mod error;
 mod json;
 mod model;
+pub mod policy;
 mod reader;
 pub mod selector;
 mod upstream;
@@ -53,9 +54,10 @@ pub use error::{ConfigError, ConfigErrors, ConfigWarning};
 pub use json::{JsonPath, PathSegment};
 pub use model::{
     env_var_name, AddressParseError, Config, DeviceMatch, DeviceSelector, DriverSelector,
-    LogFormat, LogLevel, MacAddress, NodeSelector, PciAddress, PoolConfig, PoolMode,
-    ProgramManagerKind, ProgramSource, Selector, SharingMode, SourceFormat, XdpMode,
-    DEFAULT_UDS_TIMEOUT, ENV_VAR_PREFIX, RESOURCE_PREFIX, UPSTREAM_LOG_DIR,
+    FailurePolicy, LogFormat, LogLevel, MacAddress, NodeSelector, PciAddress, PolicyConfig,
+    PolicySource, PoolConfig, PoolMode, ProgramManagerKind, ProgramSource, PullPolicy, Selector,
+    SharingMode, SourceFormat, XdpMode, DEFAULT_UDS_TIMEOUT, ENV_VAR_PREFIX, RESOURCE_PREFIX,
+    UPSTREAM_LOG_DIR,
 };
 pub use selector::{
     assign_pools, assign_pools_detailed, AssignedDevice, DeviceFacts, PoolAssignment,

@@ -87,6 +87,59 @@ pub struct PoolConfig {
     /// (`-device-` and `-ip-` are substituted). Empty in the richer form,
     /// where filter rules come from the pool policy.
     pub ethtool_cmds: Vec<String>,
+    /// The pool's Wasm policy; `None` = the built-in decisions.
+    pub policy: Option<PolicyConfig>,
+}
+
+/// A pool's Wasm policy (richer form only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyConfig {
+    /// Where the component comes from.
+    pub source: PolicySource,
+    /// What a failing decision (fetch, validation, trap, timeout, bad output) does.
+    pub failure_policy: FailurePolicy,
+    /// Deadline per decision; `None` = the daemon default (100 ms).
+    pub timeout: Option<Duration>,
+    /// Memory cap per decision; `None` = the daemon default (32 MiB).
+    pub memory_limit: Option<usize>,
+    /// The policy's own configuration (JSON text; `{}` when not given),
+    /// checked by the policy's `validate-config` at load time.
+    pub config_json: String,
+}
+
+/// Where a policy component comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicySource {
+    /// An OCI artifact, `registry/repo@sha256:...` (or a tag with a pull policy).
+    Oci {
+        /// The reference as written.
+        reference: String,
+        /// Required for tags; `None` for digest references.
+        pull_policy: Option<PullPolicy>,
+        /// Allow plain HTTP to a non-loopback registry.
+        insecure: bool,
+    },
+    /// A component file on the node (absolute path; its sha256 is its identity).
+    File(PathBuf),
+}
+
+/// When a tag reference is resolved again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PullPolicy {
+    /// Use the cached tag → digest mapping when there is one.
+    IfNotPresent,
+    /// Resolve the tag online every time the policy is loaded.
+    Always,
+}
+
+/// What a failed policy decision does to the allocation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum FailurePolicy {
+    /// The allocation fails with the policy's message.
+    #[default]
+    Fail,
+    /// The built-in default decision is used; a warning is logged and counted.
+    Ignore,
 }
 
 impl PoolConfig {

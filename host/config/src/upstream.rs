@@ -402,6 +402,7 @@ fn parse_pool(v: &Json, path: &JsonPath, legacy: &Legacy, ctx: &mut Ctx) -> Opti
         selector,
         channels: None,
         ethtool_cmds,
+        policy: None,
     })
 }
 

@@ -30,7 +30,14 @@
 //!       "xdpMode": "native",
 //!       "program": { "image": "quay.io/example/xdp@sha256:...", "function": "xsk_redirect" },
 //!       "queues": 4,
-//!       "requiresUnprivilegedBpf": false
+//!       "requiresUnprivilegedBpf": false,
+//!       "policy": {
+//!         "ref": "registry.example.com/afxdp/numa-spread@sha256:...",
+//!         "failurePolicy": "Fail",
+//!         "timeoutMs": 100,
+//!         "memoryMiB": 32,
+//!         "config": { "queuesPerPod": 2 }
+//!       }
 //!     }
 //!   ]
 //! }
@@ -53,6 +60,7 @@
 //! | driver `maxDevices` | 1..=1024 per node | no limit |
 //! | driver/device `secondary` | CDQ subfunctions per device, 1..=350, `cdq` only | - |
 //! | driver `excludeAddressed` | skip devices with IP addresses | **`true`** |
+//! | pool `policy` | `{ref | file, pullPolicy, insecure, failurePolicy, timeoutMs, memoryMiB, config}` (see [`crate::policy`]) | built-in decisions |
 
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
@@ -371,6 +379,9 @@ fn parse_pool(v: &Json, path: &JsonPath, ctx: &mut Ctx) -> Option<PoolConfig> {
     let requires_unprivileged_bpf = obj
         .bool("requiresUnprivilegedBpf", ctx)
         .is_some_and(|(_, b)| b);
+    let policy = obj
+        .take("policy", ctx)
+        .and_then(|(p, v)| crate::policy::parse(v, &p, ctx));
     obj.finish(ctx);
 
     Some(PoolConfig {
@@ -385,6 +396,7 @@ fn parse_pool(v: &Json, path: &JsonPath, ctx: &mut Ctx) -> Option<PoolConfig> {
         selector,
         channels,
         ethtool_cmds: Vec::new(),
+        policy,
     })
 }
 
@@ -526,6 +538,9 @@ pub fn to_v1alpha1(config: &Config) -> Result<String, ConvertError> {
             "requiresUnprivilegedBpf".into(),
             p.requires_unprivileged_bpf.into(),
         );
+        if let Some(policy) = &p.policy {
+            o.insert("policy".into(), crate::policy::to_json(policy));
+        }
         pools.push(Value::Object(o));
     }
     root.insert("pools".into(), pools.into());
