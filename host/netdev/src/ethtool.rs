@@ -166,7 +166,7 @@ fn c_str(b: &[u8]) -> String {
 }
 
 /// Runs one `SIOCETHTOOL` command; `data` starts with the command number.
-fn ioctl<T>(name: &str, cmd: &'static str, data: &mut T) -> Result<(), NetdevError> {
+pub(crate) fn ioctl<T>(name: &str, cmd: &'static str, data: &mut T) -> Result<(), NetdevError> {
     validate_ifname(name)?;
     // SAFETY: plain socket(2) call; the result is checked before use.
     let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };

@@ -14,6 +14,7 @@ pub mod ethtool;
 mod netdev;
 pub mod netns;
 mod nl;
+pub mod ntuple;
 pub mod watch;
 
 pub use discover::{default_route_interfaces, get, list};

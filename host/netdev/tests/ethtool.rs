@@ -73,3 +73,39 @@ fn driver_info_unsupported_and_missing() {
     })
     .unwrap();
 }
+
+#[test]
+fn ntuple_rules_are_refused_by_veth_with_not_supported() {
+    use afxdp_netdev::ntuple::{self, FlowType, NtupleAction, NtupleRule};
+    afxdp_testnet::require_root();
+    let ns = afxdp_testnet::Netns::new("afxnt").expect("netns");
+    let a = afxdp_testnet::unique_name("ntA");
+    let b = afxdp_testnet::unique_name("ntB");
+    let _pair = afxdp_testnet::VethPair::create(
+        afxdp_testnet::VethOptions::new(&a, &b)
+            .queues(4)
+            .a_netns(&ns)
+            .b_netns(&ns),
+    )
+    .expect("veth");
+    let rule = NtupleRule {
+        flow_type: FlowType::Udp4,
+        src_ip: None,
+        dst_ip: None,
+        src_port: None,
+        dst_port: Some((4789, 0xffff)),
+        action: NtupleAction::Queue(1),
+    };
+    let name = a.clone();
+    let err = ns
+        .run(move || ntuple::insert(&name, &rule))
+        .expect("in netns")
+        .expect_err("veth has no ntuple");
+    assert!(err.is_not_supported(), "{err}");
+    let name = a.clone();
+    let err = ns
+        .run(move || ntuple::delete(&name, 0))
+        .expect("in netns")
+        .expect_err("veth has no ntuple");
+    assert!(err.is_not_supported(), "{err}");
+}
