@@ -28,6 +28,8 @@ fn device_ref(env: &Env, device: &str) -> DeviceRef {
             .cloned()
             .unwrap_or_default(),
         pod_name: env.args.get("K8S_POD_NAME").cloned().unwrap_or_default(),
+        // No IPAM yet: the pod's addresses are not known to the CNI.
+        addresses: Vec::new(),
     }
 }
 
@@ -115,6 +117,18 @@ fn add(env: &Env, conf: &NetConf) -> Result<Output, CniError> {
         afxdp_netdev::set_mtu(&pod, device, mtu).map_err(netlink_err("setting the MTU"))?;
     }
     afxdp_netdev::set_link_up(&pod, device).map_err(netlink_err("setting the device up"))?;
+    let programmed = crate::filters::apply(&pod, device, &settings)?;
+    if !programmed.rule_locations.is_empty() {
+        let file = crate::filters::cache_file(&conf.cache_dir(), &env.container_id, device);
+        if let Err(e) = crate::filters::save(&file, &programmed) {
+            crate::filters::remove(&pod, &programmed);
+            return Err(CniError::new(
+                Code::Io,
+                "recording filter rules",
+                e.to_string(),
+            ));
+        }
+    }
     let nd = afxdp_netdev::in_netns(&pod, || afxdp_netdev::get(device))
         .map_err(netlink_err("entering the pod netns"))?
         .map_err(netlink_err("reading the device"))?;
@@ -171,6 +185,10 @@ fn del(env: &Env, conf: &NetConf) -> Result<Output, CniError> {
         match NetnsHandle::open(path) {
             Ok(pod) => {
                 let host = NetnsHandle::current().map_err(netlink_err("opening the host netns"))?;
+                let file = crate::filters::cache_file(&conf.cache_dir(), &env.container_id, device);
+                if let Some(programmed) = crate::filters::take(&file) {
+                    crate::filters::remove(&pod, &programmed);
+                }
                 if afxdp_netdev::link_exists(&pod, device)
                     .map_err(netlink_err("looking up the device"))?
                 {

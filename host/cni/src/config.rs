@@ -40,6 +40,9 @@ pub struct NetConf {
     pub node_api_timeout_ms: Option<u64>,
     #[serde(default)]
     pub mtu: Option<u32>,
+    /// Where ADD records what it programmed for DEL (filter rule locations).
+    #[serde(default)]
+    pub cache_dir: Option<PathBuf>,
     #[serde(default)]
     pub log_file: Option<PathBuf>,
     #[serde(default)]
@@ -85,6 +88,12 @@ impl NetConf {
                     "set deviceID or runtimeConfig.deviceID (Multus does)",
                 )
             })
+    }
+
+    pub fn cache_dir(&self) -> PathBuf {
+        self.cache_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(crate::filters::DEFAULT_CACHE_DIR))
     }
 
     pub fn node_api_socket(&self) -> PathBuf {

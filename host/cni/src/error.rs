@@ -22,6 +22,8 @@ pub enum Code {
     Netlink = 102,
     /// Plugin-specific: CHECK found the device not as ADD left it.
     CheckFailed = 103,
+    /// Plugin-specific: the NIC refused a required filter rule.
+    FilterRules = 104,
 }
 
 /// A CNI error as the runtime sees it.

@@ -9,5 +9,6 @@
 pub mod command;
 pub mod config;
 pub mod error;
+pub mod filters;
 pub mod node;
 pub mod result;

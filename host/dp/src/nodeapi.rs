@@ -45,6 +45,7 @@ impl NodeApi for NodeApiService {
                 queues: a.queues,
                 channels: a.channels,
                 program: a.program_id.to_string(),
+                ..Default::default()
             },
             None => api::DeviceSettings {
                 device: r.device,
