@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use afxdp_program::{AttachRequest, ProgramManager};
 use afxdp_proto::deviceplugin as dp;
 
+use crate::policies::{self, PolicyStore};
 use crate::pool::{self, Inventory};
 use crate::sharing::{self, SharingKind, UdsServers};
 use crate::state::{Allocation, StateError, StateFile, StateStore};
@@ -46,6 +47,16 @@ pub enum AllocateError {
     },
     #[error("pool {pool}: {what} is not supported by the native program manager")]
     Unsupported { pool: String, what: String },
+    #[error("pool {pool}: policy {digest} failed {decision}: {source}")]
+    Policy {
+        pool: String,
+        digest: String,
+        decision: &'static str,
+        #[source]
+        source: afxdp_policy::DecisionError,
+    },
+    #[error("pool {pool}: its policy is not loaded: {reason}")]
+    PolicyUnavailable { pool: String, reason: String },
     #[error("persisting state: {0}")]
     State(#[from] StateError),
 }
@@ -60,6 +71,16 @@ pub enum ReleaseError {
     },
     #[error("persisting state: {0}")]
     State(#[from] StateError),
+}
+
+/// What afxdp-cni applies for an allocated device.
+#[derive(Debug, Clone)]
+pub struct DeviceSettings {
+    pub allocation: Allocation,
+    pub filter_rules: Vec<afxdp_policy::FilterRule>,
+    /// A rule the NIC refuses fails the ADD (policy failurePolicy Fail).
+    pub filters_required: bool,
+    pub policy_digest: Option<String>,
 }
 
 /// The answer to one container's Allocate.
@@ -80,6 +101,7 @@ struct Inner {
 pub struct Agent {
     inner: Mutex<Inner>,
     programs: Arc<dyn ProgramManager>,
+    policies: Option<Arc<PolicyStore>>,
     store: StateStore,
     /// One sender per pool: the ListAndWatch device list.
     lists: BTreeMap<String, watch::Sender<Vec<dp::Device>>>,
@@ -92,6 +114,7 @@ impl Agent {
         store: StateStore,
         programs: Arc<dyn ProgramManager>,
         uds: UdsServers,
+        policies: Option<Arc<PolicyStore>>,
     ) -> Self {
         let lists = inventory
             .pools()
@@ -110,9 +133,41 @@ impl Agent {
                 uds,
             }),
             programs,
+            policies,
             store,
             lists,
         }
+    }
+
+    /// The policy in force for `pool`, if any (one snapshot per decision set).
+    fn policy(&self, pool: &str) -> Option<Arc<policies::PoolPolicy>> {
+        self.policies.as_ref().and_then(|s| s.get(pool))
+    }
+
+    /// The policy state of a pool for one allocation.
+    fn snapshot(&self, cfg: &afxdp_config::PoolConfig) -> PolicySnapshot {
+        let Some(pc) = &cfg.policy else {
+            return PolicySnapshot::None;
+        };
+        if let Some(p) = self.policy(&cfg.name) {
+            return PolicySnapshot::InForce(p);
+        }
+        let reason = self
+            .policies
+            .as_ref()
+            .and_then(|s| s.unavailable(&cfg.name))
+            .unwrap_or_else(|| "not loaded yet".to_string());
+        PolicySnapshot::Unavailable {
+            reason,
+            fail: pc.failure_policy == afxdp_config::FailurePolicy::Fail,
+        }
+    }
+
+    /// A pool's policy configuration changed (config reload): the inventory
+    /// keeps the new one (the policy store swaps the component).
+    pub fn set_pool_policy(&self, pool: &str, policy: Option<afxdp_config::PolicyConfig>) {
+        let mut inner = self.lock();
+        inner.inventory.set_policy(pool, policy);
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -178,10 +233,34 @@ impl Agent {
         must_include: &[String],
         size: usize,
     ) -> Vec<String> {
-        let inner = self.lock();
-        match inner.inventory.pool(pool) {
-            Some(p) => pool::preferred_allocation(p, available, must_include, size),
-            None => Vec::new(),
+        let views: Vec<afxdp_policy::Netdev> = {
+            let inner = self.lock();
+            let Some(p) = inner.inventory.pool(pool) else {
+                return Vec::new();
+            };
+            available
+                .iter()
+                .filter_map(|id| p.devices.get(id))
+                .map(|d| policies::netdev_view(&d.netdev))
+                .collect()
+        };
+        let default = || afxdp_policy::defaults::preferred_allocation(&views, must_include, size);
+        match self.policy(pool) {
+            None => default(),
+            Some(p) => {
+                let r = p
+                    .loaded
+                    .preferred_allocation(&p.ctx, &views, must_include, size);
+                match afxdp_policy::decide(pool, &p.digest, p.failure, r, default) {
+                    Ok(d) => d.value,
+                    // GetPreferredAllocation is advisory: kubelet falls back to
+                    // its own choice when the answer is empty.
+                    Err(e) => {
+                        tracing::warn!(pool, digest = %p.digest, error = %e, "preferred allocation failed");
+                        Vec::new()
+                    }
+                }
+            }
         }
     }
 
@@ -223,6 +302,12 @@ impl Agent {
         let cfg = &pool.config;
         let mut grant = ContainerGrant::default();
         let mut new_allocs = Vec::new();
+        // One policy snapshot decides the whole allocation.
+        let policy = self.snapshot(cfg);
+        let pod = afxdp_policy::Pod {
+            requested: u32::try_from(devices.len()).unwrap_or(u32::MAX),
+            ..Default::default()
+        };
         for device in devices {
             let dev = pool
                 .devices
@@ -253,20 +338,35 @@ impl Agent {
                     state: dev.netdev.state,
                 });
             }
-            let program = match &cfg.program {
-                None => None,
-                Some(afxdp_config::ProgramSource::File { path, .. }) => Some(path.as_path()),
-                Some(afxdp_config::ProgramSource::Image { image, .. }) => {
+            let view = policies::netdev_view(&dev.netdev);
+            let choice = decide(
+                &policy,
+                pool_name,
+                "select-program",
+                |p| p.loaded.select_program(&p.ctx, &view, &pod),
+                || policies::configured_program(cfg),
+            )?;
+            let plan = decide(
+                &policy,
+                pool_name,
+                "assign-queues",
+                |p| p.loaded.assign_queues(&p.ctx, &view, &pod),
+                || policies::configured_queues(cfg, &view),
+            )?;
+            let program = match &choice.value.source {
+                afxdp_policy::ProgramSource::Builtin => None,
+                afxdp_policy::ProgramSource::File(path) => Some(path.as_path()),
+                afxdp_policy::ProgramSource::Image(image) => {
                     return Err(AllocateError::Unsupported {
                         pool: pool_name.into(),
-                        what: format!("bytecode image {image}"),
+                        what: format!("bytecode image {image} (needs the bpfman program manager)"),
                     })
                 }
             };
             let req = AttachRequest {
                 device,
                 ifindex: dev.netdev.ifindex,
-                mode: xdp_mode(cfg.xdp_mode),
+                mode: attach_mode(choice.value.mode),
                 program,
             };
             let att = self
@@ -302,6 +402,10 @@ impl Agent {
             grant
                 .mounts
                 .push((sharing::container_dir(device), host_dir.clone()));
+            let queue_list: Vec<String> = plan.value.queues.iter().map(u32::to_string).collect();
+            grant
+                .envs
+                .insert(queues_env_name(device), queue_list.join(","));
             new_allocs.push(Allocation {
                 pool: pool_name.to_string(),
                 device: device.clone(),
@@ -309,10 +413,11 @@ impl Agent {
                 program_id: att.program_id,
                 sharing,
                 host_dir,
-                queues: (0..dev.netdev.rx_queues.max(1)).collect(),
-                channels: cfg.channels.unwrap_or(0),
+                queues: plan.value.queues.clone(),
+                channels: plan.value.channels.unwrap_or(0),
                 allocated_at: Allocation::now(),
                 netdev: dev.netdev.clone(),
+                decided_by: decided_by(&choice.by, &plan.by),
             });
         }
         let mut next = inner.state.clone();
@@ -328,6 +433,49 @@ impl Agent {
             tracing::info!(pool = pool_name, device = %a.device, program_id = a.program_id, sharing = a.sharing.as_str(), "allocated");
         }
         Ok(grant)
+    }
+
+    /// What CNI ADD applies to `device`: its allocation, the filter rules the
+    /// pool's policy decides for this pod, whether a refused rule must fail
+    /// the ADD, and who decided the rules. `Ok(None)`: not allocated.
+    pub fn device_settings(
+        &self,
+        device: &str,
+        pod: afxdp_policy::Pod,
+        addresses: &[std::net::IpAddr],
+    ) -> Result<Option<DeviceSettings>, AllocateError> {
+        let (alloc, cfg) = {
+            let inner = self.lock();
+            let Some(alloc) = inner.state.allocations.get(device).cloned() else {
+                return Ok(None);
+            };
+            let Some(cfg) = inner.inventory.pool(&alloc.pool).map(|p| p.config.clone()) else {
+                return Err(AllocateError::UnknownPool(alloc.pool.clone()));
+            };
+            (alloc, cfg)
+        };
+        let snapshot = self.snapshot(&cfg);
+        let view = policies::netdev_view(&alloc.netdev);
+        let rules = decide(
+            &snapshot,
+            &cfg.name,
+            "filter-rules",
+            |p| p.loaded.filter_rules(&p.ctx, &view, &pod, addresses),
+            afxdp_policy::defaults::filter_rules,
+        )?;
+        let (required, digest) = match &snapshot {
+            PolicySnapshot::InForce(p) => (
+                p.failure == afxdp_policy::FailurePolicy::Fail,
+                Some(p.digest.clone()),
+            ),
+            _ => (false, None),
+        };
+        Ok(Some(DeviceSettings {
+            allocation: alloc,
+            filter_rules: rules.value,
+            filters_required: required,
+            policy_digest: digest,
+        }))
     }
 
     /// The allocation of `device`, if any (CNI ADD/CHECK ask for it).
@@ -402,12 +550,89 @@ pub fn bring_up(device: &str) -> Option<afxdp_netdev::NetDev> {
     afxdp_netdev::get(device).ok().flatten()
 }
 
-/// The program manager's attach mode for the config's.
-fn xdp_mode(m: afxdp_config::XdpMode) -> afxdp_program::XdpMode {
+/// The program manager's attach mode for a decided one.
+fn attach_mode(m: afxdp_policy::XdpMode) -> afxdp_program::XdpMode {
     match m {
-        afxdp_config::XdpMode::Native => afxdp_program::XdpMode::Native,
-        afxdp_config::XdpMode::Generic => afxdp_program::XdpMode::Generic,
-        afxdp_config::XdpMode::Auto => afxdp_program::XdpMode::Auto,
+        afxdp_policy::XdpMode::Native => afxdp_program::XdpMode::Native,
+        afxdp_policy::XdpMode::Generic => afxdp_program::XdpMode::Generic,
+        afxdp_policy::XdpMode::Auto => afxdp_program::XdpMode::Auto,
+    }
+}
+
+/// `AFXDP_QUEUES_<DEVICE>`: the queue ids the pod's sockets should bind.
+pub fn queues_env_name(device: &str) -> String {
+    let suffix: String = device
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("AFXDP_QUEUES_{suffix}")
+}
+
+/// One decision: by the pool's policy (with its failure policy), or the
+/// built-in default when the pool has none.
+fn decide<T>(
+    policy: &PolicySnapshot,
+    pool: &str,
+    decision: &'static str,
+    call: impl FnOnce(&policies::PoolPolicy) -> Result<T, afxdp_policy::DecisionError>,
+    default: impl FnOnce() -> T,
+) -> Result<afxdp_policy::Decided<T>, AllocateError> {
+    match policy {
+        PolicySnapshot::None => Ok(afxdp_policy::Decided::by_default(default(), "no policy")),
+        PolicySnapshot::Unavailable { reason, fail: true } => {
+            Err(AllocateError::PolicyUnavailable {
+                pool: pool.into(),
+                reason: reason.clone(),
+            })
+        }
+        PolicySnapshot::Unavailable {
+            reason,
+            fail: false,
+        } => {
+            tracing::warn!(pool, decision, reason = %reason, "policy not loaded; using the default");
+            Ok(afxdp_policy::Decided::by_default(
+                default(),
+                format!("policy not loaded: {reason}"),
+            ))
+        }
+        PolicySnapshot::InForce(p) => {
+            afxdp_policy::decide(pool, &p.digest, p.failure, call(p), default).map_err(|source| {
+                AllocateError::Policy {
+                    pool: pool.into(),
+                    digest: p.digest.clone(),
+                    decision,
+                    source,
+                }
+            })
+        }
+    }
+}
+
+/// The policy state an allocation decides with (taken once).
+enum PolicySnapshot {
+    /// The pool has no policy configured.
+    None,
+    /// Configured but not loaded; `fail`: its failurePolicy is Fail.
+    Unavailable {
+        reason: String,
+        fail: bool,
+    },
+    InForce(Arc<policies::PoolPolicy>),
+}
+
+/// Who decided an allocation, for the record: `policy sha256:...` or
+/// `default (<reason>)`; the first decision that fell back names the reason.
+fn decided_by(a: &afxdp_policy::DecidedBy, b: &afxdp_policy::DecidedBy) -> String {
+    use afxdp_policy::DecidedBy::{Default, Policy};
+    match (a, b) {
+        (Policy { digest }, Policy { .. }) => format!("policy {digest}"),
+        (Default { reason }, _) | (_, Default { reason }) => format!("default ({reason})"),
     }
 }
 

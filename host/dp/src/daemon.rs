@@ -13,6 +13,7 @@ use crate::agent::Agent;
 use crate::deviceplugin::{self, PluginDirs};
 use crate::handshake_backend::HandshakeBackend;
 use crate::nodeapi::{self, NodeApiService};
+use crate::policies::{PolicyPaths, PolicyStore};
 use crate::pool::Inventory;
 use crate::sharing::UdsServers;
 use crate::state::{StateFile, StateStore};
@@ -28,6 +29,11 @@ pub struct Options {
     pub node_name: String,
     /// How often the device-plugin dir is checked for a kubelet restart.
     pub kubelet_poll: Duration,
+    /// Policy artifacts and precompiled components (on disk: a restarted node
+    /// starts from it with the registry down).
+    pub policy_cache_dir: PathBuf,
+    /// How often the config file is checked for changes (policy rollout).
+    pub config_poll: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +54,8 @@ fn setup(what: &'static str) -> impl FnOnce(String) -> StartError {
 /// A running daemon: its agent and the handle that stops it.
 pub struct Daemon {
     pub agent: Arc<Agent>,
+    pub policies: Arc<PolicyStore>,
+    pub reloader: Arc<Reloader>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     _link_watcher: afxdp_netdev::LinkWatcher,
@@ -111,6 +119,22 @@ impl Daemon {
             tracing::info!(pool = %p.config.name, devices = ?p.devices.keys().collect::<Vec<_>>(), "pool");
         }
 
+        let policies = Arc::new(
+            PolicyStore::new(
+                &PolicyPaths {
+                    oci_cache: opts.policy_cache_dir.join("oci"),
+                    compiled_cache: opts.policy_cache_dir.join("compiled"),
+                    pull_secret: None,
+                },
+                Vec::new(),
+            )
+            .map_err(|e| setup("policy engine")(e.to_string()))?,
+        );
+        for pool in &config.pools {
+            // A failure is logged and remembered; the pool's failurePolicy decides.
+            let _ = policies.reconcile(pool).await;
+        }
+
         let backend = Arc::new(HandshakeBackend {
             runtime: tokio::runtime::Handle::current(),
             pod_resources: opts.pod_resources_socket.clone(),
@@ -118,13 +142,33 @@ impl Daemon {
             timeout: Duration::from_secs(5),
         });
         let uds = UdsServers::new(opts.state_dir.join("uds"), backend);
-        let agent = Arc::new(Agent::new(inventory, state, store, programs, uds));
+        let agent = Arc::new(Agent::new(
+            inventory,
+            state,
+            store,
+            programs,
+            uds,
+            Some(policies.clone()),
+        ));
         agent
             .resume_sharing()
             .map_err(|e| setup("resume UDS servers")(e.to_string()))?;
 
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut tasks = Vec::new();
+
+        // Config changes roll policies out.
+        let reloader = Arc::new(Reloader {
+            path: opts.config.clone(),
+            agent: agent.clone(),
+            policies: policies.clone(),
+            last_good: tokio::sync::Mutex::new(config),
+        });
+        tasks.push(tokio::spawn(watch_config(
+            reloader.clone(),
+            opts.config_poll,
+            shutdown_rx.clone(),
+        )));
 
         // Link watcher → health.
         let (tx, rx) = std::sync::mpsc::channel();
@@ -181,6 +225,8 @@ impl Daemon {
         }));
         Ok(Self {
             agent,
+            policies,
+            reloader,
             shutdown,
             tasks,
             _link_watcher: link_watcher,
@@ -194,6 +240,92 @@ impl Daemon {
         drop(self._link_watcher);
         for t in self.tasks {
             let _ = tokio::time::timeout(Duration::from_secs(3), t).await;
+        }
+    }
+}
+
+/// What a config reload did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReloadOutcome {
+    /// The file is invalid: the last good config stays in force.
+    Invalid(String),
+    /// Applied: per pool whose policy changed, the load result (`Err`: the
+    /// previous policy stays in force).
+    Applied(Vec<(String, Result<(), String>)>),
+}
+
+/// Re-reads the config and rolls out policy changes.
+pub struct Reloader {
+    path: PathBuf,
+    agent: Arc<Agent>,
+    policies: Arc<PolicyStore>,
+    last_good: tokio::sync::Mutex<afxdp_config::Config>,
+}
+
+impl Reloader {
+    /// Load the config file again; swap the policies of pools whose policy
+    /// changed. Other changes (pools, selectors, sharing) need a restart and
+    /// are only logged.
+    pub async fn reload(&self) -> ReloadOutcome {
+        let cfg = match afxdp_config::load(&self.path) {
+            Ok(c) => c,
+            Err(errors) => {
+                tracing::error!(path = %self.path.display(), %errors, "config invalid; keeping the last good one");
+                return ReloadOutcome::Invalid(errors.to_string());
+            }
+        };
+        let mut last = self.last_good.lock().await;
+        let mut results = Vec::new();
+        for pool in &cfg.pools {
+            let Some(old) = last.pools.iter().find(|p| p.name == pool.name) else {
+                tracing::warn!(pool = %pool.name, "new pool in the config: takes effect after a restart");
+                continue;
+            };
+            let mut old_rest = old.clone();
+            old_rest.policy = pool.policy.clone();
+            if old_rest != *pool {
+                tracing::warn!(pool = %pool.name, "pool settings changed: they take effect after a restart");
+            }
+            if old.policy != pool.policy {
+                self.agent.set_pool_policy(&pool.name, pool.policy.clone());
+                let r = self
+                    .policies
+                    .reconcile(pool)
+                    .await
+                    .map_err(|e| e.to_string());
+                results.push((pool.name.clone(), r));
+            }
+        }
+        *last = cfg;
+        ReloadOutcome::Applied(results)
+    }
+}
+
+fn file_stamp(path: &std::path::Path) -> Option<(std::time::SystemTime, u64)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+/// Reload whenever the config file changes (mtime or size).
+async fn watch_config(
+    reloader: Arc<Reloader>,
+    poll: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut stamp = file_stamp(&reloader.path);
+    let mut tick = tokio::time::interval(poll);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => {
+                if *shutdown.borrow() { return; }
+            }
+        }
+        let now = file_stamp(&reloader.path);
+        if now != stamp {
+            stamp = now;
+            tracing::info!(path = %reloader.path.display(), "config changed; reloading");
+            reloader.reload().await;
         }
     }
 }

@@ -42,6 +42,13 @@ struct Cli {
     /// This node's name (selects `nodes[]` entries); default the hostname.
     #[arg(long, env = "AFXDP_NODE_NAME")]
     node_name: Option<String>,
+    /// Policy artifacts and precompiled components (kept across node restarts).
+    #[arg(
+        long,
+        env = "AFXDP_POLICY_CACHE_DIR",
+        default_value = "/var/lib/afxdp/policies"
+    )]
+    policy_cache_dir: PathBuf,
     /// Log format: text or json.
     #[arg(long, env = "AFXDP_LOG_FORMAT", default_value = "text")]
     log_format: String,
@@ -88,6 +95,8 @@ fn main() -> anyhow::Result<()> {
         node_api_socket: cli.node_api_socket,
         node_name,
         kubelet_poll: Duration::from_millis(500),
+        policy_cache_dir: cli.policy_cache_dir,
+        config_poll: Duration::from_secs(2),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

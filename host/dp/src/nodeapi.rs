@@ -36,16 +36,37 @@ impl NodeApi for NodeApiService {
         if r.device.is_empty() {
             return Err(Status::invalid_argument("device is empty"));
         }
-        let settings = match self.agent.allocation(&r.device) {
-            Some(a) => api::DeviceSettings {
-                device: a.device,
-                pool: a.pool,
+        let mut addresses = Vec::new();
+        for a in &r.addresses {
+            addresses.push(
+                a.parse::<std::net::IpAddr>()
+                    .map_err(|_| Status::invalid_argument(format!("bad address {a:?}")))?,
+            );
+        }
+        let pod = afxdp_policy::Pod {
+            namespace: r.pod_namespace.clone(),
+            name: r.pod_name.clone(),
+            ..Default::default()
+        };
+        let agent = self.agent.clone();
+        let device = r.device.clone();
+        let settings =
+            tokio::task::spawn_blocking(move || agent.device_settings(&device, pod, &addresses))
+                .await
+                .map_err(|e| Status::internal(format!("settings task: {e}")))?
+                .map_err(|e| crate::deviceplugin::allocate_status(&e))?;
+        let out = match settings {
+            Some(s) => api::DeviceSettings {
+                device: s.allocation.device.clone(),
+                pool: s.allocation.pool.clone(),
                 allocated: true,
-                sharing_mode: a.sharing.as_str().to_string(),
-                queues: a.queues,
-                channels: a.channels,
-                program: a.program_id.to_string(),
-                ..Default::default()
+                sharing_mode: s.allocation.sharing.as_str().to_string(),
+                queues: s.allocation.queues.clone(),
+                channels: s.allocation.channels,
+                program: s.allocation.program_id.to_string(),
+                filter_rules: s.filter_rules.iter().map(rule_to_wire).collect(),
+                filters_required: s.filters_required,
+                policy_digest: s.policy_digest.unwrap_or_default(),
             },
             None => api::DeviceSettings {
                 device: r.device,
@@ -53,7 +74,7 @@ impl NodeApi for NodeApiService {
                 ..Default::default()
             },
         };
-        Ok(Response::new(settings))
+        Ok(Response::new(out))
     }
 
     async fn release_device(
@@ -81,4 +102,26 @@ pub fn bind(path: &Path) -> std::io::Result<tokio_stream::wrappers::UnixListener
     let incoming = afxdp_proto::unix::bind(path)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     Ok(incoming)
+}
+
+/// A policy's filter rule on the wire (validated by the policy host already).
+fn rule_to_wire(r: &afxdp_policy::FilterRule) -> api::FilterRule {
+    let ip = |a: Option<std::net::IpAddr>| a.map(|a| a.to_string()).unwrap_or_default();
+    let (drop, queue) = match r.action {
+        afxdp_policy::RuleAction::Drop => (true, 0),
+        afxdp_policy::RuleAction::Queue(q) => (false, q),
+    };
+    api::FilterRule {
+        flow_type: r.flow_type.as_str().to_string(),
+        src_ip: ip(r.src_ip),
+        src_ip_mask: ip(r.src_ip_mask),
+        dst_ip: ip(r.dst_ip),
+        dst_ip_mask: ip(r.dst_ip_mask),
+        src_port: r.src_port.map(u32::from).unwrap_or(0),
+        src_port_mask: r.src_port_mask.map(u32::from).unwrap_or(0),
+        dst_port: r.dst_port.map(u32::from).unwrap_or(0),
+        dst_port_mask: r.dst_port_mask.map(u32::from).unwrap_or(0),
+        drop,
+        queue,
+    }
 }

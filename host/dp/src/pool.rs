@@ -129,6 +129,13 @@ impl Inventory {
         Self { pools }
     }
 
+    /// Replace `pool`'s policy configuration (config reload).
+    pub fn set_policy(&mut self, pool: &str, policy: Option<afxdp_config::PolicyConfig>) {
+        if let Some(p) = self.pools.get_mut(pool) {
+            p.config.policy = policy;
+        }
+    }
+
     pub fn pools(&self) -> impl Iterator<Item = &Pool> {
         self.pools.values()
     }
@@ -218,64 +225,4 @@ impl Inventory {
             .find(|d| d.present && d.netdev.ifindex == ifindex)
             .map(|d| d.netdev.name.clone())
     }
-}
-
-/// NUMA- and queue-aware default for GetPreferredAllocation: keep `must_include`,
-/// then fill from the NUMA node that already holds most of the picks (or has the
-/// most available devices), larger queue counts first, then by name.
-pub fn preferred_allocation(
-    pool: &Pool,
-    available: &[String],
-    must_include: &[String],
-    size: usize,
-) -> Vec<String> {
-    let mut picked: Vec<String> = Vec::new();
-    for d in must_include {
-        if !picked.contains(d) {
-            picked.push(d.clone());
-        }
-    }
-    let numa = |id: &str| pool.devices.get(id).and_then(|d| d.netdev.numa_node);
-    let queues = |id: &str| {
-        pool.devices
-            .get(id)
-            .map(|d| d.netdev.rx_queues)
-            .unwrap_or(0)
-    };
-    let mut rest: Vec<&String> = available.iter().filter(|d| !picked.contains(d)).collect();
-    // The NUMA node to prefer: most common among picks, else among available.
-    let mut counts: BTreeMap<Option<i64>, usize> = BTreeMap::new();
-    let basis: Vec<&String> = if picked.is_empty() {
-        rest.clone()
-    } else {
-        picked.iter().collect()
-    };
-    for d in basis {
-        *counts.entry(numa(d)).or_default() += 1;
-    }
-    let home = counts
-        .iter()
-        .max_by_key(|(node, n)| (**n, std::cmp::Reverse(**node)))
-        .map(|(node, _)| *node);
-    rest.sort_by(|a, b| {
-        let ka = (
-            numa(a) != home.flatten(),
-            std::cmp::Reverse(queues(a)),
-            a.as_str(),
-        );
-        let kb = (
-            numa(b) != home.flatten(),
-            std::cmp::Reverse(queues(b)),
-            b.as_str(),
-        );
-        ka.cmp(&kb)
-    });
-    for d in rest {
-        if picked.len() >= size {
-            break;
-        }
-        picked.push(d.clone());
-    }
-    picked.truncate(size.max(must_include.len()));
-    picked
 }

@@ -34,6 +34,9 @@ pub struct Allocation {
     /// The device as it was when allocated (it lives in a pod netns afterwards,
     /// out of the daemon's sight).
     pub netdev: afxdp_netdev::NetDev,
+    /// Who decided program and queues: `policy sha256:...` or `default (...)`.
+    #[serde(default)]
+    pub decided_by: String,
 }
 
 impl Allocation {
@@ -175,6 +178,7 @@ mod tests {
                 admin_up: true,
                 mtu: 1500,
             },
+            decided_by: "default (no policy)".into(),
         }
     }
 

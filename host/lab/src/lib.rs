@@ -122,6 +122,8 @@ impl NodePaths {
             node_api_socket: self.node_api.clone(),
             node_name: "lab-node".to_string(),
             kubelet_poll: Duration::from_millis(100),
+            policy_cache_dir: self.root.join("policy-cache"),
+            config_poll: Duration::from_millis(200),
         }
     }
 }

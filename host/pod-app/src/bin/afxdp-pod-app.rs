@@ -37,7 +37,8 @@ struct Args {
     /// only when several pools are in the environment).
     #[arg(long)]
     pool: Option<String>,
-    /// Rx queues, comma separated; default: all, from /sys/class/net.
+    /// Rx queues, comma separated; default: afxdp-dp's plan in
+    /// AFXDP_QUEUES_<DEVICE>, else all of the device's rx queues.
     #[arg(long, value_delimiter = ',')]
     queues: Vec<u32>,
     /// Pinned XSKMAP (pinned-map sharing mode), e.g. /tmp/afxdp_dp/<dev>/xsks_map.
@@ -84,6 +85,24 @@ fn install_signal_handlers() -> nix::Result<()> {
         unsafe { sigaction(sig, &action) }?;
     }
     Ok(())
+}
+
+/// The queue ids afxdp-dp's pool policy chose (`AFXDP_QUEUES_<DEVICE>`).
+fn planned_queues(device: &str) -> Vec<u32> {
+    let suffix: String = device
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    std::env::var(format!("AFXDP_QUEUES_{suffix}"))
+        .ok()
+        .map(|v| v.split(',').filter_map(|q| q.trim().parse().ok()).collect())
+        .unwrap_or_default()
 }
 
 /// The upstream handshake: /connect, /version, /xsk_map_fd, /fin.
@@ -152,11 +171,16 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let queues = if args.queues.is_empty() {
+        planned_queues(&device)
+    } else {
+        args.queues.clone()
+    };
     let frames = args.frames.max(1);
     let ring = frames.next_power_of_two();
     let cfg = Config {
         device,
-        queues: args.queues,
+        queues,
         map,
         duration: args.duration.map(Duration::from_secs_f64),
         expect: args.expect,

@@ -1,0 +1,335 @@
+//! Pool policies in force: fetched (OCI, digest-verified, cached) or read from
+//! a file, compiled once, checked with `validate-config`, and swapped
+//! atomically when a pool's policy reference changes (DESIGN.md flow 5).
+//!
+//! An allocation takes one snapshot ([`PolicyStore::get`]) and makes all its
+//! decisions with it, so every allocation is decided by exactly one digest
+//! even while a rollout swaps the policy; calls already running finish on the
+//! old one. A policy that fails to fetch, verify, compile or validate never
+//! replaces the one in force.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use afxdp_config::{FailurePolicy, PolicyConfig, PolicySource, PoolConfig, PullPolicy};
+use afxdp_policy::{CallCtx, EngineConfig, LoadedPolicy, PolicyEngine};
+
+/// One pool's policy, as loaded.
+pub struct PoolPolicy {
+    pub pool: String,
+    /// `sha256:...` of the component (the OCI layer, or the file's bytes).
+    pub digest: String,
+    /// The configuration it was loaded from (to detect changes).
+    pub config: PolicyConfig,
+    pub loaded: Arc<LoadedPolicy>,
+    pub failure: afxdp_policy::FailurePolicy,
+    pub ctx: CallCtx,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyLoadError {
+    #[error("pool {pool}: reading policy file {path}: {source}")]
+    File {
+        pool: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("pool {pool}: fetching {reference}: {source}")]
+    Fetch {
+        pool: String,
+        reference: String,
+        #[source]
+        source: afxdp_oci::OciError,
+    },
+    #[error("pool {pool}: loading {digest}: {source}")]
+    Load {
+        pool: String,
+        digest: String,
+        #[source]
+        source: afxdp_policy::PolicyError,
+    },
+    #[error("pool {pool}: policy {digest} refused its config: {source}")]
+    Config {
+        pool: String,
+        digest: String,
+        #[source]
+        source: afxdp_policy::DecisionError,
+    },
+    #[error("policy engine: {0}")]
+    Engine(String),
+}
+
+/// Every pool's policy in force.
+pub struct PolicyStore {
+    engine: PolicyEngine,
+    fetcher: afxdp_oci::Fetcher,
+    current: RwLock<BTreeMap<String, Arc<PoolPolicy>>>,
+    /// Pools whose configured policy could not be loaded and that have none
+    /// in force: why (a `Fail` pool refuses allocations with this).
+    unavailable: RwLock<BTreeMap<String, String>>,
+}
+
+/// Where policy artifacts and precompiled components are cached.
+#[derive(Debug, Clone)]
+pub struct PolicyPaths {
+    /// Content-addressed OCI cache (`blobs/sha256/...`); survives node restarts.
+    pub oci_cache: PathBuf,
+    /// Precompiled components.
+    pub compiled_cache: PathBuf,
+    /// dockerconfigjson pull secret, if any.
+    pub pull_secret: Option<PathBuf>,
+}
+
+fn failure(f: FailurePolicy) -> afxdp_policy::FailurePolicy {
+    match f {
+        FailurePolicy::Fail => afxdp_policy::FailurePolicy::Fail,
+        FailurePolicy::Ignore => afxdp_policy::FailurePolicy::Ignore,
+    }
+}
+
+impl PolicyStore {
+    pub fn new(
+        paths: &PolicyPaths,
+        insecure_registries: Vec<String>,
+    ) -> Result<Self, PolicyLoadError> {
+        let engine = PolicyEngine::new(EngineConfig {
+            cache_dir: Some(paths.compiled_cache.clone()),
+            ..EngineConfig::default()
+        })
+        .map_err(|e| PolicyLoadError::Engine(e.to_string()))?;
+        let auth = match &paths.pull_secret {
+            Some(p) => afxdp_oci::Auth::PullSecretFile(p.clone()),
+            None => afxdp_oci::Auth::Anonymous,
+        };
+        let fetcher = afxdp_oci::Fetcher::new(afxdp_oci::FetcherConfig {
+            cache_dir: paths.oci_cache.clone(),
+            auth,
+            insecure_registries,
+            timeout: Duration::from_secs(10),
+        })
+        .map_err(|e| PolicyLoadError::Engine(e.to_string()))?;
+        Ok(Self {
+            engine,
+            fetcher,
+            current: RwLock::new(BTreeMap::new()),
+            unavailable: RwLock::new(BTreeMap::new()),
+        })
+    }
+
+    /// The policy in force for `pool` (a snapshot: keep it for a whole allocation).
+    pub fn get(&self, pool: &str) -> Option<Arc<PoolPolicy>> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(pool)
+            .cloned()
+    }
+
+    /// Why `pool` has no policy in force although its config names one.
+    pub fn unavailable(&self, pool: &str) -> Option<String> {
+        self.unavailable
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(pool)
+            .cloned()
+    }
+
+    fn set_unavailable(&self, pool: &str, why: Option<String>) {
+        let mut u = self.unavailable.write().unwrap_or_else(|p| p.into_inner());
+        match why {
+            Some(w) => u.insert(pool.to_string(), w),
+            None => u.remove(pool),
+        };
+    }
+
+    /// Fetch, verify, compile and validate `cfg` for `pool` (does not install it).
+    pub async fn load(
+        &self,
+        pool: &str,
+        cfg: &PolicyConfig,
+    ) -> Result<Arc<PoolPolicy>, PolicyLoadError> {
+        let (wasm, digest) = match &cfg.source {
+            PolicySource::File(path) => {
+                let bytes =
+                    tokio::fs::read(path)
+                        .await
+                        .map_err(|source| PolicyLoadError::File {
+                            pool: pool.into(),
+                            path: path.clone(),
+                            source,
+                        })?;
+                let digest = afxdp_oci::sha256_digest(&bytes);
+                (bytes, digest)
+            }
+            PolicySource::Oci {
+                reference,
+                pull_policy,
+                ..
+            } => {
+                let fetch_err = |source| PolicyLoadError::Fetch {
+                    pool: pool.into(),
+                    reference: reference.clone(),
+                    source,
+                };
+                let pull = match pull_policy {
+                    Some(PullPolicy::Always) => afxdp_oci::PullPolicy::Always,
+                    _ => afxdp_oci::PullPolicy::IfNotPresent,
+                };
+                let r = afxdp_oci::PolicyRef::parse_with_pull_policy(reference, Some(pull))
+                    .map_err(fetch_err)?;
+                let fetched = self.fetcher.fetch(&r, pull).await.map_err(fetch_err)?;
+                if fetched.from_cache {
+                    tracing::info!(pool, reference, digest = %fetched.layer_digest, "policy served from the cache");
+                }
+                (fetched.wasm, fetched.layer_digest)
+            }
+        };
+        let ctx = CallCtx {
+            pool: pool.to_string(),
+            config_json: cfg.config_json.clone(),
+            deadline: cfg.timeout,
+            memory_limit: cfg.memory_limit,
+        };
+        let engine = self.engine.clone();
+        let d = digest.clone();
+        let c = ctx.clone();
+        let p = pool.to_string();
+        let loaded = tokio::task::spawn_blocking(move || {
+            let loaded = engine
+                .load(&wasm, &d)
+                .map_err(|source| PolicyLoadError::Load {
+                    pool: p.clone(),
+                    digest: d.clone(),
+                    source,
+                })?;
+            loaded
+                .validate_config(&c)
+                .map_err(|source| PolicyLoadError::Config {
+                    pool: p,
+                    digest: d,
+                    source,
+                })?;
+            Ok::<_, PolicyLoadError>(loaded)
+        })
+        .await
+        .map_err(|e| PolicyLoadError::Engine(format!("load task: {e}")))??;
+        Ok(Arc::new(PoolPolicy {
+            pool: pool.to_string(),
+            digest,
+            config: cfg.clone(),
+            loaded,
+            failure: failure(cfg.failure_policy),
+            ctx,
+        }))
+    }
+
+    /// Make `policy` the one in force for its pool; returns the digest it replaced.
+    pub fn install(&self, policy: Arc<PoolPolicy>) -> Option<String> {
+        let mut cur = self.current.write().unwrap_or_else(|p| p.into_inner());
+        let old = cur
+            .insert(policy.pool.clone(), policy.clone())
+            .map(|o| o.digest.clone());
+        tracing::info!(pool = %policy.pool, digest = %policy.digest, replaced = ?old, name = %policy.loaded.metadata().name, "policy in force");
+        old
+    }
+
+    /// The pool no longer has a policy: back to the built-in decisions.
+    pub fn remove(&self, pool: &str) -> Option<String> {
+        let old = self
+            .current
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(pool)
+            .map(|o| o.digest.clone());
+        if let Some(d) = &old {
+            tracing::info!(pool, digest = %d, "policy removed; built-in decisions");
+        }
+        old
+    }
+
+    /// Bring `pool` to its configured policy: load and install when the config
+    /// changed; on failure the previous policy stays in force and the error is
+    /// returned (and logged).
+    pub async fn reconcile(&self, pool: &PoolConfig) -> Result<(), PolicyLoadError> {
+        let current = self.get(&pool.name);
+        match (&pool.policy, current) {
+            (None, Some(_)) => {
+                self.remove(&pool.name);
+                self.set_unavailable(&pool.name, None);
+                Ok(())
+            }
+            (None, None) => {
+                self.set_unavailable(&pool.name, None);
+                Ok(())
+            }
+            (Some(cfg), Some(cur)) if cur.config == *cfg => Ok(()),
+            (Some(cfg), _) => match self.load(&pool.name, cfg).await {
+                Ok(p) => {
+                    self.install(p);
+                    self.set_unavailable(&pool.name, None);
+                    Ok(())
+                }
+                Err(e) => {
+                    tracing::error!(pool = %pool.name, error = %e, "policy not loaded; the previous one stays in force");
+                    if self.get(&pool.name).is_none() {
+                        self.set_unavailable(&pool.name, Some(e.to_string()));
+                    }
+                    Err(e)
+                }
+            },
+        }
+    }
+}
+
+/// The policy's view of a device (one conversion, used for every decision).
+pub fn netdev_view(nd: &afxdp_netdev::NetDev) -> afxdp_policy::Netdev {
+    afxdp_policy::Netdev {
+        name: nd.name.clone(),
+        driver: nd.driver.clone(),
+        pci: nd.pci.clone(),
+        mac: nd.mac.clone(),
+        numa_node: nd.numa_node,
+        rx_queues: nd.rx_queues,
+        tx_queues: nd.tx_queues,
+        speed_mbps: nd.speed_mbps,
+        addresses: nd.addresses.clone(),
+        max_channels: None,
+    }
+}
+
+/// The decision a pool makes without a policy for its program: what its
+/// config says.
+pub fn configured_program(cfg: &PoolConfig) -> afxdp_policy::ProgramChoice {
+    let mut choice = afxdp_policy::defaults::program();
+    choice.mode = match cfg.xdp_mode {
+        afxdp_config::XdpMode::Native => afxdp_policy::XdpMode::Native,
+        afxdp_config::XdpMode::Generic => afxdp_policy::XdpMode::Generic,
+        afxdp_config::XdpMode::Auto => afxdp_policy::XdpMode::Auto,
+    };
+    match &cfg.program {
+        None => {}
+        Some(afxdp_config::ProgramSource::File { path, function }) => {
+            choice.source = afxdp_policy::ProgramSource::File(path.clone());
+            choice.function = function.clone();
+        }
+        Some(afxdp_config::ProgramSource::Image { image, function }) => {
+            choice.source = afxdp_policy::ProgramSource::Image(image.clone());
+            choice.function = function.clone();
+        }
+    }
+    choice
+}
+
+/// The decision a pool makes without a policy for its queues: every rx queue,
+/// and the channel count its config requests.
+pub fn configured_queues(cfg: &PoolConfig, nd: &afxdp_policy::Netdev) -> afxdp_policy::QueuePlan {
+    let mut plan = afxdp_policy::defaults::queue_plan(nd);
+    if let Some(c) = cfg.channels {
+        plan.channels = Some(c);
+        plan.queues = (0..c.max(1)).collect();
+    }
+    plan
+}
