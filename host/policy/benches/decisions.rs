@@ -1,1 +1,139 @@
-fn main() {}
+//! Latency of policy decisions and loads (the well-behaved test guest).
+//!
+//! `cargo bench -p afxdp-policy --bench decisions` prints one table:
+//! per-decision latency (fresh Store + instantiate + call + validation),
+//! cold load from the precompiled cache, and first load with compilation.
+//! Targets: decision p50 ≤ 30 µs, cache load ≤ 5 ms.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::time::{Duration, Instant};
+
+use afxdp_policy::{sha256_digest, CallCtx, EngineConfig, Netdev, Pod, PolicyEngine};
+
+fn percentiles(mut samples: Vec<Duration>) -> (Duration, Duration, Duration) {
+    samples.sort();
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+    (at(0.5), at(0.99), samples[samples.len() - 1])
+}
+
+fn row(name: &str, n: usize, samples: Vec<Duration>, target: &str) {
+    let (p50, p99, max) = percentiles(samples);
+    println!(
+        "{name:<40} {n:>6} {:>12.1} {:>12.1} {:>12.1}   {target}",
+        p50.as_secs_f64() * 1e6,
+        p99.as_secs_f64() * 1e6,
+        max.as_secs_f64() * 1e6
+    );
+}
+
+fn time<T>(n: usize, mut f: impl FnMut() -> T) -> Vec<Duration> {
+    (0..n)
+        .map(|_| {
+            let start = Instant::now();
+            std::hint::black_box(f());
+            start.elapsed()
+        })
+        .collect()
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing
+    // special: run a short version then.
+    let quick = !std::env::args().any(|a| a == "--bench");
+    let n = if quick { 50 } else { 5000 };
+    let loads = if quick { 2 } else { 20 };
+
+    let wasm = common::guest("well-behaved");
+    let digest = sha256_digest(&wasm);
+    println!(
+        "{:<40} {:>6} {:>12} {:>12} {:>12}   target",
+        "operation", "n", "p50 µs", "p99 µs", "max µs"
+    );
+
+    let engine = PolicyEngine::new(EngineConfig::default()).unwrap();
+    let p = engine.load(&wasm, &digest).unwrap();
+    let ctx = CallCtx::new("bench", r#"{"queues":2,"port":4791}"#);
+    let dev = Netdev {
+        numa_node: Some(0),
+        addresses: vec!["10.0.0.1".parse().unwrap()],
+        ..Netdev::new("eth0", 4)
+    };
+    let pod = Pod::default();
+    let avail: Vec<Netdev> = (0..8).map(|i| Netdev::new(format!("eth{i}"), 4)).collect();
+    let addrs = ["10.1.2.3".parse().unwrap(), "fd00::1".parse().unwrap()];
+    // Warm up (page in code, first-touch allocations).
+    for _ in 0..20 {
+        p.assign_queues(&ctx, &dev, &pod).unwrap();
+    }
+    row(
+        "validate-config",
+        n,
+        time(n, || p.validate_config(&ctx).unwrap()),
+        "",
+    );
+    row(
+        "select-program",
+        n,
+        time(n, || p.select_program(&ctx, &dev, &pod).unwrap()),
+        "p50 ≤ 30",
+    );
+    row(
+        "assign-queues",
+        n,
+        time(n, || p.assign_queues(&ctx, &dev, &pod).unwrap()),
+        "p50 ≤ 30",
+    );
+    row(
+        "filter-rules (2 addresses)",
+        n,
+        time(n, || p.filter_rules(&ctx, &dev, &pod, &addrs).unwrap()),
+        "p50 ≤ 30",
+    );
+    row(
+        "preferred-allocation (8 devices)",
+        n,
+        time(n, || p.preferred_allocation(&ctx, &avail, &[], 2).unwrap()),
+        "p50 ≤ 30",
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let cached = || {
+        PolicyEngine::new(EngineConfig {
+            cache_dir: Some(dir.path().to_path_buf()),
+            ..EngineConfig::default()
+        })
+        .unwrap()
+    };
+    // Write the artifact once.
+    cached().load(&wasm, &digest).unwrap();
+    let samples = (0..loads)
+        .map(|_| {
+            let e = cached();
+            let start = Instant::now();
+            let p = e.load(&wasm, &digest).unwrap();
+            let t = start.elapsed();
+            drop(p);
+            t
+        })
+        .collect();
+    row(
+        "load from precompiled cache (+metadata)",
+        loads,
+        samples,
+        "≤ 5000",
+    );
+
+    let samples = (0..loads.min(5))
+        .map(|_| {
+            let e = PolicyEngine::new(EngineConfig::default()).unwrap();
+            let start = Instant::now();
+            let p = e.load(&wasm, &digest).unwrap();
+            let t = start.elapsed();
+            drop(p);
+            t
+        })
+        .collect();
+    row("first load: compile (+metadata)", loads.min(5), samples, "");
+}
