@@ -5,20 +5,17 @@
 //! Without `/usr/bin/docker-registry` (or `htpasswd` for the auth test)
 //! the tests are skipped locally and fail under `CI=true`.
 
-use std::io::{Read as _, Write as _};
-use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt as _;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
 
 use afxdp_oci::media_types::{WASM_LAYER_MEDIA_TYPE, WASM_MANIFEST_CONFIG_MEDIA_TYPE};
 use afxdp_oci::{
     sha256_digest, Auth, Fetcher, FetcherConfig, OciError, PolicyRef, PullPolicy, Scheme,
 };
-use tempfile::TempDir;
+use afxdp_testnet::registry::Registry;
 
-const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
 const HTPASSWD_BIN: &str = "/usr/bin/htpasswd";
 /// An empty component: magic, then layer 1 / version 0x0d.
 const WASM_A: &[u8] = b"\0asm\x0d\0\x01\0";
@@ -42,111 +39,9 @@ fn have(bin: &str) -> bool {
     false
 }
 
-/// A running registry; killed and reaped on drop (also on panic).
-struct Registry {
-    child: Option<Child>,
-    addr: String,
-    dir: TempDir,
-}
-
-impl Registry {
-    /// Starts a registry; `htpasswd` enables Basic auth with that file.
-    fn start(htpasswd: Option<&Path>) -> Option<Registry> {
-        if !have(REGISTRY_BIN) {
-            return None;
-        }
-        let dir = tempfile::tempdir().expect("tempdir");
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let addr = format!("127.0.0.1:{port}");
-        let auth = htpasswd.map_or(String::new(), |p| {
-            format!(
-                "auth:\n  htpasswd:\n    realm: test-realm\n    path: {}\n",
-                p.display()
-            )
-        });
-        let config = format!(
-            "version: 0.1\n\
-             log:\n  level: warn\n  accesslog:\n    disabled: true\n\
-             storage:\n  filesystem:\n    rootdirectory: {root}\n  delete:\n    enabled: true\n\
-             \x20 maintenance:\n    uploadpurging:\n      enabled: false\n\
-             http:\n  addr: {addr}\n\
-             {auth}",
-            root = dir.path().join("storage").display(),
-        );
-        let cfg_path = dir.path().join("config.yml");
-        std::fs::write(&cfg_path, config).expect("write registry config");
-        let log = std::fs::File::create(dir.path().join("registry.log")).expect("log file");
-        let child = Command::new(REGISTRY_BIN)
-            .arg("serve")
-            .arg(&cfg_path)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log fd"))
-            .stderr(log)
-            .spawn()
-            .expect("spawn docker-registry");
-        let reg = Registry {
-            child: Some(child),
-            addr,
-            dir,
-        };
-        reg.wait_ready(Duration::from_secs(20));
-        Some(reg)
-    }
-
-    /// Waits until `GET /v2/` gets any HTTP answer (200, or 401 with auth).
-    fn wait_ready(&self, limit: Duration) {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Ok(mut s) = TcpStream::connect(&self.addr) {
-                let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-                let req = format!("GET /v2/ HTTP/1.0\r\nHost: {}\r\n\r\n", self.addr);
-                let mut buf = [0u8; 12];
-                if s.write_all(req.as_bytes()).is_ok()
-                    && s.read_exact(&mut buf).is_ok()
-                    && buf.starts_with(b"HTTP/1.")
-                {
-                    return;
-                }
-            }
-            if Instant::now() > deadline {
-                let log = std::fs::read_to_string(self.dir.path().join("registry.log"))
-                    .unwrap_or_default();
-                panic!(
-                    "registry on {} not ready within {limit:?}; log:\n{log}",
-                    self.addr
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Kills the registry (the storage stays until the guard is dropped).
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// The file holding blob `digest` in the registry's storage.
-    fn blob_file(&self, digest: &str) -> PathBuf {
-        let hex = digest.strip_prefix("sha256:").expect("sha256 digest");
-        self.dir
-            .path()
-            .join("storage/docker/registry/v2/blobs/sha256")
-            .join(&hex[..2])
-            .join(hex)
-            .join("data")
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        self.stop();
-    }
+/// A registry, or `None` (skip) when it is not installed outside CI.
+fn start_registry(htpasswd: Option<&Path>) -> Option<Registry> {
+    have(afxdp_testnet::registry::REGISTRY_BIN).then(|| Registry::start(htpasswd))
 }
 
 fn fetcher(cache: &Path, auth: Auth) -> Fetcher {
@@ -173,7 +68,7 @@ fn pinned(s: &str) -> PolicyRef {
 
 #[tokio::test]
 async fn push_then_pull_by_digest_and_cache_layout() {
-    let Some(reg) = Registry::start(None) else {
+    let Some(reg) = start_registry(None) else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
@@ -181,11 +76,11 @@ async fn push_then_pull_by_digest_and_cache_layout() {
     let f = anon(&cache);
 
     let pinned_ref = f
-        .push(&format!("{}/policies/default:v1", reg.addr), WASM_A)
+        .push(&format!("{}/policies/default:v1", reg.addr()), WASM_A)
         .await
         .expect("push");
     let r = pinned(&pinned_ref);
-    assert_eq!(r.registry(), reg.addr);
+    assert_eq!(r.registry(), reg.addr());
     assert_eq!(r.repository(), "policies/default");
 
     let got = f.fetch(&r, PullPolicy::IfNotPresent).await.expect("fetch");
@@ -235,13 +130,13 @@ async fn push_then_pull_by_digest_and_cache_layout() {
 
 #[tokio::test]
 async fn tampered_layer_is_refused() {
-    let Some(reg) = Registry::start(None) else {
+    let Some(reg) = start_registry(None) else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
     let f = anon(&tmp.path().join("pusher"));
     let r = pinned(
-        &f.push(&format!("{}/p/tamper:v1", reg.addr), WASM_A)
+        &f.push(&format!("{}/p/tamper:v1", reg.addr()), WASM_A)
             .await
             .unwrap(),
     );
@@ -270,18 +165,18 @@ async fn tampered_layer_is_refused() {
 
 #[tokio::test]
 async fn manifest_swapped_under_pinned_digest_is_refused() {
-    let Some(reg) = Registry::start(None) else {
+    let Some(reg) = start_registry(None) else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
     let f = anon(&tmp.path().join("pusher"));
     let a = pinned(
-        &f.push(&format!("{}/p/swap:a", reg.addr), WASM_A)
+        &f.push(&format!("{}/p/swap:a", reg.addr()), WASM_A)
             .await
             .unwrap(),
     );
     let b = pinned(
-        &f.push(&format!("{}/p/swap:b", reg.addr), WASM_B)
+        &f.push(&format!("{}/p/swap:b", reg.addr()), WASM_B)
             .await
             .unwrap(),
     );
@@ -330,7 +225,7 @@ async fn push_raw(addr: &str, repo_tag: &str, config_type: &str, layer_type: &st
 
 #[tokio::test]
 async fn wrong_media_types_are_refused() {
-    let Some(reg) = Registry::start(None) else {
+    let Some(reg) = start_registry(None) else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
@@ -359,7 +254,7 @@ async fn wrong_media_types_are_refused() {
             oci_client::manifest::WASM_LAYER_MEDIA_TYPE,
         ),
     ] {
-        let r = push_raw(&reg.addr, repo_tag, config_type, layer_type).await;
+        let r = push_raw(&reg.addr(), repo_tag, config_type, layer_type).await;
         match f.fetch(&r, PullPolicy::IfNotPresent).await {
             Err(OciError::WrongMediaType {
                 what, found: got, ..
@@ -374,13 +269,13 @@ async fn wrong_media_types_are_refused() {
 
 #[tokio::test]
 async fn registry_down_serves_pinned_policy_from_cache() {
-    let Some(mut reg) = Registry::start(None) else {
+    let Some(mut reg) = start_registry(None) else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
     let f = anon(&tmp.path().join("cache"));
     let r = pinned(
-        &f.push(&format!("{}/p/offline:v1", reg.addr), WASM_A)
+        &f.push(&format!("{}/p/offline:v1", reg.addr()), WASM_A)
             .await
             .unwrap(),
     );
@@ -426,14 +321,14 @@ async fn registry_down_serves_pinned_policy_from_cache() {
 
 #[tokio::test]
 async fn registry_down_without_cache_is_a_clear_error() {
-    let Some(mut reg) = Registry::start(None) else {
+    let Some(mut reg) = start_registry(None) else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
     let pusher = anon(&tmp.path().join("pusher"));
     let r = pinned(
         &pusher
-            .push(&format!("{}/p/gone:v1", reg.addr), WASM_A)
+            .push(&format!("{}/p/gone:v1", reg.addr()), WASM_A)
             .await
             .unwrap(),
     );
@@ -443,7 +338,7 @@ async fn registry_down_without_cache_is_a_clear_error() {
     match f.fetch(&r, PullPolicy::IfNotPresent).await {
         Err(e @ OciError::NotCachedAndUnreachable { .. }) => {
             let msg = e.to_string();
-            assert!(msg.contains(&reg.addr), "{msg}");
+            assert!(msg.contains(&reg.addr()), "{msg}");
         }
         other => panic!("expected NotCachedAndUnreachable, got {other:?}"),
     }
@@ -451,13 +346,13 @@ async fn registry_down_without_cache_is_a_clear_error() {
 
 #[tokio::test]
 async fn corrupt_cache_blob_is_deleted_and_refetched() {
-    let Some(reg) = Registry::start(None) else {
+    let Some(reg) = start_registry(None) else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
     let f = anon(&tmp.path().join("cache"));
     let r = pinned(
-        &f.push(&format!("{}/p/heal:v1", reg.addr), WASM_B)
+        &f.push(&format!("{}/p/heal:v1", reg.addr()), WASM_B)
             .await
             .unwrap(),
     );
@@ -479,12 +374,12 @@ async fn corrupt_cache_blob_is_deleted_and_refetched() {
 
 #[tokio::test]
 async fn tags_follow_their_pull_policy() {
-    let Some(mut reg) = Registry::start(None) else {
+    let Some(mut reg) = start_registry(None) else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
     let f = anon(&tmp.path().join("cache"));
-    let tag = format!("{}/p/tagged:stable", reg.addr);
+    let tag = format!("{}/p/tagged:stable", reg.addr());
     let a = f.push(&tag, WASM_A).await.unwrap();
     assert!(matches!(
         PolicyRef::parse(&tag),
@@ -532,14 +427,14 @@ async fn auth_anonymous_refused_basic_and_pull_secret_work() {
     assert!(out.status.success(), "{out:?}");
     let htpasswd = tmp.path().join("htpasswd");
     std::fs::write(&htpasswd, &out.stdout).unwrap();
-    let Some(reg) = Registry::start(Some(&htpasswd)) else {
+    let Some(reg) = start_registry(Some(&htpasswd)) else {
         return;
     };
     let basic = Auth::Basic {
         user: "user".into(),
         password: "s3cret".into(),
     };
-    let tag = format!("{}/p/private:v1", reg.addr);
+    let tag = format!("{}/p/private:v1", reg.addr());
 
     // Push needs credentials too.
     match anon(&tmp.path().join("c0")).push(&tag, WASM_A).await {
@@ -557,7 +452,7 @@ async fn auth_anonymous_refused_basic_and_pull_secret_work() {
         .fetch(&r, PullPolicy::IfNotPresent)
         .await
     {
-        Err(OciError::Unauthorized { registry, .. }) => assert_eq!(registry, reg.addr),
+        Err(OciError::Unauthorized { registry, .. }) => assert_eq!(registry, reg.addr()),
         other => panic!("anonymous fetch: expected Unauthorized, got {other:?}"),
     }
     let wrong = Auth::Basic {
@@ -583,7 +478,7 @@ async fn auth_anonymous_refused_basic_and_pull_secret_work() {
         &secret,
         format!(
             r#"{{"auths":{{"{}":{{"auth":"dXNlcjpzM2NyZXQ="}}}}}}"#,
-            reg.addr
+            reg.addr()
         ),
     )
     .unwrap();

@@ -10,6 +10,7 @@
 #![deny(missing_docs)]
 
 pub mod pod;
+pub mod registry;
 
 use std::fs::File;
 use std::io;

@@ -1,0 +1,129 @@
+//! A real OCI registry (Debian's `docker-registry`) on 127.0.0.1 for tests:
+//! a random free port, its own storage, killed and reaped on drop.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Where Debian installs the registry.
+pub const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
+
+/// A running registry; killed and reaped on drop (also on panic).
+pub struct Registry {
+    child: Option<Child>,
+    addr: String,
+    dir: tempfile::TempDir,
+}
+
+impl Registry {
+    /// `127.0.0.1:<port>`.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// Starts a registry; `htpasswd` enables Basic auth with that file.
+    ///
+    /// # Panics
+    /// When `docker-registry` is missing or does not come up in 20 s (tests
+    /// fail, not skip: `tests/install.sh` installs it).
+    pub fn start(htpasswd: Option<&Path>) -> Registry {
+        assert!(
+            Path::new(REGISTRY_BIN).exists(),
+            "{REGISTRY_BIN} is missing (install docker-registry: tests/install.sh)"
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let auth = htpasswd.map_or(String::new(), |p| {
+            format!(
+                "auth:\n  htpasswd:\n    realm: test-realm\n    path: {}\n",
+                p.display()
+            )
+        });
+        let config = format!(
+            "version: 0.1\n\
+             log:\n  level: warn\n  accesslog:\n    disabled: true\n\
+             storage:\n  filesystem:\n    rootdirectory: {root}\n  delete:\n    enabled: true\n\
+             \x20 maintenance:\n    uploadpurging:\n      enabled: false\n\
+             http:\n  addr: {addr}\n\
+             {auth}",
+            root = dir.path().join("storage").display(),
+        );
+        let cfg_path = dir.path().join("config.yml");
+        std::fs::write(&cfg_path, config).expect("write registry config");
+        let log = std::fs::File::create(dir.path().join("registry.log")).expect("log file");
+        let child = Command::new(REGISTRY_BIN)
+            .arg("serve")
+            .arg(&cfg_path)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log fd"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn docker-registry");
+        let reg = Registry {
+            child: Some(child),
+            addr,
+            dir,
+        };
+        reg.wait_ready(Duration::from_secs(20));
+        reg
+    }
+
+    /// Waits until `GET /v2/` gets any HTTP answer (200, or 401 with auth).
+    pub fn wait_ready(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(mut s) = TcpStream::connect(&self.addr) {
+                let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+                let req = format!("GET /v2/ HTTP/1.0\r\nHost: {}\r\n\r\n", self.addr);
+                let mut buf = [0u8; 12];
+                if s.write_all(req.as_bytes()).is_ok()
+                    && s.read_exact(&mut buf).is_ok()
+                    && buf.starts_with(b"HTTP/1.")
+                {
+                    return;
+                }
+            }
+            if Instant::now() > deadline {
+                let log = std::fs::read_to_string(self.dir.path().join("registry.log"))
+                    .unwrap_or_default();
+                panic!(
+                    "registry on {} not ready within {limit:?}; log:\n{log}",
+                    self.addr
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Kills the registry (the storage stays until the guard is dropped).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// The file holding blob `digest` in the registry's storage.
+    pub fn blob_file(&self, digest: &str) -> PathBuf {
+        let hex = digest.strip_prefix("sha256:").expect("sha256 digest");
+        self.dir
+            .path()
+            .join("storage/docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data")
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
