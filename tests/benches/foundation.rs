@@ -49,6 +49,7 @@ async fn allocate_latency(sharing: Sharing, n: usize) -> Vec<Duration> {
         queues: 4,
         sharing,
         xdp_mode: "native",
+        policy: None,
     })
     .await
     .expect("lab");
@@ -79,6 +80,7 @@ async fn cni_latency(n: usize) -> (Vec<Duration>, Vec<Duration>) {
         queues: 4,
         sharing: Sharing::Uds,
         xdp_mode: "native",
+        policy: None,
     })
     .await
     .expect("lab");

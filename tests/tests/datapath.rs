@@ -15,6 +15,7 @@ async fn full_path(sharing: Sharing) {
         queues: 4,
         sharing,
         xdp_mode: "native",
+        policy: None,
     })
     .await
     .expect("lab");

@@ -55,6 +55,7 @@ pub fn run(args: LabArgs) -> anyhow::Result<()> {
             queues: args.queues,
             sharing,
             xdp_mode,
+            policy: None,
         };
         eprintln!(
             "building the lab node: {} NICs x {} queues, sharing {}",

@@ -247,6 +247,7 @@ impl Agent {
         let default = || afxdp_policy::defaults::preferred_allocation(&views, must_include, size);
         match self.policy(pool) {
             None => default(),
+            Some(p) if !p.loaded.makes(afxdp_policy::Decision::PreferredAllocation) => default(),
             Some(p) => {
                 let r = p
                     .loaded
@@ -342,14 +343,14 @@ impl Agent {
             let choice = decide(
                 &policy,
                 pool_name,
-                "select-program",
+                afxdp_policy::Decision::SelectProgram,
                 |p| p.loaded.select_program(&p.ctx, &view, &pod),
                 || policies::configured_program(cfg),
             )?;
             let plan = decide(
                 &policy,
                 pool_name,
-                "assign-queues",
+                afxdp_policy::Decision::AssignQueues,
                 |p| p.loaded.assign_queues(&p.ctx, &view, &pod),
                 || policies::configured_queues(cfg, &view),
             )?;
@@ -459,7 +460,7 @@ impl Agent {
         let rules = decide(
             &snapshot,
             &cfg.name,
-            "filter-rules",
+            afxdp_policy::Decision::FilterRules,
             |p| p.loaded.filter_rules(&p.ctx, &view, &pod, addresses),
             afxdp_policy::defaults::filter_rules,
         )?;
@@ -579,7 +580,7 @@ pub fn queues_env_name(device: &str) -> String {
 fn decide<T>(
     policy: &PolicySnapshot,
     pool: &str,
-    decision: &'static str,
+    decision: afxdp_policy::Decision,
     call: impl FnOnce(&policies::PoolPolicy) -> Result<T, afxdp_policy::DecisionError>,
     default: impl FnOnce() -> T,
 ) -> Result<afxdp_policy::Decided<T>, AllocateError> {
@@ -595,18 +596,26 @@ fn decide<T>(
             reason,
             fail: false,
         } => {
-            tracing::warn!(pool, decision, reason = %reason, "policy not loaded; using the default");
+            tracing::warn!(pool, decision = decision.as_str(), reason = %reason, "policy not loaded; using the default");
             Ok(afxdp_policy::Decided::by_default(
                 default(),
                 format!("policy not loaded: {reason}"),
             ))
         }
+        // A decision the policy does not make (its metadata does not list
+        // it) is the pool's configured default, on the policy's behalf.
+        PolicySnapshot::InForce(p) if !p.loaded.makes(decision) => Ok(afxdp_policy::Decided {
+            value: default(),
+            by: afxdp_policy::DecidedBy::Policy {
+                digest: p.digest.clone(),
+            },
+        }),
         PolicySnapshot::InForce(p) => {
             afxdp_policy::decide(pool, &p.digest, p.failure, call(p), default).map_err(|source| {
                 AllocateError::Policy {
                     pool: pool.into(),
                     digest: p.digest.clone(),
-                    decision,
+                    decision: decision.as_str(),
                     source,
                 }
             })

@@ -59,6 +59,8 @@ pub struct LabConfig {
     pub sharing: Sharing,
     /// "native" or "generic".
     pub xdp_mode: &'static str,
+    /// The pool's `policy` block (afxdp.io/v1alpha1); `None`: built-in decisions.
+    pub policy: Option<serde_json::Value>,
 }
 
 impl Default for LabConfig {
@@ -68,6 +70,7 @@ impl Default for LabConfig {
             queues: 4,
             sharing: Sharing::Uds,
             xdp_mode: "native",
+            policy: None,
         }
     }
 }
@@ -148,6 +151,33 @@ pub fn pool_config(nics: &[String], sharing: Sharing, uid: u32) -> serde_json::V
     })
 }
 
+/// The afxdp.io/v1alpha1 config of the lab pool with a policy block.
+pub fn policy_pool_config(
+    nics: &[String],
+    sharing: Sharing,
+    uid: u32,
+    xdp_mode: &str,
+    policy: &serde_json::Value,
+) -> serde_json::Value {
+    let devices: Vec<_> = nics
+        .iter()
+        .map(|n| serde_json::json!({ "name": n }))
+        .collect();
+    serde_json::json!({
+        "apiVersion": "afxdp.io/v1alpha1",
+        "logLevel": "debug",
+        "includeVirtualDevices": true,
+        "pools": [{
+            "name": POOL,
+            "selectors": { "devices": devices },
+            "sharing": match sharing { Sharing::Uds => "uds", Sharing::Pinned => "pinned" },
+            "uid": uid,
+            "xdpMode": xdp_mode,
+            "policy": policy,
+        }]
+    })
+}
+
 /// A running lab node.
 pub struct Lab {
     pub cfg: LabConfig,
@@ -216,11 +246,11 @@ impl Lab {
             nics.push(nic);
         }
         let names: Vec<String> = nics.iter().map(|n| n.name.clone()).collect();
-        let config = pool_config(
-            &names,
-            cfg.sharing,
-            unprivileged::PodUser::nobody_net_raw().uid,
-        );
+        let uid = unprivileged::PodUser::nobody_net_raw().uid;
+        let config = match &cfg.policy {
+            None => pool_config(&names, cfg.sharing, uid),
+            Some(p) => policy_pool_config(&names, cfg.sharing, uid, cfg.xdp_mode, p),
+        };
         std::fs::write(&paths.config, config.to_string())
             .map_err(|e| step("config")(e.to_string()))?;
 
@@ -254,6 +284,25 @@ impl Lab {
             .await
             .map_err(|e| step("devices healthy")(e.to_string()))?;
         Ok(lab)
+    }
+
+    /// Rewrite the pool's policy block in the config and have afxdp-dp reload
+    /// it now (as its file watcher would).
+    pub async fn set_policy(
+        &mut self,
+        policy: &serde_json::Value,
+    ) -> Result<afxdp_dp::daemon::ReloadOutcome, LabError> {
+        let names: Vec<String> = self.nics.iter().map(|n| n.name.clone()).collect();
+        let uid = unprivileged::PodUser::nobody_net_raw().uid;
+        let config = policy_pool_config(&names, self.cfg.sharing, uid, self.cfg.xdp_mode, policy);
+        std::fs::write(&self.paths.config, config.to_string())
+            .map_err(|e| step("config")(e.to_string()))?;
+        self.cfg.policy = Some(policy.clone());
+        let daemon = self
+            .daemon
+            .as_ref()
+            .ok_or_else(|| step("reload")("afxdp-dp is stopped".into()))?;
+        Ok(daemon.reloader.reload().await)
     }
 
     /// The kubelet stand-in.

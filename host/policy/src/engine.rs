@@ -168,7 +168,11 @@ impl PolicyEngine {
         wc.epoch_interruption(true)
             .wasm_component_model(true)
             .cranelift_opt_level(OptLevel::Speed)
-            .parallel_compilation(true);
+            .parallel_compilation(true)
+            // Traps are answers, not debugging sessions: no backtrace capture
+            // (cheaper traps, and error messages stay one line; the guest's
+            // stderr carries its panic message).
+            .wasm_backtrace_max_frames(None);
         let engine = Engine::new(&wc).map_err(|e| engine_err("wasmtime config", e))?;
 
         let mut linker: Linker<StoreState> = Linker::new(&engine);
@@ -239,6 +243,10 @@ impl PolicyEngine {
     /// An unusable cached artifact (corrupt, foreign, from another engine) is
     /// not an error: the component is recompiled and the artifact replaced.
     /// Cache write failures are logged, not returned.
+    ///
+    /// Loads are serialized per engine (one compile at a time, and never two
+    /// compiles of one digest); calls on already loaded policies are not
+    /// affected.
     ///
     /// # Errors
     /// See [`PolicyError`]; the previous policy of a pool should stay in

@@ -1,0 +1,266 @@
+//! Pool policies on the lab path: a policy pushed to a real registry decides
+//! the queue plan that reaches the attach, the CNI and the pod; allocations
+//! record the deciding digest; config changes roll policies out atomically;
+//! a policy that cannot load leaves the previous one, and a pool without one
+//! follows its failurePolicy.
+
+use std::time::Duration;
+
+use afxdp_lab::{Lab, LabConfig, RESOURCE};
+use afxdp_testnet::registry::Registry;
+
+/// A policy component built by `cargo build --manifest-path policies/Cargo.toml
+/// --target wasm32-wasip2 --release` (tests/all.sh does it first).
+fn policy_wasm(name: &str) -> Vec<u8> {
+    let dir = std::env::var_os("AFXDP_POLICY_WASM_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../policies/target/wasm32-wasip2/release")
+        });
+    let file = dir.join(format!("afxdp_policy_{}.wasm", name.replace('-', "_")));
+    std::fs::read(&file).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; build the policies first: cargo build --manifest-path policies/Cargo.toml --target wasm32-wasip2 --release",
+            file.display()
+        )
+    })
+}
+
+/// Push `name` to the registry; returns (pinned reference, layer digest).
+async fn push(reg: &Registry, name: &str) -> (String, String) {
+    let wasm = policy_wasm(name);
+    let cache = tempfile::tempdir().expect("tempdir");
+    let fetcher = afxdp_oci::Fetcher::new(afxdp_oci::FetcherConfig {
+        cache_dir: cache.path().to_path_buf(),
+        auth: afxdp_oci::Auth::Anonymous,
+        insecure_registries: Vec::new(),
+        timeout: Duration::from_secs(10),
+    })
+    .expect("fetcher");
+    let pinned = fetcher
+        .push(&format!("{}/afxdp/{name}:v1", reg.addr()), &wasm)
+        .await
+        .expect("push");
+    (pinned, afxdp_oci::sha256_digest(&wasm))
+}
+
+fn queues_env(device: &str) -> String {
+    afxdp_dp::agent::queues_env_name(device)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registry_policy_decides_queues_and_rolls_out() {
+    afxdp_testnet::require_root();
+    let reg = Registry::start(None);
+    let (numa_ref, numa_digest) = push(&reg, "numa-spread").await;
+    let (default_ref, default_digest) = push(&reg, "default").await;
+    let policy = serde_json::json!({ "ref": numa_ref, "config": { "queuesPerPod": 2 } });
+    let mut lab = Lab::start(LabConfig {
+        nics: 1,
+        queues: 4,
+        policy: Some(policy),
+        ..Default::default()
+    })
+    .await
+    .expect("lab");
+    let nic = lab.nics[0].name.clone();
+    let peer = lab.nics[0].peer.clone();
+    let agent = lab.daemon.as_ref().expect("daemon").agent.clone();
+
+    // The wire side sends on 2 queues, so every packet meets the program
+    // (veth also refuses fewer rx channels than its XDP peer sends on).
+    let p = peer.clone();
+    lab.wire
+        .run(move || afxdp_netdev::ethtool::set_channels(&p, 2))
+        .expect("netns")
+        .expect("peer channels");
+    // The policy's plan: 2 channels, queues 0 and 1.
+    lab.add_pod("p1").await.expect("pod");
+    assert_eq!(
+        lab.pods[0].envs.get(&queues_env(&nic)).map(String::as_str),
+        Some("0,1"),
+        "{:?}",
+        lab.pods[0].envs
+    );
+    let alloc = agent.allocation(&nic).expect("allocation");
+    assert_eq!(alloc.decided_by, format!("policy {numa_digest}"));
+    assert_eq!((alloc.queues.clone(), alloc.channels), (vec![0, 1], 2));
+    // afxdp-cni applied the channel count inside the pod.
+    let dev = nic.clone();
+    let ch = lab.pods[0]
+        .netns
+        .run(move || afxdp_netdev::ethtool::channels(&dev))
+        .expect("netns")
+        .expect("channels");
+    assert_eq!(ch.rx_queues(), 2, "{ch:?}");
+    let sent = lab.send(&nic, 16, 25).expect("send");
+    lab.pods[0]
+        .wait_total(sent, Duration::from_secs(10))
+        .expect("received on the chosen queues");
+    std::thread::sleep(Duration::from_millis(200));
+    let counts = lab.pods[0].counts();
+    assert_eq!(lab.pods[0].total(), sent);
+    assert!(
+        counts.keys().all(|q| *q < 2),
+        "only the chosen queues are bound: {counts:?}"
+    );
+
+    // Rollout: the default policy replaces numa-spread for new allocations.
+    let out = lab
+        .set_policy(&serde_json::json!({ "ref": default_ref }))
+        .await
+        .expect("reload");
+    assert_eq!(
+        out,
+        afxdp_dp::daemon::ReloadOutcome::Applied(vec![("lab".into(), Ok(()))])
+    );
+    assert_eq!(
+        lab.daemon
+            .as_ref()
+            .expect("daemon")
+            .policies
+            .get("lab")
+            .expect("in force")
+            .digest,
+        default_digest
+    );
+    lab.remove_pod("p1").await.expect("remove");
+    lab.add_pod("p2").await.expect("pod after rollout");
+    assert_eq!(
+        agent.allocation(&nic).expect("allocation").decided_by,
+        format!("policy {default_digest}")
+    );
+
+    // A reference that cannot be fetched leaves the policy in force.
+    let zeros = "0".repeat(64);
+    let bad = serde_json::json!({ "ref": format!("127.0.0.1:1/afxdp/none@sha256:{zeros}") });
+    match lab.set_policy(&bad).await.expect("reload") {
+        afxdp_dp::daemon::ReloadOutcome::Applied(r) => {
+            assert_eq!(r.len(), 1);
+            assert!(r[0].1.is_err(), "{r:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        lab.daemon
+            .as_ref()
+            .expect("daemon")
+            .policies
+            .get("lab")
+            .expect("still in force")
+            .digest,
+        default_digest
+    );
+    // An invalid config file is refused as a whole; the last good one stays.
+    std::fs::write(&lab.paths.config, "{ not json").expect("write");
+    let out = lab.daemon.as_ref().expect("daemon").reloader.reload().await;
+    assert!(
+        matches!(out, afxdp_dp::daemon::ReloadOutcome::Invalid(_)),
+        "{out:?}"
+    );
+    assert_eq!(
+        lab.daemon
+            .as_ref()
+            .expect("daemon")
+            .policies
+            .get("lab")
+            .expect("still in force")
+            .digest,
+        default_digest
+    );
+    lab.teardown().await.expect("teardown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_allocation_is_decided_by_exactly_one_digest_during_rollout() {
+    afxdp_testnet::require_root();
+    let reg = Registry::start(None);
+    let (a_ref, a_digest) = push(&reg, "numa-spread").await;
+    let (b_ref, b_digest) = push(&reg, "default").await;
+    let mut lab = Lab::start(LabConfig {
+        nics: 1,
+        policy: Some(serde_json::json!({ "ref": a_ref })),
+        ..Default::default()
+    })
+    .await
+    .expect("lab");
+    let nic = lab.nics[0].name.clone();
+    let agent = lab.daemon.as_ref().expect("daemon").agent.clone();
+    let worker = {
+        let agent = agent.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut seen = Vec::new();
+            for _ in 0..60 {
+                agent
+                    .allocate("lab", std::slice::from_ref(&nic))
+                    .expect("allocate");
+                seen.push(agent.allocation(&nic).expect("recorded").decided_by);
+                agent.release(&nic).expect("release");
+            }
+            seen
+        })
+    };
+    for i in 0..6 {
+        let r = if i % 2 == 0 { &b_ref } else { &a_ref };
+        let out = lab
+            .set_policy(&serde_json::json!({ "ref": r }))
+            .await
+            .expect("reload");
+        assert_eq!(
+            out,
+            afxdp_dp::daemon::ReloadOutcome::Applied(vec![("lab".into(), Ok(()))])
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let seen = worker.await.expect("worker");
+    let (a, b) = (format!("policy {a_digest}"), format!("policy {b_digest}"));
+    assert!(seen.iter().all(|d| *d == a || *d == b), "{seen:?}");
+    assert!(
+        seen.contains(&a) && seen.contains(&b),
+        "both digests decided some allocations: {seen:?}"
+    );
+    lab.teardown().await.expect("teardown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unloadable_policy_follows_the_failure_policy() {
+    afxdp_testnet::require_root();
+    let zeros = "0".repeat(64);
+    let gone = format!("127.0.0.1:1/afxdp/none@sha256:{zeros}");
+    // Fail: the Allocate fails with a message that says why.
+    let lab = Lab::start(LabConfig {
+        nics: 1,
+        policy: Some(serde_json::json!({ "ref": gone, "failurePolicy": "Fail" })),
+        ..Default::default()
+    })
+    .await
+    .expect("lab");
+    let err = lab
+        .kubelet()
+        .admit_pod("ns", "refused", "app", RESOURCE, 1)
+        .await
+        .expect_err("refused");
+    assert!(err.to_string().contains("policy is not loaded"), "{err}");
+    lab.teardown().await.expect("teardown");
+    // Ignore: the built-in decisions, recorded as such.
+    let mut lab = Lab::start(LabConfig {
+        nics: 1,
+        policy: Some(serde_json::json!({ "ref": gone, "failurePolicy": "Ignore" })),
+        ..Default::default()
+    })
+    .await
+    .expect("lab");
+    let nic = lab.nics[0].name.clone();
+    lab.add_pod("fallback")
+        .await
+        .expect("pod with the default decisions");
+    let agent = lab.daemon.as_ref().expect("daemon").agent.clone();
+    let by = agent.allocation(&nic).expect("allocation").decided_by;
+    assert!(by.starts_with("default (policy not loaded"), "{by}");
+    let sent = lab.send(&nic, 8, 10).expect("send");
+    lab.pods[0]
+        .wait_total(sent, Duration::from_secs(10))
+        .expect("traffic");
+    lab.teardown().await.expect("teardown");
+}
