@@ -131,3 +131,93 @@ async fn afxdp_dp_binary_registers_with_kubelet_and_stops_cleanly() {
     );
     kubelet.shutdown().await;
 }
+
+fn policy_wasm(name: &str) -> std::path::PathBuf {
+    let dir = std::env::var_os("AFXDP_POLICY_WASM_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../policies/target/wasm32-wasip2/release")
+        });
+    let f = dir.join(format!("afxdp_policy_{}.wasm", name.replace('-', "_")));
+    assert!(
+        f.exists(),
+        "{} missing: build the policies (tests/all.sh does)",
+        f.display()
+    );
+    f
+}
+
+#[test]
+fn afxdpctl_policy_test_runs_each_example_policys_cases() {
+    let ctl = bins::find("afxdpctl").expect("afxdpctl built");
+    let policies = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
+    for name in ["default", "numa-spread", "flow-steering"] {
+        let out = Command::new(&ctl)
+            .args(["policy", "test"])
+            .arg(policies.join(name).join("cases"))
+            .arg(policy_wasm(name))
+            .output()
+            .expect("run");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{name}: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
+    }
+    // A wrong expectation fails the run and names the case.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let case = serde_json::json!({
+        "decision": "assign-queues", "config": { "queuesPerPod": 2 },
+        "device": { "name": "eth1", "rxQueues": 4 }, "expect": { "channels": 3, "queues": [0, 1, 2] }
+    });
+    std::fs::write(dir.path().join("wrong.json"), case.to_string()).expect("write");
+    let out = Command::new(&ctl)
+        .args(["policy", "test"])
+        .arg(dir.path())
+        .arg(policy_wasm("numa-spread"))
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("FAIL"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn afxdpctl_policy_run_and_inspect() {
+    let ctl = bins::find("afxdpctl").expect("afxdpctl built");
+    let wasm = policy_wasm("flow-steering");
+    let out = Command::new(&ctl)
+        .args(["policy", "inspect"])
+        .arg(&wasm)
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{out:?}");
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(meta["name"], "flow-steering");
+    let bytes = std::fs::read(&wasm).expect("read");
+    assert_eq!(meta["digest"], afxdp_oci::sha256_digest(&bytes));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let req = dir.path().join("req.json");
+    std::fs::write(
+        &req,
+        r#"{"decision":"filter-rules","config":{"queues":1},"device":{"name":"eth1","rxQueues":2},
+            "pod":{"annotations":{"afxdp.io/tcp-ports":"80"}}}"#,
+    )
+    .expect("write");
+    let out = Command::new(&ctl)
+        .args(["policy", "run", "--request"])
+        .arg(&req)
+        .arg(&wasm)
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{out:?}");
+    let rules: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(rules[0]["flowType"], "tcp4");
+    assert_eq!(rules[0]["dstPort"], 80);
+    assert_eq!(rules[0]["action"]["queue"], 0);
+}

@@ -1,6 +1,7 @@
 //! afxdpctl: validate configs and run the lab.
 
 mod lab;
+mod policy;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,6 +25,11 @@ enum Command {
     /// A whole node on this machine: veth NICs, afxdp-dp, a kubelet stand-in,
     /// unprivileged pods receiving traffic, a live table. Needs root.
     Lab(lab::LabArgs),
+    /// Pool policies: push, inspect, run one decision, test cases.
+    Policy {
+        #[command(subcommand)]
+        command: policy::PolicyCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -51,6 +57,14 @@ fn main() -> ExitCode {
             Err(errors) => {
                 eprintln!("{}: invalid", path.display());
                 eprintln!("{errors}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Policy { command } => match policy::run(command) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
+            Err(e) => {
+                eprintln!("policy: {e:#}");
                 ExitCode::FAILURE
             }
         },

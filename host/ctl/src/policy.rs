@@ -1,0 +1,315 @@
+//! `afxdpctl policy`: push, inspect, run and test pool policies with the same
+//! host (wasmtime limits, validation) and the same OCI code afxdp-dp uses.
+//!
+//! A request (for `run`, and each case of `test`) is JSON:
+//!
+//! ```json
+//! { "decision": "assign-queues", "pool": "fast", "config": { "queuesPerPod": 2 },
+//!   "device": { "name": "eth1", "rxQueues": 4, "numaNode": 0 },
+//!   "pod": { "namespace": "ns", "name": "p", "annotations": { "afxdp.io/udp-ports": "4789" } },
+//!   "addresses": ["10.0.0.2"], "available": [ { "name": "eth1", "rxQueues": 4 } ],
+//!   "mustInclude": [], "size": 1 }
+//! ```
+//!
+//! `decision` is one of `metadata`, `validate-config`, `select-program`,
+//! `assign-queues`, `filter-rules`, `preferred-allocation`. A `test` case adds
+//! `"expect": <decision JSON>` or `"expectError": "<kind>"` (`guest`,
+//! `timeout`, `memory`, `trap`, `invalid`, ...).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Subcommand;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use afxdp_policy::{CallCtx, DecisionError, EngineConfig, LoadedPolicy, PolicyEngine};
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Push a component to a registry; prints the pinned reference.
+    Push {
+        /// The .wasm component.
+        wasm: PathBuf,
+        /// `registry/repo:tag`.
+        reference: String,
+    },
+    /// Fetch (verifying digests) and describe a policy: digest, metadata.
+    Inspect { policy: String },
+    /// Run one decision; the answer (or the error) as JSON on stdout.
+    Run {
+        #[arg(long)]
+        request: PathBuf,
+        policy: String,
+    },
+    /// Run every `*.json` case of a directory; exit non-zero on a mismatch.
+    Test { cases: PathBuf, policy: String },
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+struct DeviceJson {
+    name: String,
+    driver: Option<String>,
+    pci: Option<String>,
+    mac: Option<String>,
+    numa_node: Option<i64>,
+    rx_queues: u32,
+    tx_queues: Option<u32>,
+    speed_mbps: Option<u32>,
+    addresses: Vec<IpAddr>,
+    max_channels: Option<u32>,
+}
+
+impl DeviceJson {
+    fn view(&self) -> afxdp_policy::Netdev {
+        afxdp_policy::Netdev {
+            name: self.name.clone(),
+            driver: self.driver.clone(),
+            pci: self.pci.clone(),
+            mac: self.mac.clone(),
+            numa_node: self.numa_node,
+            rx_queues: self.rx_queues,
+            tx_queues: self.tx_queues.unwrap_or(self.rx_queues),
+            speed_mbps: self.speed_mbps,
+            addresses: self.addresses.clone(),
+            max_channels: self.max_channels,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+struct PodJson {
+    namespace: String,
+    name: String,
+    annotations: BTreeMap<String, String>,
+    labels: BTreeMap<String, String>,
+    requested: u32,
+}
+
+/// One request (and, for `test`, its expectation).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Request {
+    decision: String,
+    #[serde(default)]
+    pool: String,
+    #[serde(default)]
+    config: Option<Value>,
+    #[serde(default)]
+    device: DeviceJson,
+    #[serde(default)]
+    pod: PodJson,
+    #[serde(default)]
+    addresses: Vec<IpAddr>,
+    #[serde(default)]
+    available: Vec<DeviceJson>,
+    #[serde(default)]
+    must_include: Vec<String>,
+    #[serde(default)]
+    size: usize,
+    #[serde(default)]
+    expect: Option<Value>,
+    #[serde(default)]
+    expect_error: Option<String>,
+}
+
+fn mode(m: afxdp_policy::XdpMode) -> &'static str {
+    match m {
+        afxdp_policy::XdpMode::Native => "native",
+        afxdp_policy::XdpMode::Generic => "generic",
+        afxdp_policy::XdpMode::Auto => "auto",
+    }
+}
+
+fn rule_json(r: &afxdp_policy::FilterRule) -> Value {
+    let action = match r.action {
+        afxdp_policy::RuleAction::Queue(q) => json!({ "queue": q }),
+        afxdp_policy::RuleAction::Drop => json!("drop"),
+    };
+    json!({
+        "flowType": r.flow_type.as_str(),
+        "srcIp": r.src_ip, "srcIpMask": r.src_ip_mask, "dstIp": r.dst_ip, "dstIpMask": r.dst_ip_mask,
+        "srcPort": r.src_port, "srcPortMask": r.src_port_mask, "dstPort": r.dst_port, "dstPortMask": r.dst_port_mask,
+        "action": action,
+    })
+}
+
+/// Run `req` against `policy`; `Ok` holds the decision as JSON.
+fn decide(policy: &LoadedPolicy, req: &Request) -> anyhow::Result<Result<Value, DecisionError>> {
+    let config = req.config.clone().unwrap_or_else(|| json!({})).to_string();
+    let ctx = CallCtx::new(
+        if req.pool.is_empty() {
+            "cli"
+        } else {
+            req.pool.as_str()
+        },
+        config,
+    );
+    let pod = afxdp_policy::Pod {
+        namespace: req.pod.namespace.clone(),
+        name: req.pod.name.clone(),
+        annotations: req.pod.annotations.clone(),
+        labels: req.pod.labels.clone(),
+        requested: req.pod.requested.max(1),
+    };
+    let dev = req.device.view();
+    Ok(match req.decision.as_str() {
+        "metadata" => {
+            let m = policy.metadata();
+            let d: Vec<&str> = m.decisions.iter().map(|d| d.as_str()).collect();
+            Ok(json!({ "name": m.name, "version": m.version, "description": m.description, "decisions": d }))
+        }
+        "validate-config" => policy.validate_config(&ctx).map(|()| json!("ok")),
+        "select-program" => policy.select_program(&ctx, &dev, &pod).map(|c| {
+            let source = match &c.source {
+                afxdp_policy::ProgramSource::Builtin => json!("builtin"),
+                afxdp_policy::ProgramSource::File(p) => json!({ "file": p }),
+                afxdp_policy::ProgramSource::Image(i) => json!({ "image": i }),
+            };
+            json!({ "source": source, "function": c.function, "mode": mode(c.mode), "priority": c.priority })
+        }),
+        "assign-queues" => policy
+            .assign_queues(&ctx, &dev, &pod)
+            .map(|q| json!({ "channels": q.channels, "queues": q.queues })),
+        "filter-rules" => policy
+            .filter_rules(&ctx, &dev, &pod, &req.addresses)
+            .map(|rules| Value::Array(rules.iter().map(rule_json).collect())),
+        "preferred-allocation" => {
+            let avail: Vec<_> = req.available.iter().map(DeviceJson::view).collect();
+            policy.preferred_allocation(&ctx, &avail, &req.must_include, req.size).map(|v| json!(v))
+        }
+        other => bail!("unknown decision {other:?}"),
+    })
+}
+
+fn error_json(e: &DecisionError) -> Value {
+    json!({ "error": e.kind(), "message": e.to_string() })
+}
+
+fn engine() -> anyhow::Result<PolicyEngine> {
+    PolicyEngine::new(EngineConfig::default()).context("policy engine")
+}
+
+fn fetcher(cache: &Path) -> anyhow::Result<afxdp_oci::Fetcher> {
+    afxdp_oci::Fetcher::new(afxdp_oci::FetcherConfig {
+        cache_dir: cache.to_path_buf(),
+        auth: match std::env::var_os("AFXDP_PULL_SECRET") {
+            Some(p) => afxdp_oci::Auth::PullSecretFile(p.into()),
+            None => afxdp_oci::Auth::Anonymous,
+        },
+        insecure_registries: Vec::new(),
+        timeout: Duration::from_secs(30),
+    })
+    .context("OCI client")
+}
+
+fn cache_dir() -> PathBuf {
+    std::env::var_os("AFXDP_POLICY_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("afxdpctl-policy-cache"))
+}
+
+/// A policy from a `.wasm` file or an OCI reference: (bytes, digest).
+async fn read_policy(policy: &str) -> anyhow::Result<(Vec<u8>, String)> {
+    let path = Path::new(policy);
+    if path.exists() {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {policy}"))?;
+        let digest = afxdp_oci::sha256_digest(&bytes);
+        return Ok((bytes, digest));
+    }
+    let r = afxdp_oci::PolicyRef::parse_with_pull_policy(
+        policy,
+        Some(afxdp_oci::PullPolicy::IfNotPresent),
+    )
+    .with_context(|| format!("{policy} is neither a file nor a policy reference"))?;
+    let f = fetcher(&cache_dir())?
+        .fetch(&r, afxdp_oci::PullPolicy::IfNotPresent)
+        .await?;
+    Ok((f.wasm, f.layer_digest))
+}
+
+async fn load(policy: &str) -> anyhow::Result<Arc<LoadedPolicy>> {
+    let (bytes, digest) = read_policy(policy).await?;
+    Ok(engine()?
+        .load(&bytes, &digest)
+        .with_context(|| format!("loading {policy}"))?)
+}
+
+pub fn run(cmd: PolicyCommand) -> anyhow::Result<bool> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
+    rt.block_on(async move {
+        match cmd {
+            PolicyCommand::Push { wasm, reference } => {
+                let bytes = std::fs::read(&wasm).with_context(|| format!("reading {}", wasm.display()))?;
+                let pinned = fetcher(&cache_dir())?.push(&reference, &bytes).await?;
+                println!("{pinned}");
+                Ok(true)
+            }
+            PolicyCommand::Inspect { policy } => {
+                let (bytes, digest) = read_policy(&policy).await?;
+                let loaded = engine()?.load(&bytes, &digest)?;
+                let m = loaded.metadata();
+                let d: Vec<&str> = m.decisions.iter().map(|d| d.as_str()).collect();
+                let out = json!({ "digest": digest, "bytes": bytes.len(), "name": m.name, "version": m.version,
+                    "description": m.description, "decisions": d });
+                println!("{}", serde_json::to_string_pretty(&out)?);
+                Ok(true)
+            }
+            PolicyCommand::Run { request, policy } => {
+                let req: Request = serde_json::from_slice(
+                    &std::fs::read(&request).with_context(|| format!("reading {}", request.display()))?,
+                )
+                .with_context(|| format!("parsing {}", request.display()))?;
+                let loaded = load(&policy).await?;
+                let out = match decide(&loaded, &req)? {
+                    Ok(v) => v,
+                    Err(e) => error_json(&e),
+                };
+                println!("{}", serde_json::to_string_pretty(&out)?);
+                Ok(out.get("error").is_none())
+            }
+            PolicyCommand::Test { cases, policy } => {
+                let loaded = load(&policy).await?;
+                let mut files: Vec<PathBuf> = std::fs::read_dir(&cases)
+                    .with_context(|| format!("reading {}", cases.display()))?
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                    .collect();
+                files.sort();
+                let (mut passed, mut failed) = (0, 0);
+                for f in &files {
+                    let req: Request = serde_json::from_slice(&std::fs::read(f)?)
+                        .with_context(|| format!("parsing {}", f.display()))?;
+                    let got = decide(&loaded, &req)?;
+                    let verdict = match (&got, &req.expect, &req.expect_error) {
+                        (Ok(v), Some(e), None) if v == e => Ok(()),
+                        (Err(err), None, Some(kind)) if err.kind() == kind => Ok(()),
+                        (Ok(v), _, _) => Err(format!("got {v}")),
+                        (Err(err), _, _) => Err(format!("got error {}: {err}", err.kind())),
+                    };
+                    match verdict {
+                        Ok(()) => {
+                            passed += 1;
+                            println!("ok   {}", f.display());
+                        }
+                        Err(why) => {
+                            failed += 1;
+                            println!("FAIL {}: {why}", f.display());
+                        }
+                    }
+                }
+                println!("{passed} passed, {failed} failed");
+                Ok(failed == 0 && passed > 0)
+            }
+        }
+    })
+}
