@@ -1,16 +1,7 @@
 //! The WIT-generated bindings, fenced: nothing generated leaves the crate.
 //! Domain ↔ WIT conversion lives in `convert`, and only there.
-//!
-//! The bindings come from `host/policy/wit/policy.wit`, the contract in
-//! `wit/policy.wit` with one fix: its `decisions` interface names `metadata`
-//! both as a used type and as a function, which WIT rejects ("duplicate name
-//! `metadata`"); the copy imports the type as `policy-metadata`. Types and
-//! export names are unchanged, so guests built against either agree on the
-//! ABI. Once the contract carries the fix, point `path` back at `../../wit`
-//! and delete the copy (the test below tells which case holds).
-
 wasmtime::component::bindgen!({
-    path: "wit",
+    path: "../../wit",
     world: "pool-policy",
 });
 
@@ -21,22 +12,19 @@ pub(crate) const DECISIONS_EXPORT_PREFIX: &str = "afxdp:policy/decisions@";
 
 #[cfg(test)]
 mod tests {
-    /// The copy differs from the contract only by the `metadata` alias.
+    /// The `wrong-version` test guest is the contract at version 0.2.0 and
+    /// nothing else, so its refusal is about the version only.
     #[test]
-    fn wit_copy_tracks_the_contract() {
+    fn wrong_version_guest_tracks_the_contract() {
         let root = env!("CARGO_MANIFEST_DIR");
         let contract = std::fs::read_to_string(format!("{root}/../../wit/policy.wit")).unwrap();
-        let copy = std::fs::read_to_string(format!("{root}/wit/policy.wit")).unwrap();
-        let unfixed = copy
-            .replace(
-                "    // `metadata` is both a type and a function here; WIT needs the alias.\n",
-                "",
-            )
-            .replace("metadata as policy-metadata}", "metadata}")
-            .replace("func() -> policy-metadata;", "func() -> metadata;");
-        assert!(
-            contract == copy || contract == unfixed,
-            "wit/policy.wit changed: update host/policy/wit/policy.wit (or drop the copy)"
+        let copy =
+            std::fs::read_to_string(format!("{root}/tests/guests/wrong-version/wit/policy.wit"))
+                .unwrap();
+        assert_eq!(
+            copy,
+            contract.replace("package afxdp:policy@0.1.0;", "package afxdp:policy@0.2.0;"),
+            "regenerate tests/guests/wrong-version/wit/policy.wit from wit/policy.wit"
         );
     }
 }

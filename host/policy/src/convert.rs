@@ -170,7 +170,7 @@ pub(crate) fn device_names(names: Vec<String>) -> Result<Vec<String>, Invalid> {
 
 /// Metadata with unknown decision names dropped (returned separately so the
 /// caller can warn).
-pub(crate) fn metadata(m: wit::Metadata) -> Result<(Metadata, Vec<String>), Invalid> {
+pub(crate) fn metadata(m: wit::PolicyMetadata) -> Result<(Metadata, Vec<String>), Invalid> {
     let mut decisions = Vec::new();
     let mut unknown = Vec::new();
     for d in m.decisions {

@@ -2,17 +2,17 @@
 //! the host's epoch deadline must end it. With config `"sleep"`,
 //! `validate-config` sleeps an hour.
 wit_bindgen::generate!({
-    path: "../../../wit",
+    path: "../../../../../wit",
     world: "pool-policy",
 });
 
 use afxdp::policy::types::{
-    FilterRule, Metadata, Netdev, Pod, PolicyError, Pool, ProgramChoice, QueuePlan,
+    FilterRule, Netdev, Pod, PolicyError, PolicyMetadata, Pool, ProgramChoice, QueuePlan,
 };
 use exports::afxdp::policy::decisions::Guest;
 
-fn metadata(name: &str) -> Metadata {
-    Metadata {
+fn metadata(name: &str) -> PolicyMetadata {
+    PolicyMetadata {
         name: name.into(),
         version: "0.1.0".into(),
         description: "hostile test policy".into(),
@@ -35,7 +35,7 @@ fn spin() -> ! {
 struct Policy;
 
 impl Guest for Policy {
-    fn metadata() -> Metadata {
+    fn metadata() -> PolicyMetadata {
         metadata("infinite-loop")
     }
     fn validate_config(config_json: String) -> Result<(), PolicyError> {

@@ -5,17 +5,17 @@
 //! - `filter-rules`: a rule whose source address is not an IP.
 //! - `preferred-allocation`: a device that is not available.
 wit_bindgen::generate!({
-    path: "../../../wit",
+    path: "../../../../../wit",
     world: "pool-policy",
 });
 
 use afxdp::policy::types::{
-    FilterRule, Metadata, Netdev, Pod, PolicyError, Pool, ProgramChoice, QueuePlan,
+    FilterRule, Netdev, Pod, PolicyError, PolicyMetadata, Pool, ProgramChoice, QueuePlan,
 };
 use exports::afxdp::policy::decisions::Guest;
 
-fn metadata(name: &str) -> Metadata {
-    Metadata {
+fn metadata(name: &str) -> PolicyMetadata {
+    PolicyMetadata {
         name: name.into(),
         version: "0.1.0".into(),
         description: "hostile test policy".into(),
@@ -33,7 +33,7 @@ use afxdp::policy::types::{FlowType, ProgramSource, RuleAction, XdpMode};
 struct Policy;
 
 impl Guest for Policy {
-    fn metadata() -> Metadata {
+    fn metadata() -> PolicyMetadata {
         metadata("invalid-decision")
     }
     fn validate_config(_: String) -> Result<(), PolicyError> {

@@ -1,17 +1,17 @@
 //! Every decision grows a Vec 1 MiB at a time until allocation fails: the
 //! host's memory limit must stop it.
 wit_bindgen::generate!({
-    path: "../../../wit",
+    path: "../../../../../wit",
     world: "pool-policy",
 });
 
 use afxdp::policy::types::{
-    FilterRule, Metadata, Netdev, Pod, PolicyError, Pool, ProgramChoice, QueuePlan,
+    FilterRule, Netdev, Pod, PolicyError, PolicyMetadata, Pool, ProgramChoice, QueuePlan,
 };
 use exports::afxdp::policy::decisions::Guest;
 
-fn metadata(name: &str) -> Metadata {
-    Metadata {
+fn metadata(name: &str) -> PolicyMetadata {
+    PolicyMetadata {
         name: name.into(),
         version: "0.1.0".into(),
         description: "hostile test policy".into(),
@@ -36,7 +36,7 @@ fn bomb() -> ! {
 struct Policy;
 
 impl Guest for Policy {
-    fn metadata() -> Metadata {
+    fn metadata() -> PolicyMetadata {
         metadata("memory-bomb")
     }
     fn validate_config(_: String) -> Result<(), PolicyError> {

@@ -1,17 +1,17 @@
 //! Every decision writes a line to stderr, then panics (a trap on wasm32):
 //! the host must report the trap with the captured stderr.
 wit_bindgen::generate!({
-    path: "../../../wit",
+    path: "../../../../../wit",
     world: "pool-policy",
 });
 
 use afxdp::policy::types::{
-    FilterRule, Metadata, Netdev, Pod, PolicyError, Pool, ProgramChoice, QueuePlan,
+    FilterRule, Netdev, Pod, PolicyError, PolicyMetadata, Pool, ProgramChoice, QueuePlan,
 };
 use exports::afxdp::policy::decisions::Guest;
 
-fn metadata(name: &str) -> Metadata {
-    Metadata {
+fn metadata(name: &str) -> PolicyMetadata {
+    PolicyMetadata {
         name: name.into(),
         version: "0.1.0".into(),
         description: "hostile test policy".into(),
@@ -32,7 +32,7 @@ fn fail(pool: &Pool) -> ! {
 struct Policy;
 
 impl Guest for Policy {
-    fn metadata() -> Metadata {
+    fn metadata() -> PolicyMetadata {
         metadata("panic")
     }
     fn validate_config(_: String) -> Result<(), PolicyError> {

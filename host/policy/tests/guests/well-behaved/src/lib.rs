@@ -15,13 +15,13 @@
 use serde::Deserialize;
 
 wit_bindgen::generate!({
-    path: "../../../wit",
+    path: "../../../../../wit",
     world: "pool-policy",
 });
 
 use afxdp::policy::host::log;
 use afxdp::policy::types::{
-    ErrorCode, FilterRule, FlowType, LogLevel, Metadata, Netdev, Pod, PolicyError, Pool,
+    ErrorCode, FilterRule, FlowType, LogLevel, Netdev, Pod, PolicyError, PolicyMetadata, Pool,
     ProgramChoice, ProgramSource, QueuePlan, RuleAction, XdpMode,
 };
 use exports::afxdp::policy::decisions::Guest;
@@ -76,8 +76,8 @@ fn pool_config(pool: &Pool) -> Result<Config, PolicyError> {
 struct Policy;
 
 impl Guest for Policy {
-    fn metadata() -> Metadata {
-        Metadata {
+    fn metadata() -> PolicyMetadata {
+        PolicyMetadata {
             name: "well-behaved".into(),
             version: "0.1.0".into(),
             description: "test policy with simple config-driven decisions".into(),

@@ -23,7 +23,7 @@ wit_bindgen::generate!({
 
 use afxdp::policy::host::log;
 use afxdp::policy::types::{
-    ErrorCode, FilterRule, FlowType, LogLevel, Metadata, Netdev, Pod, PolicyError, Pool,
+    ErrorCode, FilterRule, FlowType, LogLevel, Netdev, Pod, PolicyError, PolicyMetadata, Pool,
     ProgramChoice, ProgramSource, QueuePlan, RuleAction, XdpMode,
 };
 use exports::afxdp::policy::decisions::Guest;
@@ -78,8 +78,8 @@ fn pool_config(pool: &Pool) -> Result<Config, PolicyError> {
 struct Policy;
 
 impl Guest for Policy {
-    fn metadata() -> Metadata {
-        Metadata {
+    fn metadata() -> PolicyMetadata {
+        PolicyMetadata {
             name: "wrong-version".into(),
             version: "0.1.0".into(),
             description: "test policy with simple config-driven decisions".into(),
