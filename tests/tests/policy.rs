@@ -264,3 +264,104 @@ async fn unloadable_policy_follows_the_failure_policy() {
         .expect("traffic");
     lab.teardown().await.expect("teardown");
 }
+
+/// What afxdp-cni gets from the node API for `device` of pod `lab/<pod>`.
+async fn settings(lab: &Lab, device: &str, pod: &str) -> afxdp_proto::nodeapi::DeviceSettings {
+    let ch = afxdp_proto::unix::connect(&lab.paths.node_api, Duration::from_secs(5))
+        .await
+        .expect("node API");
+    afxdp_proto::nodeapi::node_api_client::NodeApiClient::new(ch)
+        .get_device_settings(afxdp_proto::nodeapi::DeviceRef {
+            device: device.to_string(),
+            pod_namespace: "lab".into(),
+            pod_name: pod.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("settings")
+        .into_inner()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filter_rules_from_pod_annotations_reach_the_cni() {
+    afxdp_testnet::require_root();
+    let reg = Registry::start(None);
+    let (fs_ref, fs_digest) = push(&reg, "flow-steering").await;
+    let annotations: std::collections::BTreeMap<String, String> =
+        [("afxdp.io/udp-ports".to_string(), "4789,9000".to_string())].into();
+    for failure in ["Fail", "Ignore"] {
+        let policy = serde_json::json!({ "ref": fs_ref, "failurePolicy": failure, "config": { "queues": 2 } });
+        let mut lab = Lab::start(LabConfig {
+            nics: 1,
+            policy: Some(policy),
+            ..Default::default()
+        })
+        .await
+        .expect("lab");
+        let nic = lab.nics[0].name.clone();
+        let added = lab
+            .add_pod_with("steered", annotations.clone(), Default::default())
+            .await
+            .map(|p| p.add.clone());
+        // What afxdp-cni received over the node API: one rule per annotated
+        // port, round-robin over the pod's two queues, decided by the policy.
+        let s = settings(&lab, &nic, "steered").await;
+        assert!(s.allocated);
+        assert_eq!(s.policy_digest, fs_digest);
+        assert_eq!(s.queues, vec![0, 1]);
+        let rules: Vec<(String, u32, u32)> = s
+            .filter_rules
+            .iter()
+            .map(|r| (r.flow_type.clone(), r.dst_port, r.queue))
+            .collect();
+        assert_eq!(
+            rules,
+            vec![("udp4".into(), 4789, 0), ("udp4".into(), 9000, 1)]
+        );
+        assert_eq!(s.filters_required, failure == "Fail");
+        assert!(
+            lab.apiserver
+                .requests()
+                .iter()
+                .any(|r| r.starts_with("GET /api/v1/namespaces/lab/pods/steered")),
+            "{:?}",
+            lab.apiserver.requests()
+        );
+        // veth has no ntuple filters: the outcome is the pool's failurePolicy.
+        match failure {
+            "Fail" => {
+                let err = added.expect_err("ADD must fail when a required rule is refused");
+                let msg = err.to_string();
+                assert!(
+                    msg.contains("\\\"code\\\":104") || msg.contains("\"code\":104"),
+                    "{msg}"
+                );
+                assert!(msg.contains("refused filter rule 0"), "{msg}");
+                // Nothing half-done: the device went back to the host netns.
+                assert!(
+                    afxdp_netdev::get(&nic).expect("lookup").is_some(),
+                    "device left in the pod netns"
+                );
+            }
+            _ => {
+                let add = added.expect("ADD goes on without the rules");
+                assert!(
+                    add.stderr.contains("NIC refused a filter rule"),
+                    "{}",
+                    add.stderr
+                );
+                // The pod binds the policy's two queues; send on those.
+                let p = lab.nics[0].peer.clone();
+                lab.wire
+                    .run(move || afxdp_netdev::ethtool::set_channels(&p, 2))
+                    .expect("netns")
+                    .expect("peer channels");
+                let sent = lab.send(&nic, 8, 10).expect("send");
+                lab.pods[0]
+                    .wait_total(sent, Duration::from_secs(10))
+                    .expect("traffic without hardware rules");
+            }
+        }
+        lab.teardown().await.expect("teardown");
+    }
+}

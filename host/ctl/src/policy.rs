@@ -236,9 +236,9 @@ async fn read_policy(policy: &str) -> anyhow::Result<(Vec<u8>, String)> {
 
 async fn load(policy: &str) -> anyhow::Result<Arc<LoadedPolicy>> {
     let (bytes, digest) = read_policy(policy).await?;
-    Ok(engine()?
+    engine()?
         .load(&bytes, &digest)
-        .with_context(|| format!("loading {policy}"))?)
+        .with_context(|| format!("loading {policy}"))
 }
 
 pub fn run(cmd: PolicyCommand) -> anyhow::Result<bool> {

@@ -34,6 +34,9 @@ pub struct Options {
     pub policy_cache_dir: PathBuf,
     /// How often the config file is checked for changes (policy rollout).
     pub config_poll: Duration,
+    /// Kubeconfig for pod metadata reads; `None`: the in-cluster service
+    /// account, or no API server at all (policies then see no annotations).
+    pub kubeconfig: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -183,11 +186,29 @@ impl Daemon {
             }));
         }
 
+        // Pod metadata for policies (annotations, labels).
+        let pods = match &opts.kubeconfig {
+            Some(path) => match crate::pods::PodDirectory::from_kubeconfig(path).await {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    tracing::warn!(error = %e, "no API server: policies see no pod annotations");
+                    None
+                }
+            },
+            None => match crate::pods::PodDirectory::in_cluster() {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    tracing::info!(error = %e, "not in a cluster: policies see no pod annotations");
+                    None
+                }
+            },
+        };
+
         // Node API for afxdp-cni.
         let incoming = nodeapi::bind(&opts.node_api_socket)
             .map_err(|e| setup("node API socket")(e.to_string()))?;
         {
-            let svc = NodeApiService::new(agent.clone());
+            let svc = NodeApiService::new(agent.clone(), pods);
             let mut stop = shutdown_rx.clone();
             tasks.push(tokio::spawn(async move {
                 let r = tonic::transport::Server::builder()

@@ -14,6 +14,7 @@ pub mod deviceplugin;
 pub mod handshake_backend;
 pub mod nodeapi;
 pub mod podresources;
+pub mod pods;
 pub mod policies;
 pub mod pool;
 pub mod sharing;

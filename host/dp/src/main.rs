@@ -49,6 +49,9 @@ struct Cli {
         default_value = "/var/lib/afxdp/policies"
     )]
     policy_cache_dir: PathBuf,
+    /// Kubeconfig for reading pod metadata (default: in-cluster service account).
+    #[arg(long, env = "AFXDP_KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
     /// Log format: text or json.
     #[arg(long, env = "AFXDP_LOG_FORMAT", default_value = "text")]
     log_format: String,
@@ -97,6 +100,7 @@ fn main() -> anyhow::Result<()> {
         kubelet_poll: Duration::from_millis(500),
         policy_cache_dir: cli.policy_cache_dir,
         config_poll: Duration::from_secs(2),
+        kubeconfig: cli.kubeconfig,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -11,11 +11,32 @@ use crate::agent::{Agent, ReleaseError};
 
 pub struct NodeApiService {
     agent: Arc<Agent>,
+    pods: Option<crate::pods::PodDirectory>,
 }
 
 impl NodeApiService {
-    pub fn new(agent: Arc<Agent>) -> NodeApiServer<Self> {
-        NodeApiServer::new(Self { agent })
+    pub fn new(agent: Arc<Agent>, pods: Option<crate::pods::PodDirectory>) -> NodeApiServer<Self> {
+        NodeApiServer::new(Self { agent, pods })
+    }
+
+    /// The pod as policies see it: name from the CNI, metadata from the API server.
+    async fn pod(&self, namespace: &str, name: &str) -> afxdp_policy::Pod {
+        let mut pod = afxdp_policy::Pod {
+            namespace: namespace.into(),
+            name: name.into(),
+            ..Default::default()
+        };
+        if let (Some(dir), false) = (&self.pods, namespace.is_empty() || name.is_empty()) {
+            match dir.lookup(namespace, name).await {
+                Ok(Some(meta)) => {
+                    pod.annotations = meta.annotations;
+                    pod.labels = meta.labels;
+                }
+                Ok(None) => tracing::warn!(namespace, name, "pod not found in the API server"),
+                Err(e) => tracing::warn!(namespace, name, error = %e, "pod metadata unavailable"),
+            }
+        }
+        pod
     }
 }
 
@@ -43,11 +64,7 @@ impl NodeApi for NodeApiService {
                     .map_err(|_| Status::invalid_argument(format!("bad address {a:?}")))?,
             );
         }
-        let pod = afxdp_policy::Pod {
-            namespace: r.pod_namespace.clone(),
-            name: r.pod_name.clone(),
-            ..Default::default()
-        };
+        let pod = self.pod(&r.pod_namespace, &r.pod_name).await;
         let agent = self.agent.clone();
         let device = r.device.clone();
         let settings =

@@ -42,7 +42,7 @@ pub enum PolicyLoadError {
         pool: String,
         reference: String,
         #[source]
-        source: afxdp_oci::OciError,
+        source: Box<afxdp_oci::OciError>,
     },
     #[error("pool {pool}: loading {digest}: {source}")]
     Load {
@@ -169,10 +169,10 @@ impl PolicyStore {
                 pull_policy,
                 ..
             } => {
-                let fetch_err = |source| PolicyLoadError::Fetch {
+                let fetch_err = |source: afxdp_oci::OciError| PolicyLoadError::Fetch {
                     pool: pool.into(),
                     reference: reference.clone(),
-                    source,
+                    source: Box::new(source),
                 };
                 let pull = match pull_policy {
                     Some(PullPolicy::Always) => afxdp_oci::PullPolicy::Always,

@@ -127,6 +127,7 @@ impl NodePaths {
             kubelet_poll: Duration::from_millis(100),
             policy_cache_dir: self.root.join("policy-cache"),
             config_poll: Duration::from_millis(200),
+            kubeconfig: Some(self.root.join("kubeconfig")),
         }
     }
 }
@@ -187,6 +188,8 @@ pub struct Lab {
     kubelet: Option<KubeletStandin>,
     pub daemon: Option<Daemon>,
     pub pods: Vec<Pod>,
+    /// The API server fake afxdp-dp reads pod metadata from.
+    pub apiserver: afxdp_testnet::apiserver::FakeApiServer,
     pub cni: PathBuf,
     pub pod_app: PathBuf,
     _root: tempfile::TempDir,
@@ -254,6 +257,11 @@ impl Lab {
         std::fs::write(&paths.config, config.to_string())
             .map_err(|e| step("config")(e.to_string()))?;
 
+        let apiserver = afxdp_testnet::apiserver::FakeApiServer::start()
+            .map_err(|e| step("API server fake")(e.to_string()))?;
+        apiserver
+            .write_kubeconfig(&paths.root)
+            .map_err(|e| step("kubeconfig")(e.to_string()))?;
         let kubelet = KubeletStandin::start(&paths.device_plugin_dir, &paths.pod_resources)
             .await
             .map_err(|e| step("kubelet stand-in")(e.to_string()))?;
@@ -268,6 +276,7 @@ impl Lab {
             kubelet: Some(kubelet),
             daemon: Some(daemon),
             pods: Vec::new(),
+            apiserver,
             cni,
             pod_app,
             _root: root,
@@ -326,6 +335,19 @@ impl Lab {
     /// Admit a pod the way kubelet + runtime do: Allocate one device, create the
     /// pod netns, CNI ADD, then start the app unprivileged.
     pub async fn add_pod(&mut self, name: &str) -> Result<&Pod, LabError> {
+        self.add_pod_with(name, Default::default(), Default::default())
+            .await
+    }
+
+    /// [`Lab::add_pod`] for a pod with annotations and labels (the API server
+    /// fake serves them to afxdp-dp's policies).
+    pub async fn add_pod_with(
+        &mut self,
+        name: &str,
+        annotations: BTreeMap<String, String>,
+        labels: BTreeMap<String, String>,
+    ) -> Result<&Pod, LabError> {
+        self.apiserver.set_pod("lab", name, annotations, labels);
         let pod = pod::admit(self, "lab", name).await?;
         self.pods.push(pod);
         Ok(self.pods.last().expect("just pushed"))

@@ -56,6 +56,18 @@ impl Pod {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()
     }
 
+    /// The app's stderr and its last few lines, for error messages.
+    fn log_tail(&self) -> Vec<String> {
+        let log = self.app_log();
+        let mut out: Vec<String> = log
+            .iter()
+            .filter(|l| l.starts_with("stderr:"))
+            .cloned()
+            .collect();
+        out.extend(log.iter().rev().take(5).rev().cloned());
+        out
+    }
+
     /// Wait (bounded) until the app's total reaches `n`.
     pub fn wait_total(&self, n: u64, timeout: Duration) -> Result<u64, LabError> {
         let deadline = Instant::now() + timeout;
@@ -69,7 +81,7 @@ impl Pod {
                     format!(
                         "got {t} within {timeout:?}; counts {:?}; app log: {:?}",
                         self.counts(),
-                        self.app_log()
+                        self.log_tail()
                     ),
                 ));
             }
@@ -83,7 +95,7 @@ impl Pod {
             if Instant::now() >= deadline {
                 return Err(step(format!("pod {} app ready", self.name))(format!(
                     "app log: {:?}",
-                    self.app_log()
+                    self.log_tail()
                 )));
             }
             std::thread::sleep(Duration::from_millis(10));

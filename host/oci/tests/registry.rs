@@ -254,7 +254,7 @@ async fn wrong_media_types_are_refused() {
             oci_client::manifest::WASM_LAYER_MEDIA_TYPE,
         ),
     ] {
-        let r = push_raw(&reg.addr(), repo_tag, config_type, layer_type).await;
+        let r = push_raw(reg.addr(), repo_tag, config_type, layer_type).await;
         match f.fetch(&r, PullPolicy::IfNotPresent).await {
             Err(OciError::WrongMediaType {
                 what, found: got, ..
@@ -338,7 +338,7 @@ async fn registry_down_without_cache_is_a_clear_error() {
     match f.fetch(&r, PullPolicy::IfNotPresent).await {
         Err(e @ OciError::NotCachedAndUnreachable { .. }) => {
             let msg = e.to_string();
-            assert!(msg.contains(&reg.addr()), "{msg}");
+            assert!(msg.contains(reg.addr()), "{msg}");
         }
         other => panic!("expected NotCachedAndUnreachable, got {other:?}"),
     }

@@ -9,6 +9,7 @@
 //! run without privileges fails loudly instead of passing vacuously.
 #![deny(missing_docs)]
 
+pub mod apiserver;
 pub mod pod;
 pub mod registry;
 
