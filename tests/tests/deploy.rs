@@ -315,7 +315,8 @@ fn manifests_parse_and_hold_the_expected_objects() {
             "{}: no metadata.name",
             d.file.display()
         );
-        if d.kind() != "Namespace" {
+        // Cluster-scoped kinds have no namespace.
+        if !matches!(d.kind(), "Namespace" | "ClusterRole" | "ClusterRoleBinding") {
             assert!(
                 d.value["metadata"]["namespace"].as_str().is_some(),
                 "{}: no namespace",
@@ -344,18 +345,20 @@ fn manifests_parse_and_hold_the_expected_objects() {
     }
     one(&docs, "NetworkAttachmentDefinition");
     one(&docs, "Pod");
-    // afxdp-dp needs no API access: no RBAC objects, no token.
-    for d in &docs {
-        assert!(
-            !d.kind().contains("Role"),
-            "{}: afxdp-dp needs no RBAC",
-            d.what()
-        );
-    }
+    // afxdp-dp reads pods (annotations/labels for policies) and nothing else.
+    let role = one(&docs, "ClusterRole");
+    let rules = role.value["rules"].as_sequence().expect("rules");
+    assert_eq!(rules.len(), 1, "{}", role.what());
+    assert_eq!(rules[0]["resources"].as_sequence().map(|r| r.len()), Some(1));
+    assert_eq!(rules[0]["resources"][0].as_str(), Some("pods"));
+    let verbs: Vec<&str> = rules[0]["verbs"].as_sequence().expect("verbs").iter().filter_map(|v| v.as_str()).collect();
+    assert_eq!(verbs, vec!["get"], "read-only, one pod at a time");
+    let binding = one(&docs, "ClusterRoleBinding");
+    assert_eq!(binding.value["roleRef"]["name"].as_str(), Some(role.name()));
     let ds = one(&docs, "DaemonSet");
     assert_eq!(
         ds.value["spec"]["template"]["spec"]["automountServiceAccountToken"].as_bool(),
-        Some(false)
+        Some(true)
     );
     let sa = one(&docs, "ServiceAccount");
     assert_eq!(
