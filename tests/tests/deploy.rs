@@ -349,9 +349,17 @@ fn manifests_parse_and_hold_the_expected_objects() {
     let role = one(&docs, "ClusterRole");
     let rules = role.value["rules"].as_sequence().expect("rules");
     assert_eq!(rules.len(), 1, "{}", role.what());
-    assert_eq!(rules[0]["resources"].as_sequence().map(|r| r.len()), Some(1));
+    assert_eq!(
+        rules[0]["resources"].as_sequence().map(|r| r.len()),
+        Some(1)
+    );
     assert_eq!(rules[0]["resources"][0].as_str(), Some("pods"));
-    let verbs: Vec<&str> = rules[0]["verbs"].as_sequence().expect("verbs").iter().filter_map(|v| v.as_str()).collect();
+    let verbs: Vec<&str> = rules[0]["verbs"]
+        .as_sequence()
+        .expect("verbs")
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
     assert_eq!(verbs, vec!["get"], "read-only, one pod at a time");
     let binding = one(&docs, "ClusterRoleBinding");
     assert_eq!(binding.value["roleRef"]["name"].as_str(), Some(role.name()));

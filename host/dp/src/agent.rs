@@ -560,20 +560,7 @@ fn attach_mode(m: afxdp_policy::XdpMode) -> afxdp_program::XdpMode {
     }
 }
 
-/// `AFXDP_QUEUES_<DEVICE>`: the queue ids the pod's sockets should bind.
-pub fn queues_env_name(device: &str) -> String {
-    let suffix: String = device
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_uppercase()
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    format!("AFXDP_QUEUES_{suffix}")
-}
+pub use afxdp_handshake::env::queues_env_name;
 
 /// One decision: by the pool's policy (with its failure policy), or the
 /// built-in default when the pool has none.

@@ -37,20 +37,7 @@ pub fn resource_name(pool: &str) -> String {
     format!("afxdp/{pool}")
 }
 
-/// `AFXDP_DEVICES_<POOL>`: upper case, every non-alphanumeric character as `_`.
-pub fn devices_env_name(pool: &str) -> String {
-    let suffix: String = pool
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_uppercase()
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    format!("AFXDP_DEVICES_{suffix}")
-}
+pub use afxdp_handshake::env::devices_env_name;
 
 /// All pools of this node.
 #[derive(Debug, Clone, Default)]

@@ -59,6 +59,7 @@
 #![deny(missing_docs)]
 
 pub mod client;
+pub mod env;
 mod error;
 pub mod fd;
 pub mod protocol;

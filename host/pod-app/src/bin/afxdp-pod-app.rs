@@ -89,17 +89,7 @@ fn install_signal_handlers() -> nix::Result<()> {
 
 /// The queue ids afxdp-dp's pool policy chose (`AFXDP_QUEUES_<DEVICE>`).
 fn planned_queues(device: &str) -> Vec<u32> {
-    let suffix: String = device
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_uppercase()
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    std::env::var(format!("AFXDP_QUEUES_{suffix}"))
+    std::env::var(afxdp_handshake::env::queues_env_name(device))
         .ok()
         .map(|v| v.split(',').filter_map(|q| q.trim().parse().ok()).collect())
         .unwrap_or_default()
