@@ -2,7 +2,9 @@
 //! attach + UDS server setup, through the real device-plugin gRPC) and afxdp-cni
 //! ADD/DEL exec latency. Prints a table; targets: Allocate p50 ≤ 5 ms, CNI ADD p50 ≤ 10 ms.
 //!
-//! Run: `cargo bench -p afxdp-e2e --bench foundation` (add `-- --iterations N`).
+//! Run: `cargo build --release -p afxdp-cni -p afxdp-pod-app && cargo bench -p
+//! afxdp-e2e --bench foundation` (add `-- --iterations N`); the CNI is timed as
+//! the release binary a node would run.
 
 use std::time::{Duration, Instant};
 
