@@ -45,8 +45,8 @@ fn iterations() -> usize {
         .unwrap_or(200)
 }
 
-async fn allocate_latency(sharing: Sharing, n: usize) -> Vec<Duration> {
-    let lab = Lab::start(LabConfig {
+async fn allocate_latency(sharing: Sharing, prepared: bool, n: usize) -> Vec<Duration> {
+    let mut lab = Lab::start(LabConfig {
         nics: 1,
         queues: 4,
         sharing,
@@ -55,6 +55,23 @@ async fn allocate_latency(sharing: Sharing, n: usize) -> Vec<Duration> {
     })
     .await
     .expect("lab");
+    if prepared {
+        // The same node with --prepare-attachments.
+        lab.daemon.take().expect("daemon").stop().await;
+        let mut opts = lab.paths.daemon_options();
+        opts.prepare_attachments = true;
+        lab.daemon = Some(
+            afxdp_dp::daemon::Daemon::start(opts)
+                .await
+                .expect("restart"),
+        );
+        lab.kubelet()
+            .wait_devices(RESOURCE, Duration::from_secs(10), |d| {
+                d.len() == 1 && d[0].is_healthy()
+            })
+            .await
+            .expect("re-registered");
+    }
     let nic = lab.nics[0].name.clone();
     let agent = lab.daemon.as_ref().expect("daemon").agent.clone();
     let mut samples = Vec::with_capacity(n);
@@ -140,8 +157,9 @@ fn main() {
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let alloc_uds = allocate_latency(Sharing::Uds, n).await;
-        let alloc_pinned = allocate_latency(Sharing::Pinned, n).await;
+        let alloc_uds = allocate_latency(Sharing::Uds, false, n).await;
+        let alloc_pinned = allocate_latency(Sharing::Pinned, false, n).await;
+        let alloc_prepared = allocate_latency(Sharing::Uds, true, n).await;
         let (add, del) = cni_latency(n.min(100)).await;
         println!("\nafxdp-rs foundation bench (ms)");
         println!(
@@ -156,6 +174,11 @@ fn main() {
         row(
             "Allocate (native attach + pin)",
             alloc_pinned,
+            Some(Duration::from_millis(5)),
+        );
+        row(
+            "Allocate (prepared attach + UDS)",
+            alloc_prepared,
             Some(Duration::from_millis(5)),
         );
         row("afxdp-cni ADD (exec)", add, Some(Duration::from_millis(10)));

@@ -99,6 +99,8 @@ struct Inner {
 
 /// The agent. Cheap to share (`Arc`).
 pub struct Agent {
+    /// Keep prepared attachments on free devices (re-prepare after release).
+    prepare: bool,
     inner: Mutex<Inner>,
     programs: Arc<dyn ProgramManager>,
     policies: Option<Arc<PolicyStore>>,
@@ -127,6 +129,7 @@ impl Agent {
             })
             .collect();
         Self {
+            prepare: false,
             inner: Mutex::new(Inner {
                 inventory,
                 state,
@@ -137,6 +140,11 @@ impl Agent {
             store,
             lists,
         }
+    }
+
+    /// Turn attachment preparation on or off (see [`Agent::prepare_free_devices`]).
+    pub fn with_preparation(prepare: bool, agent: Agent) -> Agent {
+        Agent { prepare, ..agent }
     }
 
     /// The policy in force for `pool`, if any (one snapshot per decision set).
@@ -370,13 +378,25 @@ impl Agent {
                 mode: attach_mode(choice.value.mode),
                 program,
             };
-            let att = self
-                .programs
-                .attach(&req)
-                .map_err(|source| AllocateError::Attach {
-                    device: device.clone(),
-                    source,
-                })?;
+            // A free device carries a prepared attachment (see `prepare`): the
+            // same request returns it at once. A policy that chose another
+            // program or mode pays for a fresh attach.
+            let att = match self.programs.attach(&req) {
+                Err(afxdp_program::ProgramError::AlreadyAttached { .. }) => {
+                    self.programs
+                        .detach(device)
+                        .map_err(|source| AllocateError::Attach {
+                            device: device.clone(),
+                            source,
+                        })?;
+                    self.programs.attach(&req)
+                }
+                other => other,
+            }
+            .map_err(|source| AllocateError::Attach {
+                device: device.clone(),
+                source,
+            })?;
             undo.attached.push(device.clone());
             let (sharing, host_dir) = match cfg.sharing {
                 afxdp_config::SharingMode::Uds => {
@@ -507,10 +527,61 @@ impl Agent {
         // again, ready for the next pod.
         if let Some(nd) = bring_up(device) {
             inner.inventory.device_seen(&nd);
+            if self.prepare {
+                if let Some(cfg) = inner.inventory.pool(&alloc.pool).map(|p| p.config.clone()) {
+                    self.prepare(&cfg, &nd);
+                }
+            }
         }
         self.publish(&inner, &alloc.pool);
         tracing::info!(pool = %alloc.pool, device, "released");
         Ok(true)
+    }
+
+    /// Attach the pool's configured program to every free device ahead of
+    /// Allocate: attaching XDP costs a kernel RCU grace period or a driver
+    /// ring reset (10+ ms on veth, far more on NICs), which must not sit on
+    /// the kubelet's Allocate path. The program passes traffic until a pod
+    /// binds sockets, and its map reaches no one before the device is
+    /// allocated; a release detaches (dropping the map the pod saw) and
+    /// prepares a fresh one.
+    pub fn prepare_free_devices(&self) {
+        let inner = self.lock();
+        let free: Vec<(afxdp_config::PoolConfig, afxdp_netdev::NetDev)> = inner
+            .inventory
+            .pools()
+            .flat_map(|p| p.devices.values().map(move |d| (p, d)))
+            .filter(|(_, d)| d.present && !inner.state.allocations.contains_key(&d.netdev.name))
+            .map(|(p, d)| (p.config.clone(), d.netdev.clone()))
+            .collect();
+        drop(inner);
+        for (cfg, nd) in free {
+            self.prepare(&cfg, &nd);
+        }
+    }
+
+    /// Attach `cfg`'s configured program to the free device `nd` (best effort).
+    fn prepare(&self, cfg: &afxdp_config::PoolConfig, nd: &afxdp_netdev::NetDev) {
+        let choice = policies::configured_program(cfg);
+        let program = match &choice.source {
+            afxdp_policy::ProgramSource::Builtin => None,
+            afxdp_policy::ProgramSource::File(p) => Some(p.as_path()),
+            afxdp_policy::ProgramSource::Image(_) => return,
+        };
+        let req = AttachRequest {
+            device: &nd.name,
+            ifindex: nd.ifindex,
+            mode: attach_mode(choice.mode),
+            program,
+        };
+        match self.programs.attach(&req) {
+            Ok(a) => {
+                tracing::debug!(device = %nd.name, program_id = a.program_id, "attachment prepared")
+            }
+            Err(e) => {
+                tracing::warn!(device = %nd.name, error = %e, "preparing the attachment failed; Allocate will attach")
+            }
+        }
     }
 
     /// Restart the UDS servers of persisted UDS allocations (after a daemon restart).

@@ -37,6 +37,10 @@ pub struct Options {
     /// Kubeconfig for pod metadata reads; `None`: the in-cluster service
     /// account, or no API server at all (policies then see no annotations).
     pub kubeconfig: Option<PathBuf>,
+    /// Keep a fresh program attached to every free device so Allocate does
+    /// not pay for the XDP attach (see [`Agent::prepare_free_devices`]). Off:
+    /// free devices carry no program (attach at Allocate, detach at DEL).
+    pub prepare_attachments: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -145,17 +149,26 @@ impl Daemon {
             timeout: Duration::from_secs(5),
         });
         let uds = UdsServers::new(opts.state_dir.join("uds"), backend);
-        let agent = Arc::new(Agent::new(
-            inventory,
-            state,
-            store,
-            programs,
-            uds,
-            Some(policies.clone()),
+        let agent = Arc::new(Agent::with_preparation(
+            opts.prepare_attachments,
+            Agent::new(
+                inventory,
+                state,
+                store,
+                programs,
+                uds,
+                Some(policies.clone()),
+            ),
         ));
         agent
             .resume_sharing()
             .map_err(|e| setup("resume UDS servers")(e.to_string()))?;
+        if opts.prepare_attachments {
+            let agent = agent.clone();
+            tokio::task::spawn_blocking(move || agent.prepare_free_devices())
+                .await
+                .map_err(|e| setup("prepare attachments")(e.to_string()))?;
+        }
 
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut tasks = Vec::new();

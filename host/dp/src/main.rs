@@ -52,6 +52,10 @@ struct Cli {
     /// Kubeconfig for reading pod metadata (default: in-cluster service account).
     #[arg(long, env = "AFXDP_KUBECONFIG")]
     kubeconfig: Option<PathBuf>,
+    /// Keep a fresh XDP program attached to free pool devices so Allocate
+    /// skips the attach (free devices then always carry the program).
+    #[arg(long, env = "AFXDP_PREPARE_ATTACHMENTS")]
+    prepare_attachments: bool,
     /// Log format: text or json.
     #[arg(long, env = "AFXDP_LOG_FORMAT", default_value = "text")]
     log_format: String,
@@ -101,6 +105,7 @@ fn main() -> anyhow::Result<()> {
         policy_cache_dir: cli.policy_cache_dir,
         config_poll: Duration::from_secs(2),
         kubeconfig: cli.kubeconfig,
+        prepare_attachments: cli.prepare_attachments,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

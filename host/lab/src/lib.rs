@@ -128,6 +128,7 @@ impl NodePaths {
             policy_cache_dir: self.root.join("policy-cache"),
             config_poll: Duration::from_millis(200),
             kubeconfig: Some(self.root.join("kubeconfig")),
+            prepare_attachments: false,
         }
     }
 }
