@@ -77,7 +77,11 @@ async fn allocate_latency(sharing: Sharing, prepared: bool, n: usize) -> Vec<Dur
     // Warm up (and, after a restart, wait for kubelet to follow the new socket).
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        match lab.kubelet().allocate(RESOURCE, std::slice::from_ref(&nic)).await {
+        match lab
+            .kubelet()
+            .allocate(RESOURCE, std::slice::from_ref(&nic))
+            .await
+        {
             Ok(_) => break,
             Err(e) if std::time::Instant::now() < deadline => {
                 let _ = e;
@@ -88,7 +92,10 @@ async fn allocate_latency(sharing: Sharing, prepared: bool, n: usize) -> Vec<Dur
     }
     {
         let (a, d) = (agent.clone(), nic.clone());
-        tokio::task::spawn_blocking(move || a.release(&d)).await.expect("join").expect("release");
+        tokio::task::spawn_blocking(move || a.release(&d))
+            .await
+            .expect("join")
+            .expect("release");
     }
     let mut samples = Vec::with_capacity(n);
     for _ in 0..n {

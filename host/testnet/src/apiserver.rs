@@ -29,19 +29,19 @@ impl FakeApiServer {
     /// Binding the listener.
     pub fn start() -> std::io::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0")?;
-        listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?.to_string();
         let pods: Arc<Mutex<Pods>> = Arc::default();
         let requests: Arc<Mutex<Vec<String>>> = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
         let (p, r, s) = (pods.clone(), requests.clone(), stop.clone());
         let thread = std::thread::spawn(move || {
-            while !s.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((conn, _)) => {
-                        let _ = serve(conn, &p, &r);
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            // Blocking accept; Drop wakes it with a connection of its own.
+            for conn in listener.incoming() {
+                if s.load(Ordering::Relaxed) {
+                    break;
+                }
+                if let Ok(conn) = conn {
+                    let _ = serve(conn, &p, &r);
                 }
             }
         });
@@ -98,6 +98,7 @@ impl FakeApiServer {
 impl Drop for FakeApiServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        let _ = TcpStream::connect(&self.addr);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
