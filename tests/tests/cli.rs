@@ -221,3 +221,79 @@ fn afxdpctl_policy_run_and_inspect() {
     assert_eq!(rules[0]["dstPort"], 80);
     assert_eq!(rules[0]["action"]["queue"], 0);
 }
+
+#[test]
+fn afxdpctl_inventory_dump_and_policy_simulate() {
+    let ctl = bins::find("afxdpctl").expect("afxdpctl built");
+    let out = Command::new(&ctl)
+        .args(["inventory", "dump"])
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{out:?}");
+    let inv: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert!(
+        inv.as_array()
+            .expect("array")
+            .iter()
+            .any(|d| d["name"] == "lo"),
+        "{inv}"
+    );
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let recorded = dir.path().join("inventory.json");
+    std::fs::write(
+        &recorded,
+        r#"[{"name":"eth0","rxQueues":8,"numaNode":0},{"name":"eth1","rxQueues":8,"numaNode":0},
+            {"name":"eth2","rxQueues":8,"numaNode":1},{"name":"eth3","rxQueues":8,"numaNode":1}]"#,
+    )
+    .expect("write");
+    let out = Command::new(&ctl)
+        .args(["policy", "simulate", "--inventory"])
+        .arg(&recorded)
+        .args([
+            "--pods",
+            "2",
+            "--per-pod",
+            "2",
+            "--config",
+            r#"{"queuesPerPod":4}"#,
+        ])
+        .arg(policy_wasm("numa-spread"))
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{out:?}");
+    let table = String::from_utf8_lossy(&out.stdout);
+    // (pod, numa, channels, queues) per row: each pod spans both NUMA nodes
+    // with its 4 queues split 2 + 2.
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), 4, "{table}");
+    for pod in ["pod-0", "pod-1"] {
+        let mut numa: Vec<&str> = rows.iter().filter(|r| r[0] == pod).map(|r| r[2]).collect();
+        numa.sort_unstable();
+        assert_eq!(numa, vec!["0", "1"], "{table}");
+    }
+    assert!(rows.iter().all(|r| r[3] == "2" && r[4] == "0,1"), "{table}");
+}
+
+#[test]
+fn afxdpctl_policy_build_produces_the_component() {
+    let ctl = bins::find("afxdpctl").expect("afxdpctl built");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/default");
+    let out = Command::new(&ctl)
+        .args(["policy", "build"])
+        .arg(&dir)
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let bytes = std::fs::read(&path).expect("component written");
+    assert_eq!(&bytes[..4], b"\0asm");
+}

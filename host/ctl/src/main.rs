@@ -25,11 +25,22 @@ enum Command {
     /// A whole node on this machine: veth NICs, afxdp-dp, a kubelet stand-in,
     /// unprivileged pods receiving traffic, a live table. Needs root.
     Lab(lab::LabArgs),
+    /// This node's network devices as JSON (the inventory `policy simulate` reads).
+    Inventory {
+        #[command(subcommand)]
+        command: InventoryCommand,
+    },
     /// Pool policies: push, inspect, run one decision, test cases.
     Policy {
         #[command(subcommand)]
         command: policy::PolicyCommand,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum InventoryCommand {
+    /// Print every netdev of this netns (name, driver, pci, mac, numa, queues, ...).
+    Dump,
 }
 
 #[derive(Debug, Subcommand)]
@@ -57,6 +68,28 @@ fn main() -> ExitCode {
             Err(errors) => {
                 eprintln!("{}: invalid", path.display());
                 eprintln!("{errors}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Inventory {
+            command: InventoryCommand::Dump,
+        } => match afxdp_netdev::list() {
+            Ok(devs) => {
+                let out: Vec<serde_json::Value> = devs
+                    .iter()
+                    .map(|d| {
+                        serde_json::json!({
+                            "name": d.name, "driver": d.driver, "pci": d.pci, "mac": d.mac,
+                            "numaNode": d.numa_node, "rxQueues": d.rx_queues, "txQueues": d.tx_queues,
+                            "speedMbps": d.speed_mbps, "addresses": d.addresses,
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("inventory: {e}");
                 ExitCode::FAILURE
             }
         },

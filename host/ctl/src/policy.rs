@@ -48,6 +48,26 @@ pub enum PolicyCommand {
     },
     /// Run every `*.json` case of a directory; exit non-zero on a mismatch.
     Test { cases: PathBuf, policy: String },
+    /// Build a policy crate for wasm32-wasip2 (release); prints the .wasm path.
+    Build {
+        /// The policy crate's directory (its Cargo.toml).
+        dir: PathBuf,
+    },
+    /// Run a policy over a recorded node inventory (`afxdpctl inventory dump`):
+    /// `pods` pods each requesting `per-pod` devices, as kubelet would admit
+    /// them; prints the allocation table.
+    Simulate {
+        #[arg(long)]
+        inventory: PathBuf,
+        #[arg(long, default_value_t = 2)]
+        pods: usize,
+        #[arg(long, default_value_t = 1)]
+        per_pod: usize,
+        /// The policy's config (JSON text).
+        #[arg(long, default_value = "{}")]
+        config: String,
+        policy: String,
+    },
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -277,6 +297,15 @@ pub fn run(cmd: PolicyCommand) -> anyhow::Result<bool> {
                 println!("{}", serde_json::to_string_pretty(&out)?);
                 Ok(out.get("error").is_none())
             }
+            PolicyCommand::Build { dir } => build(&dir),
+            PolicyCommand::Simulate { inventory, pods, per_pod, config, policy } => {
+                let text = std::fs::read(&inventory).with_context(|| format!("reading {}", inventory.display()))?;
+                let devices: Vec<DeviceJson> =
+                    serde_json::from_slice(&text).with_context(|| format!("parsing {}", inventory.display()))?;
+                let loaded = load(&policy).await?;
+                simulate(&loaded, &devices, pods, per_pod, &config)?;
+                Ok(true)
+            }
             PolicyCommand::Test { cases, policy } => {
                 let loaded = load(&policy).await?;
                 let mut files: Vec<PathBuf> = std::fs::read_dir(&cases)
@@ -312,4 +341,123 @@ pub fn run(cmd: PolicyCommand) -> anyhow::Result<bool> {
             }
         }
     })
+}
+
+/// `cargo build --release --target wasm32-wasip2` in `dir`; prints the component.
+fn build(dir: &Path) -> anyhow::Result<bool> {
+    let manifest = dir.join("Cargo.toml");
+    let meta: Value = serde_json::from_slice(
+        &std::process::Command::new("cargo")
+            .args([
+                "metadata",
+                "--no-deps",
+                "--format-version",
+                "1",
+                "--manifest-path",
+            ])
+            .arg(&manifest)
+            .output()
+            .context("cargo metadata")?
+            .stdout,
+    )
+    .context("cargo metadata output")?;
+    let target_dir = PathBuf::from(meta["target_directory"].as_str().unwrap_or("target"));
+    let name = meta["packages"]
+        .as_array()
+        .and_then(|p| {
+            let want = std::fs::canonicalize(&manifest).ok()?;
+            p.iter().find(|pkg| {
+                pkg["manifest_path"]
+                    .as_str()
+                    .and_then(|m| std::fs::canonicalize(m).ok())
+                    .as_ref()
+                    == Some(&want)
+            })
+        })
+        .and_then(|p| p["name"].as_str())
+        .with_context(|| format!("no package at {}", manifest.display()))?
+        .to_string();
+    let status = std::process::Command::new("cargo")
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--manifest-path",
+        ])
+        .arg(&manifest)
+        .status()
+        .context("cargo build")?;
+    if !status.success() {
+        bail!("cargo build failed for {}", manifest.display());
+    }
+    let wasm = target_dir
+        .join("wasm32-wasip2/release")
+        .join(format!("{}.wasm", name.replace('-', "_")));
+    anyhow::ensure!(wasm.is_file(), "{} was not produced", wasm.display());
+    println!("{}", wasm.display());
+    Ok(true)
+}
+
+/// Admit `pods` pods of `per_pod` devices each, as kubelet does: preferred
+/// allocation from the free devices, then the queue plan per device.
+fn simulate(
+    policy: &LoadedPolicy,
+    devices: &[DeviceJson],
+    pods: usize,
+    per_pod: usize,
+    config: &str,
+) -> anyhow::Result<()> {
+    let ctx = CallCtx::new("simulate", config);
+    let mut free: Vec<afxdp_policy::Netdev> = devices.iter().map(DeviceJson::view).collect();
+    println!(
+        "{:<8} {:<16} {:>5} {:>9} {:<16}",
+        "POD", "DEVICE", "NUMA", "CHANNELS", "QUEUES"
+    );
+    for i in 0..pods {
+        let pod = afxdp_policy::Pod {
+            namespace: "sim".into(),
+            name: format!("pod-{i}"),
+            requested: u32::try_from(per_pod).unwrap_or(u32::MAX),
+            ..Default::default()
+        };
+        let picks = if policy.makes(afxdp_policy::Decision::PreferredAllocation) {
+            policy
+                .preferred_allocation(&ctx, &free, &[], per_pod)
+                .map_err(|e| anyhow::anyhow!("pod-{i}: {e}"))?
+        } else {
+            afxdp_policy::defaults::preferred_allocation(&free, &[], per_pod)
+        };
+        if picks.len() < per_pod {
+            println!("pod-{i:<4} (not enough free devices)");
+            break;
+        }
+        for name in &picks {
+            let Some(pos) = free.iter().position(|d| &d.name == name) else {
+                continue;
+            };
+            let dev = free.remove(pos);
+            let plan = if policy.makes(afxdp_policy::Decision::AssignQueues) {
+                policy
+                    .assign_queues(&ctx, &dev, &pod)
+                    .map_err(|e| anyhow::anyhow!("pod-{i} {name}: {e}"))?
+            } else {
+                afxdp_policy::defaults::queue_plan(&dev)
+            };
+            let queues: Vec<String> = plan.queues.iter().map(u32::to_string).collect();
+            println!(
+                "{:<8} {:<16} {:>5} {:>9} {:<16}",
+                pod.name,
+                dev.name,
+                dev.numa_node
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                plan.channels
+                    .map(|c| c.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                queues.join(",")
+            );
+        }
+    }
+    Ok(())
 }
