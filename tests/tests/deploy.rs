@@ -360,7 +360,11 @@ fn manifests_parse_and_hold_the_expected_objects() {
         .iter()
         .filter_map(|v| v.as_str())
         .collect();
-    assert_eq!(verbs, vec!["get"], "read-only, one pod at a time");
+    assert_eq!(
+        verbs,
+        vec!["get", "list"],
+        "read-only: one pod at CNI ADD, the node's pending pods at Allocate"
+    );
     let binding = one(&docs, "ClusterRoleBinding");
     assert_eq!(binding.value["roleRef"]["name"].as_str(), Some(role.name()));
     let ds = one(&docs, "DaemonSet");

@@ -193,7 +193,7 @@ async fn every_allocation_is_decided_by_exactly_one_digest_during_rollout() {
             let mut seen = Vec::new();
             for _ in 0..60 {
                 agent
-                    .allocate("lab", std::slice::from_ref(&nic))
+                    .allocate("lab", std::slice::from_ref(&nic), Default::default())
                     .expect("allocate");
                 seen.push(agent.allocation(&nic).expect("recorded").decided_by);
                 agent.release(&nic).expect("release");
@@ -364,4 +364,62 @@ async fn filter_rules_from_pod_annotations_reach_the_cni() {
         }
         lab.teardown().await.expect("teardown");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn select_program_sees_the_pod_kubelet_is_admitting() {
+    afxdp_testnet::require_root();
+    let reg = Registry::start(None);
+    let (ibl_ref, _) = push(&reg, "image-by-label").await;
+    let zeros = "0".repeat(64);
+    let policy = serde_json::json!({
+        "ref": ibl_ref,
+        "failurePolicy": "Fail",
+        "config": {
+            "images": { "fast": format!("{}/xdp/fast@sha256:{zeros}", reg.addr()) },
+            "allow": ["builtin"],
+        },
+    });
+    let mut lab = Lab::start(LabConfig {
+        nics: 2,
+        policy: Some(policy),
+        ..Default::default()
+    })
+    .await
+    .expect("lab");
+    let label = |v: &str| -> std::collections::BTreeMap<String, String> {
+        [("afxdp.io/program".to_string(), v.to_string())].into()
+    };
+    // Kubelet's Allocate names no pod: afxdp-dp found the pending pod on its
+    // node, and the policy read its label and refused it (Fail).
+    let err = lab
+        .add_pod_with("wants-fast", Default::default(), label("fast"))
+        .await
+        .map(|_| ())
+        .expect_err("label not allowed");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("lab/wants-fast") && msg.contains("not allowed"),
+        "{msg}"
+    );
+    assert!(
+        lab.apiserver
+            .requests()
+            .iter()
+            .any(|r| r.starts_with("GET /api/v1/pods?") && r.contains("spec.nodeName%3Dlab-node")),
+        "{:?}",
+        lab.apiserver.requests()
+    );
+    // Allowed and unlabelled pods get the built-in program and receive.
+    lab.add_pod_with("wants-builtin", Default::default(), label("builtin"))
+        .await
+        .expect("allowed label");
+    lab.add_pod("unlabelled").await.expect("default program");
+    for pod in &lab.pods {
+        let nic = pod.device.clone();
+        let sent = lab.send(&nic, 4, 10).expect("send");
+        pod.wait_total(sent, Duration::from_secs(10))
+            .expect("traffic");
+    }
+    lab.teardown().await.expect("teardown");
 }

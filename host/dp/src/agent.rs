@@ -273,16 +273,27 @@ impl Agent {
         }
     }
 
-    /// Allocate `devices` of `pool` to one container: attach, share, persist.
-    /// On any error, every step done so far is undone.
+    /// Whether `pool` has a policy configured (its decisions may read the pod).
+    pub fn pool_has_policy(&self, pool: &str) -> bool {
+        self.lock()
+            .inventory
+            .pool(pool)
+            .is_some_and(|p| p.config.policy.is_some())
+    }
+
+    /// Allocate `devices` of `pool` to one container of `pod` (as far as it
+    /// is known; `requested` is set here): attach, share, persist. On any
+    /// error, every step done so far is undone.
     pub fn allocate(
         &self,
         pool_name: &str,
         devices: &[String],
+        mut pod: afxdp_policy::Pod,
     ) -> Result<ContainerGrant, AllocateError> {
+        pod.requested = u32::try_from(devices.len()).unwrap_or(u32::MAX);
         let mut inner = self.lock();
         let mut undo = Undo::new(self.programs.as_ref());
-        let result = self.allocate_steps(&mut inner, pool_name, devices, &mut undo);
+        let result = self.allocate_steps(&mut inner, pool_name, devices, &pod, &mut undo);
         match result {
             Ok(grant) => {
                 undo.disarm();
@@ -301,6 +312,7 @@ impl Agent {
         inner: &mut Inner,
         pool_name: &str,
         devices: &[String],
+        pod: &afxdp_policy::Pod,
         undo: &mut Undo<'_>,
     ) -> Result<ContainerGrant, AllocateError> {
         let pool = inner
@@ -313,10 +325,6 @@ impl Agent {
         let mut new_allocs = Vec::new();
         // One policy snapshot decides the whole allocation.
         let policy = self.snapshot(cfg);
-        let pod = afxdp_policy::Pod {
-            requested: u32::try_from(devices.len()).unwrap_or(u32::MAX),
-            ..Default::default()
-        };
         for device in devices {
             let dev = pool
                 .devices
@@ -352,14 +360,14 @@ impl Agent {
                 &policy,
                 pool_name,
                 afxdp_policy::Decision::SelectProgram,
-                |p| p.loaded.select_program(&p.ctx, &view, &pod),
+                |p| p.loaded.select_program(&p.ctx, &view, pod),
                 || policies::configured_program(cfg),
             )?;
             let plan = decide(
                 &policy,
                 pool_name,
                 afxdp_policy::Decision::AssignQueues,
-                |p| p.loaded.assign_queues(&p.ctx, &view, &pod),
+                |p| p.loaded.assign_queues(&p.ctx, &view, pod),
                 || policies::configured_queues(cfg, &view),
             )?;
             let program = match &choice.value.source {

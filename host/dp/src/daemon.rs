@@ -221,7 +221,7 @@ impl Daemon {
         let incoming = nodeapi::bind(&opts.node_api_socket)
             .map_err(|e| setup("node API socket")(e.to_string()))?;
         {
-            let svc = NodeApiService::new(agent.clone(), pods);
+            let svc = NodeApiService::new(agent.clone(), pods.clone());
             let mut stop = shutdown_rx.clone();
             tasks.push(tokio::spawn(async move {
                 let r = tonic::transport::Server::builder()
@@ -241,10 +241,19 @@ impl Daemon {
             dir: opts.device_plugin_dir.clone(),
             poll: opts.kubelet_poll,
         };
+        let finder = pods.map(|pods| {
+            Arc::new(crate::admitting::PodFinder {
+                pods,
+                node: opts.node_name.clone(),
+                pod_resources_socket: opts.pod_resources_socket.clone(),
+                timeout: Duration::from_secs(2),
+            })
+        });
         for pool in agent.pool_names() {
             tasks.push(tokio::spawn(deviceplugin::run_pool(
                 pool,
                 agent.clone(),
+                finder.clone(),
                 dirs.clone(),
                 shutdown_rx.clone(),
             )));

@@ -15,6 +15,7 @@ use afxdp_proto::deviceplugin::{
     device_plugin_server::DevicePluginServer, registration_client::RegistrationClient,
 };
 
+use crate::admitting::PodFinder;
 use crate::agent::{Agent, AllocateError};
 use crate::pool::resource_name;
 
@@ -22,9 +23,32 @@ use crate::pool::resource_name;
 pub const KUBELET_SOCKET: &str = "kubelet.sock";
 
 /// The device-plugin service of one pool.
+#[derive(Clone)]
 pub struct PoolPlugin {
     pool: String,
     agent: Arc<Agent>,
+    finder: Option<Arc<PodFinder>>,
+}
+
+impl PoolPlugin {
+    /// The pod this container allocation is for, as far as it can be told
+    /// (only pools with a policy ask: the default decisions do not read it).
+    async fn pod_for(&self, devices: &[String]) -> afxdp_policy::Pod {
+        let mut pod = afxdp_policy::Pod::default();
+        let Some(finder) = &self.finder else {
+            return pod;
+        };
+        if !self.agent.pool_has_policy(&self.pool) {
+            return pod;
+        }
+        if let Some(found) = finder.find(&resource_name(&self.pool), devices.len()).await {
+            pod.namespace = found.key.namespace;
+            pod.name = found.key.name;
+            pod.annotations = found.meta.annotations;
+            pod.labels = found.meta.labels;
+        }
+        pod
+    }
 }
 
 /// The gRPC status of an allocation error: one mapping, used everywhere.
@@ -106,9 +130,10 @@ impl DevicePlugin for PoolPlugin {
         for c in req.into_inner().container_requests {
             let agent = self.agent.clone();
             let pool = self.pool.clone();
-            let span = tracing::info_span!("allocate", pool = %pool, devices = ?c.devices_i_ds);
+            let pod = self.pod_for(&c.devices_i_ds).await;
+            let span = tracing::info_span!("allocate", pool = %pool, devices = ?c.devices_i_ds, pod = %format!("{}/{}", pod.namespace, pod.name));
             let grant = tokio::task::spawn_blocking(move || {
-                span.in_scope(|| agent.allocate(&pool, &c.devices_i_ds))
+                span.in_scope(|| agent.allocate(&pool, &c.devices_i_ds, pod))
             })
             .await
             .map_err(|e| Status::internal(format!("allocate task: {e}")))?
@@ -170,10 +195,16 @@ fn inode(path: &Path) -> Option<u64> {
 pub async fn run_pool(
     pool: String,
     agent: Arc<Agent>,
+    finder: Option<Arc<PodFinder>>,
     dirs: PluginDirs,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let kubelet = dirs.dir.join(KUBELET_SOCKET);
+    let plugin = PoolPlugin {
+        pool: pool.clone(),
+        agent,
+        finder,
+    };
     let mut backoff = Duration::from_millis(100);
     loop {
         if *shutdown.borrow() {
@@ -185,17 +216,7 @@ pub async fn run_pool(
             .unwrap_or(0);
         let endpoint = format!("afxdp-{pool}-{secs}.sock");
         let path = dirs.dir.join(&endpoint);
-        match serve_and_register(
-            &pool,
-            &agent,
-            &dirs,
-            &path,
-            &endpoint,
-            &kubelet,
-            &mut shutdown,
-        )
-        .await
-        {
+        match serve_and_register(&plugin, &dirs, &path, &endpoint, &kubelet, &mut shutdown).await {
             Ok(()) => backoff = Duration::from_millis(100),
             Err(e) => {
                 tracing::warn!(pool = %pool, error = %e, retry_in = ?backoff, "device plugin not registered");
@@ -226,8 +247,7 @@ pub enum PluginError {
 /// One serving period: returns Ok when kubelet restarted (re-register), Err when
 /// registration failed (retry), and returns Ok on shutdown too.
 async fn serve_and_register(
-    pool: &str,
-    agent: &Arc<Agent>,
+    plugin: &PoolPlugin,
     dirs: &PluginDirs,
     path: &Path,
     endpoint: &str,
@@ -239,10 +259,8 @@ async fn serve_and_register(
         source,
     })?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let svc = DevicePluginServer::new(PoolPlugin {
-        pool: pool.to_string(),
-        agent: agent.clone(),
-    });
+    let pool = plugin.pool.as_str();
+    let svc = DevicePluginServer::new(plugin.clone());
     let server = tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(svc)

@@ -3,11 +3,13 @@
 //! pods (UDS handshake or pinned map), and answers afxdp-cni over the node API.
 //!
 //! Module map (see DESIGN.md): [`pool`] (selectors, inventory, health),
+//! [`admitting`] (which pod an Allocate is for),
 //! [`agent`] (allocate/release, the sync core), [`deviceplugin`] (kubelet API,
 //! registration, restart watch), [`sharing`] (UDS servers, mount paths),
 //! [`handshake_backend`] + [`podresources`] (who may get a map), [`nodeapi`]
 //! (CNI ↔ daemon), [`state`] (crash-safe persistence), [`daemon`] (wiring).
 
+pub mod admitting;
 pub mod agent;
 pub mod daemon;
 pub mod deviceplugin;

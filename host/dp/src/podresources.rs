@@ -1,5 +1,6 @@
 //! Kubelet's PodResources API: which pod holds a device right now.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -8,7 +9,7 @@ use afxdp_proto::podresources::{
 };
 
 /// A pod, namespace-qualified.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct PodKey {
     pub namespace: String,
     pub name: String,
@@ -20,12 +21,11 @@ pub enum PodResourcesError {
     Call { path: PathBuf, detail: String },
 }
 
-/// Ask kubelet which pod holds `device` of an `afxdp/*` resource.
-pub async fn holder_of(
+/// Kubelet's view of every pod and its devices (`List`).
+async fn list(
     socket: &Path,
-    device: &str,
     timeout: Duration,
-) -> Result<Option<PodKey>, PodResourcesError> {
+) -> Result<Vec<afxdp_proto::podresources::PodResources>, PodResourcesError> {
     let err = |detail: String| PodResourcesError::Call {
         path: socket.to_path_buf(),
         detail,
@@ -33,12 +33,24 @@ pub async fn holder_of(
     let ch = afxdp_proto::unix::connect(socket, timeout)
         .await
         .map_err(|e| err(e.to_string()))?;
-    let list = PodResourcesListerClient::new(ch)
-        .list(ListPodResourcesRequest {})
-        .await
-        .map_err(|e| err(format!("{}: {}", e.code(), e.message())))?
-        .into_inner();
-    for pod in list.pod_resources {
+    let list = tokio::time::timeout(
+        timeout,
+        PodResourcesListerClient::new(ch).list(ListPodResourcesRequest {}),
+    )
+    .await
+    .map_err(|_| err(format!("List timed out after {timeout:?}")))?
+    .map_err(|e| err(format!("{}: {}", e.code(), e.message())))?
+    .into_inner();
+    Ok(list.pod_resources)
+}
+
+/// Ask kubelet which pod holds `device` of an `afxdp/*` resource.
+pub async fn holder_of(
+    socket: &Path,
+    device: &str,
+    timeout: Duration,
+) -> Result<Option<PodKey>, PodResourcesError> {
+    for pod in list(socket, timeout).await? {
         let holds = pod
             .containers
             .iter()
@@ -54,4 +66,34 @@ pub async fn holder_of(
         }
     }
     Ok(None)
+}
+
+/// Per pod, how many of its containers already hold devices of `resource`.
+pub async fn holders_of(
+    socket: &Path,
+    resource: &str,
+    timeout: Duration,
+) -> Result<BTreeMap<PodKey, usize>, PodResourcesError> {
+    let mut out = BTreeMap::new();
+    for pod in list(socket, timeout).await? {
+        let holding = pod
+            .containers
+            .iter()
+            .filter(|c| {
+                c.devices
+                    .iter()
+                    .any(|d| d.resource_name == resource && !d.device_ids.is_empty())
+            })
+            .count();
+        if holding > 0 {
+            out.insert(
+                PodKey {
+                    namespace: pod.namespace,
+                    name: pod.name,
+                },
+                holding,
+            );
+        }
+    }
+    Ok(out)
 }

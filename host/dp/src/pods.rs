@@ -1,14 +1,15 @@
 //! Pod metadata from the Kubernetes API server (kube-rs): the annotations and
 //! labels a pool policy's decisions may read (e.g. flow-steering's
-//! `afxdp.io/udp-ports`). Kubelet's Allocate does not name the pod; CNI ADD
-//! does (CNI_ARGS), so the lookup happens when afxdp-cni asks for settings.
+//! `afxdp.io/udp-ports`). CNI ADD names the pod (CNI_ARGS); kubelet's
+//! Allocate does not, so there the pods pending on this node are listed and
+//! [`crate::admitting`] picks the one kubelet is admitting.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::Api;
+use kube::api::{Api, ListParams};
 
 /// What a policy may read of a pod.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -66,9 +67,30 @@ impl PodDirectory {
             .await
             .map_err(|_| PodsError::Api(format!("GET pod {namespace}/{name} timed out")))?
             .map_err(|e| PodsError::Api(e.to_string()))?;
-        Ok(pod.map(|p| PodMeta {
-            annotations: p.metadata.annotations.unwrap_or_default(),
-            labels: p.metadata.labels.unwrap_or_default(),
-        }))
+        Ok(pod.as_ref().map(PodMeta::of))
+    }
+}
+
+impl PodDirectory {
+    /// Pods bound to `node` that have not started yet (`status.phase=Pending`).
+    pub async fn pending_on(&self, node: &str) -> Result<Vec<Pod>, PodsError> {
+        let api: Api<Pod> = Api::all(self.client.clone());
+        let params =
+            ListParams::default().fields(&format!("spec.nodeName={node},status.phase=Pending"));
+        let list = tokio::time::timeout(self.timeout, api.list(&params))
+            .await
+            .map_err(|_| PodsError::Api(format!("LIST pending pods on {node} timed out")))?
+            .map_err(|e| PodsError::Api(e.to_string()))?;
+        Ok(list.items)
+    }
+}
+
+impl PodMeta {
+    /// The annotations and labels of `pod`.
+    pub fn of(pod: &Pod) -> Self {
+        PodMeta {
+            annotations: pod.metadata.annotations.clone().unwrap_or_default(),
+            labels: pod.metadata.labels.clone().unwrap_or_default(),
+        }
     }
 }

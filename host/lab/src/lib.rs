@@ -27,6 +27,8 @@ pub use pod::{Pod, QueueCounts};
 pub const POOL: &str = "lab";
 /// Its resource name.
 pub const RESOURCE: &str = "afxdp/lab";
+/// The node the lab is (afxdp-dp's `--node-name`; pods are bound to it).
+pub const NODE_NAME: &str = "lab-node";
 
 #[derive(Debug, thiserror::Error)]
 pub enum LabError {
@@ -123,7 +125,7 @@ impl NodePaths {
             pod_resources_socket: self.pod_resources.clone(),
             state_dir: self.state_dir.clone(),
             node_api_socket: self.node_api.clone(),
-            node_name: "lab-node".to_string(),
+            node_name: NODE_NAME.to_string(),
             kubelet_poll: Duration::from_millis(100),
             policy_cache_dir: self.root.join("policy-cache"),
             config_poll: Duration::from_millis(200),
@@ -348,8 +350,13 @@ impl Lab {
         annotations: BTreeMap<String, String>,
         labels: BTreeMap<String, String>,
     ) -> Result<&Pod, LabError> {
+        // As the scheduler would: the pod exists, bound to this node, Pending.
         self.apiserver.set_pod("lab", name, annotations, labels);
+        self.apiserver
+            .schedule_pod("lab", name, NODE_NAME, RESOURCE, 1);
+        // A pod that fails admission stays in the API server (kubelet retries).
         let pod = pod::admit(self, "lab", name).await?;
+        self.apiserver.set_phase("lab", name, "Running");
         self.pods.push(pod);
         Ok(self.pods.last().expect("just pushed"))
     }
@@ -385,6 +392,7 @@ impl Lab {
             return Ok(());
         };
         let pod = self.pods.remove(i);
+        self.apiserver.remove_pod("lab", name);
         pod.remove(self).await
     }
 

@@ -159,7 +159,11 @@ pub async fn admit(lab: &Lab, namespace: &str, name: &str) -> Result<Pod, LabErr
         .kubelet()
         .admit_pod(namespace, name, "app", RESOURCE, 1)
         .await
-        .map_err(|e| step(format!("admit {namespace}/{name}"))(e.to_string()))?;
+        .map_err(|e| {
+            // Kubelet rejects a pod whose admission (Allocate) failed: Failed.
+            lab.apiserver.set_phase(namespace, name, "Failed");
+            step(format!("admit {namespace}/{name}"))(e.to_string())
+        })?;
     let device = admission
         .device_ids
         .first()

@@ -1,6 +1,9 @@
 //! A local HTTP fake of the Kubernetes API server for the pod reads afxdp-dp
-//! makes (`GET /api/v1/namespaces/{ns}/pods/{name}`), plus a kubeconfig that
-//! points kube-rs at it. Requests are recorded so tests can assert them.
+//! makes: `GET /api/v1/namespaces/{ns}/pods/{name}` (CNI ADD: the pod's
+//! annotations and labels) and `GET /api/v1/pods?fieldSelector=...` with
+//! `spec.nodeName` and `status.phase` (Allocate: which pod kubelet is
+//! admitting), plus a kubeconfig that points kube-rs at it. Requests are
+//! recorded so tests can assert them.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -11,7 +14,26 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-type Pods = BTreeMap<(String, String), (BTreeMap<String, String>, BTreeMap<String, String>)>;
+/// A pod as the fake serves it (one container, `app`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct FakePod {
+    annotations: BTreeMap<String, String>,
+    labels: BTreeMap<String, String>,
+    /// `spec.nodeName`; `None` while unscheduled.
+    node_name: Option<String>,
+    /// `status.phase` (`Pending` when empty).
+    phase: String,
+    /// The container's extended-resource limits (= requests), e.g. `afxdp/pool` → 1.
+    limits: BTreeMap<String, u32>,
+    /// Creation order (older pods first); set by the fake.
+    created: u64,
+}
+
+#[derive(Default)]
+struct Pods {
+    pods: BTreeMap<(String, String), FakePod>,
+    next_created: u64,
+}
 
 /// The fake; stops on drop.
 pub struct FakeApiServer {
@@ -59,7 +81,7 @@ impl FakeApiServer {
         format!("http://{}", self.addr)
     }
 
-    /// Add or replace a pod.
+    /// Add or replace a pod's metadata (kept: its node, phase and limits).
     pub fn set_pod(
         &self,
         namespace: &str,
@@ -67,11 +89,56 @@ impl FakeApiServer {
         annotations: BTreeMap<String, String>,
         labels: BTreeMap<String, String>,
     ) {
+        self.update(namespace, name, |p| {
+            p.annotations = annotations;
+            p.labels = labels;
+        });
+    }
+
+    /// The scheduler bound the pod to `node`; its container asks for
+    /// `count` of `resource`. Phase `Pending` (kubelet has not started it).
+    pub fn schedule_pod(
+        &self,
+        namespace: &str,
+        name: &str,
+        node: &str,
+        resource: &str,
+        count: u32,
+    ) {
+        self.update(namespace, name, |p| {
+            p.node_name = Some(node.to_string());
+            p.phase = "Pending".into();
+            p.limits.insert(resource.to_string(), count);
+        });
+    }
+
+    /// Set `status.phase` (e.g. `Running` once the containers started).
+    pub fn set_phase(&self, namespace: &str, name: &str, phase: &str) {
+        self.update(namespace, name, |p| p.phase = phase.to_string());
+    }
+
+    /// Delete a pod.
+    pub fn remove_pod(&self, namespace: &str, name: &str) {
         if let Ok(mut p) = self.pods.lock() {
-            p.insert(
-                (namespace.to_string(), name.to_string()),
-                (annotations, labels),
-            );
+            p.pods.remove(&(namespace.to_string(), name.to_string()));
+        }
+    }
+
+    fn update(&self, namespace: &str, name: &str, f: impl FnOnce(&mut FakePod)) {
+        if let Ok(mut p) = self.pods.lock() {
+            let created = p.next_created;
+            let pod = p
+                .pods
+                .entry((namespace.to_string(), name.to_string()))
+                .or_insert_with(|| FakePod {
+                    created,
+                    phase: "Pending".into(),
+                    ..FakePod::default()
+                });
+            f(pod);
+            if pod.created == created {
+                p.next_created += 1;
+            }
         }
     }
 
@@ -147,32 +214,31 @@ fn serve(
     if let Ok(mut r) = requests.lock() {
         r.push(request_line.clone());
     }
-    let path = request_line.split_whitespace().nth(1).unwrap_or("");
-    let path = path.split('?').next().unwrap_or("");
+    let target = request_line.split_whitespace().nth(1).unwrap_or("");
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let get = request_line.starts_with("GET ");
     let (status, body) = match parts.as_slice() {
-        ["api", "v1", "namespaces", ns, "pods", name] if request_line.starts_with("GET ") => {
-            let found = pods.lock().ok().and_then(|p| p.get(&(ns.to_string(), name.to_string())).cloned());
+        ["api", "v1", "namespaces", ns, "pods", name] if get => {
+            let found = pods
+                .lock()
+                .ok()
+                .and_then(|p| p.pods.get(&(ns.to_string(), name.to_string())).cloned());
             match found {
-                Some((ann, labels)) => (
-                    "200 OK",
-                    format!(
-                        "{{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{{\"name\":\"{}\",\"namespace\":\"{}\",\"annotations\":{},\"labels\":{}}},\"spec\":{{\"containers\":[]}}}}",
-                        json_escape(name), json_escape(ns), map_json(&ann), map_json(&labels)
-                    ),
-                ),
+                Some(pod) => ("200 OK", pod_json(ns, name, &pod)),
                 None => (
                     "404 Not Found",
-                    format!(
-                        "{{\"apiVersion\":\"v1\",\"kind\":\"Status\",\"status\":\"Failure\",\"message\":\"pods \\\"{}\\\" not found\",\"reason\":\"NotFound\",\"code\":404}}",
-                        json_escape(name)
-                    ),
+                    status_json(404, "NotFound", &format!("pods \"{name}\" not found")),
                 ),
             }
         }
+        ["api", "v1", "pods"] if get => match list_pods(pods, query) {
+            Ok(body) => ("200 OK", body),
+            Err(msg) => ("400 Bad Request", status_json(400, "BadRequest", &msg)),
+        },
         _ => (
             "404 Not Found",
-            "{\"apiVersion\":\"v1\",\"kind\":\"Status\",\"status\":\"Failure\",\"reason\":\"NotFound\",\"code\":404}".to_string(),
+            status_json(404, "NotFound", "not served by the fake"),
         ),
     };
     let mut conn = reader.into_inner();
@@ -182,4 +248,113 @@ fn serve(
         body.len()
     )?;
     conn.flush()
+}
+
+fn status_json(code: u16, reason: &str, message: &str) -> String {
+    format!(
+        "{{\"apiVersion\":\"v1\",\"kind\":\"Status\",\"status\":\"Failure\",\"message\":\"{}\",\"reason\":\"{reason}\",\"code\":{code}}}",
+        json_escape(message)
+    )
+}
+
+fn pod_json(namespace: &str, name: &str, pod: &FakePod) -> String {
+    let c = pod.created;
+    let created = format!(
+        "2026-01-01T{:02}:{:02}:{:02}Z",
+        (c / 3600) % 24,
+        (c / 60) % 60,
+        c % 60
+    );
+    let limits: BTreeMap<String, String> = pod
+        .limits
+        .iter()
+        .map(|(k, v)| (k.clone(), v.to_string()))
+        .collect();
+    let node = pod
+        .node_name
+        .as_ref()
+        .map(|n| format!("\"nodeName\":\"{}\",", json_escape(n)))
+        .unwrap_or_default();
+    let phase = if pod.phase.is_empty() {
+        "Pending"
+    } else {
+        &pod.phase
+    };
+    format!(
+        "{{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{{\"name\":\"{}\",\"namespace\":\"{}\",\"creationTimestamp\":\"{created}\",\"annotations\":{},\"labels\":{}}},\"spec\":{{{node}\"containers\":[{{\"name\":\"app\",\"resources\":{{\"limits\":{l},\"requests\":{l}}}}}]}},\"status\":{{\"phase\":\"{}\"}}}}",
+        json_escape(name),
+        json_escape(namespace),
+        map_json(&pod.annotations),
+        map_json(&pod.labels),
+        json_escape(phase),
+        l = map_json(&limits),
+    )
+}
+
+/// `%XX` and `+` decoding of a query value.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                match std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                {
+                    Some(b) => {
+                        out.push(b);
+                        i += 3;
+                        continue;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `GET /api/v1/pods`: every pod, filtered by a `fieldSelector` of
+/// `spec.nodeName` and `status.phase` equalities (as the API server; any
+/// other field is refused as it refuses unsupported ones).
+fn list_pods(pods: &Mutex<Pods>, query: &str) -> Result<String, String> {
+    let mut node: Option<String> = None;
+    let mut phase: Option<String> = None;
+    for kv in query.split('&').filter(|kv| !kv.is_empty()) {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        if k != "fieldSelector" {
+            continue;
+        }
+        for term in percent_decode(v).split(',').filter(|t| !t.is_empty()) {
+            match term.split_once('=') {
+                Some(("spec.nodeName", n)) => node = Some(n.to_string()),
+                Some(("status.phase", p)) => phase = Some(p.to_string()),
+                _ => return Err(format!("field label not supported: {term}")),
+            }
+        }
+    }
+    let pods = pods.lock().map_err(|_| "poisoned".to_string())?;
+    let items: Vec<String> = pods
+        .pods
+        .iter()
+        .filter(|(_, p)| node.is_none() || p.node_name == node)
+        .filter(|(_, p)| {
+            let ph = if p.phase.is_empty() {
+                "Pending"
+            } else {
+                &p.phase
+            };
+            phase.as_deref().is_none_or(|want| want == ph)
+        })
+        .map(|((ns, name), p)| pod_json(ns, name, p))
+        .collect();
+    Ok(format!(
+        "{{\"apiVersion\":\"v1\",\"kind\":\"PodList\",\"metadata\":{{\"resourceVersion\":\"1\"}},\"items\":[{}]}}",
+        items.join(",")
+    ))
 }
