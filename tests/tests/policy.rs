@@ -9,22 +9,39 @@ use std::time::Duration;
 use afxdp_lab::{Lab, LabConfig, RESOURCE};
 use afxdp_testnet::registry::Registry;
 
-/// A policy component built by `cargo build --manifest-path policies/Cargo.toml
-/// --target wasm32-wasip2 --release` (tests/all.sh does it first).
-fn policy_wasm(name: &str) -> Vec<u8> {
+/// Where the policy components are: `$AFXDP_POLICY_WASM_DIR`, else
+/// `policies/target/wasm32-wasip2/release` (tests/all.sh builds them first:
+/// `cargo build --manifest-path policies/Cargo.toml --target wasm32-wasip2 --release`).
+fn policy_wasm_path(name: &str) -> std::path::PathBuf {
     let dir = std::env::var_os("AFXDP_POLICY_WASM_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| {
             std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("../policies/target/wasm32-wasip2/release")
         });
-    let file = dir.join(format!("afxdp_policy_{}.wasm", name.replace('-', "_")));
+    dir.join(format!("afxdp_policy_{}.wasm", name.replace('-', "_")))
+}
+
+/// The bytes of policy component `name`.
+fn policy_wasm(name: &str) -> Vec<u8> {
+    let file = policy_wasm_path(name);
     std::fs::read(&file).unwrap_or_else(|e| {
         panic!(
             "{}: {e}; build the policies first: cargo build --manifest-path policies/Cargo.toml --target wasm32-wasip2 --release",
             file.display()
         )
     })
+}
+
+/// A one-NIC lab whose pool has `policy`.
+async fn lab_with(policy: serde_json::Value) -> Lab {
+    Lab::start(LabConfig {
+        nics: 1,
+        policy: Some(policy),
+        ..Default::default()
+    })
+    .await
+    .expect("lab")
 }
 
 /// Push `name` to the registry; returns (pinned reference, layer digest).
@@ -178,13 +195,7 @@ async fn every_allocation_is_decided_by_exactly_one_digest_during_rollout() {
     let reg = Registry::start(None);
     let (a_ref, a_digest) = push(&reg, "numa-spread").await;
     let (b_ref, b_digest) = push(&reg, "default").await;
-    let mut lab = Lab::start(LabConfig {
-        nics: 1,
-        policy: Some(serde_json::json!({ "ref": a_ref })),
-        ..Default::default()
-    })
-    .await
-    .expect("lab");
+    let mut lab = lab_with(serde_json::json!({ "ref": a_ref })).await;
     let nic = lab.nics[0].name.clone();
     let agent = lab.daemon.as_ref().expect("daemon").agent.clone();
     let worker = {
@@ -229,13 +240,7 @@ async fn unloadable_policy_follows_the_failure_policy() {
     let zeros = "0".repeat(64);
     let gone = format!("127.0.0.1:1/afxdp/none@sha256:{zeros}");
     // Fail: the Allocate fails with a message that says why.
-    let lab = Lab::start(LabConfig {
-        nics: 1,
-        policy: Some(serde_json::json!({ "ref": gone, "failurePolicy": "Fail" })),
-        ..Default::default()
-    })
-    .await
-    .expect("lab");
+    let lab = lab_with(serde_json::json!({ "ref": gone, "failurePolicy": "Fail" })).await;
     let err = lab
         .kubelet()
         .admit_pod("ns", "refused", "app", RESOURCE, 1)
@@ -244,13 +249,7 @@ async fn unloadable_policy_follows_the_failure_policy() {
     assert!(err.to_string().contains("policy is not loaded"), "{err}");
     lab.teardown().await.expect("teardown");
     // Ignore: the built-in decisions, recorded as such.
-    let mut lab = Lab::start(LabConfig {
-        nics: 1,
-        policy: Some(serde_json::json!({ "ref": gone, "failurePolicy": "Ignore" })),
-        ..Default::default()
-    })
-    .await
-    .expect("lab");
+    let mut lab = lab_with(serde_json::json!({ "ref": gone, "failurePolicy": "Ignore" })).await;
     let nic = lab.nics[0].name.clone();
     lab.add_pod("fallback")
         .await
@@ -291,13 +290,7 @@ async fn filter_rules_from_pod_annotations_reach_the_cni() {
         [("afxdp.io/udp-ports".to_string(), "4789,9000".to_string())].into();
     for failure in ["Fail", "Ignore"] {
         let policy = serde_json::json!({ "ref": fs_ref, "failurePolicy": failure, "config": { "queues": 2 } });
-        let mut lab = Lab::start(LabConfig {
-            nics: 1,
-            policy: Some(policy),
-            ..Default::default()
-        })
-        .await
-        .expect("lab");
+        let mut lab = lab_with(policy).await;
         let nic = lab.nics[0].name.clone();
         let added = lab
             .add_pod_with("steered", annotations.clone(), Default::default())
@@ -422,4 +415,71 @@ async fn select_program_sees_the_pod_kubelet_is_admitting() {
             .expect("traffic");
     }
     lab.teardown().await.expect("teardown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_calls_of_a_pool_are_bounded_by_max_concurrent_calls() {
+    afxdp_testnet::require_root();
+    let file = policy_wasm_path("flow-steering");
+    policy_wasm("flow-steering");
+    for limit in [1usize, 3] {
+        let policy = serde_json::json!({
+            "file": file,
+            "failurePolicy": "Ignore",
+            "maxConcurrentCalls": limit,
+            "config": { "queues": 2 },
+        });
+        let mut lab = lab_with(policy).await;
+        let nic = lab.nics[0].name.clone();
+        let annotations: std::collections::BTreeMap<String, String> =
+            [("afxdp.io/udp-ports".to_string(), "4789".to_string())].into();
+        // Ignore: veth refuses the rule, the pod still comes up.
+        lab.add_pod_with("burst", annotations, Default::default())
+            .await
+            .expect("pod");
+        // A burst of CNI-style settings requests: every one decided by the
+        // policy (none refused as busy: waiting is allowed up to the deadline).
+        let ch = afxdp_proto::unix::connect(&lab.paths.node_api, Duration::from_secs(5))
+            .await
+            .expect("node API");
+        let client = afxdp_proto::nodeapi::node_api_client::NodeApiClient::new(ch);
+        let mut calls = tokio::task::JoinSet::new();
+        for _ in 0..24 {
+            let mut c = client.clone();
+            let device = nic.clone();
+            calls.spawn(async move {
+                c.get_device_settings(afxdp_proto::nodeapi::DeviceRef {
+                    device,
+                    pod_namespace: "lab".into(),
+                    pod_name: "burst".into(),
+                    ..Default::default()
+                })
+                .await
+            });
+        }
+        while let Some(r) = calls.join_next().await {
+            let s = r.expect("task").expect("settings").into_inner();
+            assert_eq!(s.filter_rules.len(), 1, "{s:?}");
+        }
+        let gate = lab
+            .daemon
+            .as_ref()
+            .expect("daemon")
+            .policies
+            .get("lab")
+            .expect("policy in force")
+            .gate
+            .clone();
+        assert_eq!(gate.limit(), limit);
+        eprintln!(
+            "limit {limit}: peak {} concurrent policy calls",
+            gate.peak()
+        );
+        assert!(
+            (1..=limit).contains(&gate.peak()),
+            "peak {} over limit {limit}",
+            gate.peak()
+        );
+        lab.teardown().await.expect("teardown");
+    }
 }

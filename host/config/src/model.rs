@@ -102,6 +102,8 @@ pub struct PolicyConfig {
     pub timeout: Option<Duration>,
     /// Memory cap per decision; `None` = the daemon default (32 MiB).
     pub memory_limit: Option<usize>,
+    /// Decisions of the pool running at once; `None` = the node's CPUs.
+    pub max_concurrent_calls: Option<usize>,
     /// The policy's own configuration (JSON text; `{}` when not given),
     /// checked by the policy's `validate-config` at load time.
     pub config_json: String,

@@ -6,6 +6,7 @@
 //!   "failurePolicy": "Ignore",
 //!   "timeoutMs": 100,
 //!   "memoryMiB": 32,
+//!   "maxConcurrentCalls": 2,
 //!   "config": { "queuesPerPod": 2 }
 //! }
 //! ```
@@ -19,6 +20,7 @@
 //! | `failurePolicy` | `Fail` (the allocation fails) `Ignore` (built-in default, warning) | `Fail` |
 //! | `timeoutMs` | deadline per decision, 1..=10000 | 100 |
 //! | `memoryMiB` | memory cap per decision, 1..=1024 | 32 |
+//! | `maxConcurrentCalls` | decisions of this pool running at once, 1..=64 (a call waits up to its `timeoutMs` for a slot, then fails as the `failurePolicy` says) | CPUs of the node |
 //! | `config` | any JSON object, handed to the policy (`validate-config` at load) | `{}` |
 
 use std::time::Duration;
@@ -29,6 +31,7 @@ use crate::reader::{Ctx, Keys, ObjReader};
 
 const TIMEOUT_MS_MAX: i64 = 10_000;
 const MEMORY_MIB_MAX: i64 = 1024;
+const MAX_CONCURRENT_CALLS_MAX: i64 = 64;
 
 /// Is `reference` pinned: `...@sha256:<64 lower-case hex>`?
 fn pinned(reference: &str) -> Option<bool> {
@@ -150,6 +153,19 @@ pub(crate) fn parse(v: &Json, path: &JsonPath, ctx: &mut Ctx) -> Option<PolicyCo
             None
         }
     });
+    let max_concurrent_calls = obj.int("maxConcurrentCalls", ctx).and_then(|(p, n)| {
+        if (1..=MAX_CONCURRENT_CALLS_MAX).contains(&n) {
+            Some(n as usize)
+        } else {
+            ctx.invalid(
+                &p,
+                format!(
+                    "maxConcurrentCalls must be between 1 and {MAX_CONCURRENT_CALLS_MAX}, got {n}"
+                ),
+            );
+            None
+        }
+    });
     let config_json = match obj.take("config", ctx) {
         None => "{}".to_owned(),
         Some((p, c @ Json::Object(_))) => {
@@ -167,6 +183,7 @@ pub(crate) fn parse(v: &Json, path: &JsonPath, ctx: &mut Ctx) -> Option<PolicyCo
         failure_policy,
         timeout,
         memory_limit,
+        max_concurrent_calls,
         config_json,
     })
 }
@@ -206,6 +223,9 @@ pub(crate) fn to_json(p: &PolicyConfig) -> serde_json::Value {
     }
     if let Some(m) = p.memory_limit {
         o.insert("memoryMiB".into(), ((m >> 20) as u64).into());
+    }
+    if let Some(n) = p.max_concurrent_calls {
+        o.insert("maxConcurrentCalls".into(), (n as u64).into());
     }
     let config = serde_json::from_str(&p.config_json).unwrap_or_else(|_| serde_json::json!({}));
     o.insert("config".into(), config);

@@ -14,7 +14,7 @@ fn with_policy(policy: &str) -> String {
 fn digest_reference_with_settings() {
     let d = "0123456789abcdef".repeat(4);
     let cfg = parse(&with_policy(&format!(
-        r#"{{"ref":"127.0.0.1:5000/afxdp/numa@sha256:{d}","failurePolicy":"Ignore","timeoutMs":50,"memoryMiB":16,"config":{{"queuesPerPod":2,"x":[1,"a"]}}}}"#
+        r#"{{"ref":"127.0.0.1:5000/afxdp/numa@sha256:{d}","failurePolicy":"Ignore","timeoutMs":50,"memoryMiB":16,"maxConcurrentCalls":3,"config":{{"queuesPerPod":2,"x":[1,"a"]}}}}"#
     )))
     .expect("valid");
     let p = cfg.pools[0].policy.as_ref().expect("policy");
@@ -29,6 +29,7 @@ fn digest_reference_with_settings() {
     assert_eq!(p.failure_policy, FailurePolicy::Ignore);
     assert_eq!(p.timeout, Some(Duration::from_millis(50)));
     assert_eq!(p.memory_limit, Some(16 << 20));
+    assert_eq!(p.max_concurrent_calls, Some(3));
     let c: serde_json::Value = serde_json::from_str(&p.config_json).expect("json");
     assert_eq!(c, serde_json::json!({"queuesPerPod": 2, "x": [1, "a"]}));
     // Round trip through the richer form.
@@ -59,6 +60,7 @@ fn tags_need_a_pull_policy_and_defaults_apply() {
     ));
     assert_eq!(p.failure_policy, FailurePolicy::Fail);
     assert_eq!(p.config_json, "{}");
+    assert_eq!(p.max_concurrent_calls, None);
     let file = parse(&with_policy(r#"{"file":"/etc/afxdp/p.wasm"}"#)).expect("file");
     assert_eq!(
         file.pools[0].policy.as_ref().expect("policy").source,
@@ -69,7 +71,7 @@ fn tags_need_a_pull_policy_and_defaults_apply() {
 #[test]
 fn every_policy_error_is_reported_with_its_path() {
     let err = parse(&with_policy(
-        r#"{"ref":"reg/x@sha256:abc","failurePolicy":"Sometimes","timeoutMs":0,"memoryMiB":4096,"config":[1],"extra":1}"#,
+        r#"{"ref":"reg/x@sha256:abc","failurePolicy":"Sometimes","timeoutMs":0,"memoryMiB":4096,"maxConcurrentCalls":0,"config":[1],"extra":1}"#,
     ))
     .expect_err("invalid")
     .to_string();
@@ -78,6 +80,7 @@ fn every_policy_error_is_reported_with_its_path() {
         "pools[0].policy.failurePolicy",
         "pools[0].policy.timeoutMs",
         "pools[0].policy.memoryMiB",
+        "pools[0].policy.maxConcurrentCalls",
         "pools[0].policy.config",
         "pools[0].policy.extra",
     ] {

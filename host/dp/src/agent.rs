@@ -257,9 +257,7 @@ impl Agent {
             None => default(),
             Some(p) if !p.loaded.makes(afxdp_policy::Decision::PreferredAllocation) => default(),
             Some(p) => {
-                let r = p
-                    .loaded
-                    .preferred_allocation(&p.ctx, &views, must_include, size);
+                let r = p.call(|l, ctx| l.preferred_allocation(ctx, &views, must_include, size));
                 match afxdp_policy::decide(pool, &p.digest, p.failure, r, default) {
                     Ok(d) => d.value,
                     // GetPreferredAllocation is advisory: kubelet falls back to
@@ -360,14 +358,14 @@ impl Agent {
                 &policy,
                 pool_name,
                 afxdp_policy::Decision::SelectProgram,
-                |p| p.loaded.select_program(&p.ctx, &view, pod),
+                |p| p.call(|l, ctx| l.select_program(ctx, &view, pod)),
                 || policies::configured_program(cfg),
             )?;
             let plan = decide(
                 &policy,
                 pool_name,
                 afxdp_policy::Decision::AssignQueues,
-                |p| p.loaded.assign_queues(&p.ctx, &view, pod),
+                |p| p.call(|l, ctx| l.assign_queues(ctx, &view, pod)),
                 || policies::configured_queues(cfg, &view),
             )?;
             let program = match &choice.value.source {
@@ -489,7 +487,7 @@ impl Agent {
             &snapshot,
             &cfg.name,
             afxdp_policy::Decision::FilterRules,
-            |p| p.loaded.filter_rules(&p.ctx, &view, &pod, addresses),
+            |p| p.call(|l, ctx| l.filter_rules(ctx, &view, &pod, addresses)),
             afxdp_policy::defaults::filter_rules,
         )?;
         let (required, digest) = match &snapshot {

@@ -10,11 +10,11 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use afxdp_config::{FailurePolicy, PolicyConfig, PolicySource, PoolConfig, PullPolicy};
-use afxdp_policy::{CallCtx, EngineConfig, LoadedPolicy, PolicyEngine};
+use afxdp_policy::{CallCtx, CallGate, DecisionError, EngineConfig, LoadedPolicy, PolicyEngine};
 
 /// One pool's policy, as loaded.
 pub struct PoolPolicy {
@@ -26,6 +26,24 @@ pub struct PoolPolicy {
     pub loaded: Arc<LoadedPolicy>,
     pub failure: afxdp_policy::FailurePolicy,
     pub ctx: CallCtx,
+    /// The pool's concurrency bound (shared by the policies it rolls through).
+    pub gate: Arc<CallGate>,
+    /// How long a call waits for a slot: as long as it may run.
+    pub wait: Duration,
+}
+
+impl PoolPolicy {
+    /// Call the policy through the pool's gate.
+    ///
+    /// # Errors
+    /// [`DecisionError::Busy`] when no slot freed up within [`Self::wait`];
+    /// otherwise the call's own result.
+    pub fn call<R>(
+        &self,
+        f: impl FnOnce(&LoadedPolicy, &CallCtx) -> Result<R, DecisionError>,
+    ) -> Result<R, DecisionError> {
+        self.gate.run(self.wait, || f(&self.loaded, &self.ctx))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +88,8 @@ pub struct PolicyStore {
     /// Pools whose configured policy could not be loaded and that have none
     /// in force: why (a `Fail` pool refuses allocations with this).
     unavailable: RwLock<BTreeMap<String, String>>,
+    /// Per pool, the gate its policy calls pass through.
+    gates: Mutex<BTreeMap<String, Arc<CallGate>>>,
 }
 
 /// Where policy artifacts and precompiled components are cached.
@@ -116,6 +136,7 @@ impl PolicyStore {
             fetcher,
             current: RwLock::new(BTreeMap::new()),
             unavailable: RwLock::new(BTreeMap::new()),
+            gates: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -222,8 +243,25 @@ impl PolicyStore {
             config: cfg.clone(),
             loaded,
             failure: failure(cfg.failure_policy),
+            wait: cfg.timeout.unwrap_or(self.engine.config().deadline),
+            gate: self.gate(pool, cfg.max_concurrent_calls),
             ctx,
         }))
+    }
+
+    /// The gate of `pool`: the same one across policy versions, so a rollout
+    /// does not double the bound; a new one when the limit changes.
+    fn gate(&self, pool: &str, limit: Option<usize>) -> Arc<CallGate> {
+        let wanted = limit.map_or_else(CallGate::per_cpu, CallGate::new);
+        let mut gates = self.gates.lock().unwrap_or_else(|p| p.into_inner());
+        match gates.get(pool) {
+            Some(g) if g.limit() == wanted.limit() => g.clone(),
+            _ => {
+                let g = Arc::new(wanted);
+                gates.insert(pool.to_string(), g.clone());
+                g
+            }
+        }
     }
 
     /// Make `policy` the one in force for its pool; returns the digest it replaced.

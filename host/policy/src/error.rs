@@ -131,6 +131,15 @@ pub enum DecisionError {
         /// Wasmtime's error.
         message: String,
     },
+    /// Every call slot of the pool stayed taken for as long as the call may
+    /// take (see [`CallGate`](crate::CallGate)); the call did not run.
+    #[error("policy busy: {limit} calls of this pool were already running for {waited:?}")]
+    Busy {
+        /// The pool's concurrency limit.
+        limit: usize,
+        /// How long the call waited for a slot.
+        waited: Duration,
+    },
 }
 
 fn stderr_suffix(stderr: &str) -> String {
@@ -157,6 +166,7 @@ impl DecisionError {
             Self::Guest { .. } => "guest",
             Self::InvalidDecision { .. } => "invalid",
             Self::Instantiate { .. } => "instantiate",
+            Self::Busy { .. } => "busy",
         }
     }
 }

@@ -50,6 +50,7 @@ mod convert;
 pub mod defaults;
 mod engine;
 mod error;
+mod gate;
 pub mod metrics;
 mod policy;
 mod store;
@@ -60,6 +61,7 @@ pub use convert::MAX_STRING;
 pub use defaults::{decide, Decided, DecidedBy, FailurePolicy};
 pub use engine::{EngineConfig, PolicyEngine, EPOCH_TICK};
 pub use error::{DecisionError, PolicyError};
+pub use gate::CallGate;
 pub use policy::{CallCtx, LoadedPolicy};
 pub use store::{LOG_PER_SECOND, STDERR_CAPACITY};
 pub use types::{
