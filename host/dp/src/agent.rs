@@ -383,6 +383,7 @@ impl Agent {
                 ifindex: dev.netdev.ifindex,
                 mode: attach_mode(choice.value.mode),
                 program,
+                function: choice.value.function.as_deref(),
             };
             // A free device carries a prepared attachment (see `prepare`): the
             // same request returns it at once. A policy that chose another
@@ -579,6 +580,7 @@ impl Agent {
             ifindex: nd.ifindex,
             mode: attach_mode(choice.mode),
             program,
+            function: choice.function.as_deref(),
         };
         match self.programs.attach(&req) {
             Ok(a) => {

@@ -274,6 +274,7 @@ impl Lab {
                 ifindex: ifindex(&veth.nic),
                 mode: XdpMode::Auto,
                 program: None,
+                function: None,
             })
             .expect("attach");
         mgr.share_map_with(&veth.nic, NOBODY).expect("share map");

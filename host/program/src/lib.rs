@@ -105,6 +105,9 @@ pub struct AttachRequest<'a> {
     /// A custom ELF object (one XDP program and an XSKMAP named
     /// [`XSKS_MAP_NAME`]); `None` for the built-in program.
     pub program: Option<&'a Path>,
+    /// The XDP function to attach from the object; `None`:
+    /// [`BUILTIN_PROGRAM_NAME`] if present, else the object's only XDP program.
+    pub function: Option<&'a str>,
 }
 
 /// A program attached to a device, with its pinned XSKMAP.

@@ -242,10 +242,11 @@ impl NativeManager {
                 reason: format!("no map named {XSKS_MAP_NAME} of type BPF_MAP_TYPE_XSKMAP"),
             });
         }
-        let program_name = pick_program(&ebpf).ok_or_else(|| ProgramError::BadObject {
-            object: object_name.clone(),
-            reason: "no XDP program".to_string(),
-        })?;
+        let program_name =
+            pick_program(&ebpf, req.function).map_err(|reason| ProgramError::BadObject {
+                object: object_name.clone(),
+                reason,
+            })?;
         let xdp: &mut Xdp = match ebpf.program_mut(&program_name) {
             Some(Program::Xdp(xdp)) => xdp,
             _ => unreachable!("pick_program returns an XDP program"),
@@ -358,9 +359,11 @@ impl NativeManager {
 impl ProgramManager for NativeManager {
     fn attach(&self, req: &AttachRequest<'_>) -> Result<Attachment, ProgramError> {
         validate_device(req.device)?;
-        let program_key = match req.program {
-            None => BUILTIN_KEY.to_string(),
-            Some(p) => program_key(p),
+        let program_key = match (req.program, req.function) {
+            (None, None) => BUILTIN_KEY.to_string(),
+            (None, Some(f)) => format!("{BUILTIN_KEY}#{f}"),
+            (Some(p), None) => program_key(p),
+            (Some(p), Some(f)) => format!("{}#{f}", program_key(p)),
         };
         let mut records = self.lock();
         if let Some(existing) = records.get(req.device) {
@@ -454,19 +457,32 @@ impl ProgramManager for NativeManager {
     }
 }
 
-/// The program to attach: `xsk_redirect` if present, else the only XDP one.
-fn pick_program(ebpf: &Ebpf) -> Option<String> {
+/// The program to attach: `function` when named (it must be an XDP
+/// program), else `xsk_redirect` if present, else the only XDP one.
+fn pick_program(ebpf: &Ebpf, function: Option<&str>) -> Result<String, String> {
     let xdp: Vec<&str> = ebpf
         .programs()
         .filter(|(_, p)| matches!(p, Program::Xdp(_)))
         .map(|(n, _)| n)
         .collect();
+    if let Some(f) = function {
+        return if xdp.contains(&f) {
+            Ok(f.to_string())
+        } else {
+            Err(format!(
+                "no XDP program named {f:?} (XDP programs: {xdp:?})"
+            ))
+        };
+    }
     if xdp.contains(&BUILTIN_PROGRAM_NAME) {
-        return Some(BUILTIN_PROGRAM_NAME.to_string());
+        return Ok(BUILTIN_PROGRAM_NAME.to_string());
     }
     match xdp.as_slice() {
-        [only] => Some(only.to_string()),
-        _ => None,
+        [only] => Ok(only.to_string()),
+        [] => Err("no XDP program".to_string()),
+        _ => Err(format!(
+            "several XDP programs and none named {BUILTIN_PROGRAM_NAME}: name the function ({xdp:?})"
+        )),
     }
 }
 

@@ -147,6 +147,7 @@ fn req(dev: &str, mode: XdpMode) -> AttachRequest<'_> {
         ifindex: ifindex(dev),
         mode,
         program: None,
+        function: None,
     }
 }
 
@@ -284,6 +285,7 @@ fn unknown_ifindex_leaves_no_pins() {
             ifindex: 0x7fff_fff0,
             mode: XdpMode::Auto,
             program: None,
+            function: None,
         })
         .expect_err("attach to a missing ifindex");
     assert!(matches!(err, ProgramError::Attach { .. }), "{err}");
@@ -343,4 +345,44 @@ fn attachment_of_a_destroyed_device_is_cleaned_on_adopt() {
     for d in ["maps", "links", "meta"] {
         assert!(entries(&root.path().join(d)).is_empty(), "{d} not empty");
     }
+}
+
+#[test]
+fn a_named_function_is_attached_and_an_unknown_one_refused() {
+    assert_root();
+    let root = PinRoot::new();
+    let mgr = NativeManager::new(root.path()).expect("manager");
+    let veth = Veth::new();
+    let object = root.dir.path().join("redirect.bpf.o");
+    std::fs::write(&object, afxdp_program::builtin_object()).unwrap();
+    let err = mgr
+        .attach(&AttachRequest {
+            program: Some(&object),
+            function: Some("no_such_fn"),
+            ..req(&veth.a, XdpMode::Generic)
+        })
+        .expect_err("unknown function");
+    assert!(
+        matches!(&err, ProgramError::BadObject { reason, .. } if reason.contains("no_such_fn") && reason.contains("xsk_redirect")),
+        "{err}"
+    );
+    assert_eq!(xdp_prog_id(&veth.show_a()), None);
+    let named = AttachRequest {
+        program: Some(&object),
+        function: Some(afxdp_program::BUILTIN_PROGRAM_NAME),
+        ..req(&veth.a, XdpMode::Generic)
+    };
+    let a = mgr.attach(&named).expect("named function");
+    assert_eq!(xdp_prog_id(&veth.show_a()), Some(a.program_id));
+    // The same request again is the same attachment; another function is not.
+    assert_eq!(mgr.attach(&named).expect("idempotent"), a);
+    assert!(matches!(
+        mgr.attach(&AttachRequest {
+            function: None,
+            ..named
+        }),
+        Err(ProgramError::AlreadyAttached { .. })
+    ));
+    assert!(mgr.detach(&veth.a).expect("detach"));
+    assert_eq!(xdp_prog_id(&veth.show_a()), None);
 }
