@@ -1,5 +1,6 @@
 //! afxdpctl: validate configs and run the lab.
 
+mod image;
 mod lab;
 mod policy;
 
@@ -34,6 +35,11 @@ enum Command {
     Policy {
         #[command(subcommand)]
         command: policy::PolicyCommand,
+    },
+    /// eBPF bytecode images (bpfman's layout): push, inspect.
+    Image {
+        #[command(subcommand)]
+        command: image::ImageCommand,
     },
 }
 
@@ -98,6 +104,14 @@ fn main() -> ExitCode {
             Ok(false) => ExitCode::FAILURE,
             Err(e) => {
                 eprintln!("policy: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Image { command } => match image::run(command) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
+            Err(e) => {
+                eprintln!("image: {e:#}");
                 ExitCode::FAILURE
             }
         },

@@ -217,19 +217,31 @@ fn engine() -> anyhow::Result<PolicyEngine> {
 }
 
 fn fetcher(cache: &Path) -> anyhow::Result<afxdp_oci::Fetcher> {
+    fetcher_with(cache, Vec::new())
+}
+
+/// The OCI client of `policy` and `image` commands: credentials from
+/// `$AFXDP_PULL_SECRET` (a dockerconfigjson), plain HTTP also to the
+/// `insecure` registries.
+pub(crate) fn fetcher_with(
+    cache: &Path,
+    insecure: Vec<String>,
+) -> anyhow::Result<afxdp_oci::Fetcher> {
     afxdp_oci::Fetcher::new(afxdp_oci::FetcherConfig {
         cache_dir: cache.to_path_buf(),
         auth: match std::env::var_os("AFXDP_PULL_SECRET") {
             Some(p) => afxdp_oci::Auth::PullSecretFile(p.into()),
             None => afxdp_oci::Auth::Anonymous,
         },
-        insecure_registries: Vec::new(),
+        insecure_registries: insecure,
         timeout: Duration::from_secs(30),
     })
     .context("OCI client")
 }
 
-fn cache_dir() -> PathBuf {
+/// The content-addressed cache of `policy` and `image` commands:
+/// `$AFXDP_POLICY_CACHE`, or `afxdpctl-policy-cache` in the temp dir.
+pub(crate) fn cache_dir() -> PathBuf {
     std::env::var_os("AFXDP_POLICY_CACHE")
         .map(PathBuf::from)
         .unwrap_or_else(|| std::env::temp_dir().join("afxdpctl-policy-cache"))

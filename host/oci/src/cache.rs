@@ -5,14 +5,21 @@
 //! written to a temp name, fsynced, then renamed):
 //!
 //! ```text
-//! blobs/sha256/<hex>        manifests and Wasm layers, named by their digest
+//! blobs/sha256/<hex>        manifests, Wasm layers, bytecode image configs
+//!                           and layers (tar+gzip), named by their digest
 //! refs/sha256/<hex>         manifest digest → layer digest (an index; the
 //!                           manifest blob remains the source of truth)
 //! tags/<sha256 of ref>      "registry/repo:tag" → manifest digest
+//! objects/sha256/<hex>/<name.o>
+//!                           the eBPF object extracted from bytecode layer
+//!                           <hex>, under its name in the layer, for program
+//!                           managers that load by path
 //! ```
 //!
 //! Every read re-hashes the blob; a blob that no longer matches its name is
-//! deleted and reported as absent, so the caller fetches it again.
+//! deleted and reported as absent, so the caller fetches it again. An object
+//! file is derived data: it is rewritten from the (verified) layer whenever
+//! its bytes differ.
 
 use std::fs::{self, DirBuilder, OpenOptions};
 use std::io::{ErrorKind, Write as _};
@@ -22,15 +29,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tracing::{debug, warn};
 
-use crate::artifact::{check_wasm, sha256_digest, validate_manifest};
+use crate::artifact::{sha256_digest, validate_manifest, Artifact};
 use crate::reference::{digest_hex, validate_digest};
 use crate::OciError;
 
-/// A policy found in the cache, fully re-verified.
-pub(crate) struct CachedPolicy {
-    pub wasm: Vec<u8>,
+/// An artifact found in the cache, fully re-verified and decoded.
+pub(crate) struct CachedArtifact<A> {
+    pub layer: Vec<u8>,
     pub layer_digest: String,
     pub path: PathBuf,
+    pub content: A,
 }
 
 #[derive(Clone, Debug)]
@@ -51,6 +59,7 @@ impl Cache {
             c.root.join("blobs/sha256"),
             c.root.join("refs/sha256"),
             c.root.join("tags"),
+            c.root.join("objects/sha256"),
         ] {
             DirBuilder::new()
                 .recursive(true)
@@ -58,7 +67,15 @@ impl Cache {
                 .create(&d)
                 .map_err(|e| OciError::io("create dir", &d, e))?;
         }
-        for d in ["blobs", "blobs/sha256", "refs", "refs/sha256", "tags"] {
+        for d in [
+            "blobs",
+            "blobs/sha256",
+            "refs",
+            "refs/sha256",
+            "tags",
+            "objects",
+            "objects/sha256",
+        ] {
             let d = c.root.join(d);
             fs::set_permissions(&d, fs::Permissions::from_mode(0o700))
                 .map_err(|e| OciError::io("chmod", &d, e))?;
@@ -137,6 +154,38 @@ impl Cache {
         Ok(p)
     }
 
+    /// Stores the object extracted from layer `layer_digest` as
+    /// `objects/sha256/<hex>/<file_name>` (0600, atomically), unless the file
+    /// already holds exactly these bytes. `file_name` is one path component
+    /// (checked by the decoder).
+    pub(crate) fn put_object(
+        &self,
+        layer_digest: &str,
+        file_name: &str,
+        bytes: &[u8],
+    ) -> Result<PathBuf, OciError> {
+        let dir = self
+            .root
+            .join("objects/sha256")
+            .join(digest_hex(layer_digest));
+        DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .or_else(|e| match e.kind() {
+                ErrorKind::AlreadyExists => Ok(()),
+                _ => Err(e),
+            })
+            .map_err(|e| OciError::io("create dir", &dir, e))?;
+        let p = dir.join(file_name);
+        let intact = Self::read_opt(&p)?.is_some_and(|old| old == bytes)
+            && fs::metadata(&p).is_ok_and(|m| m.permissions().mode() & 0o777 == 0o600);
+        if !intact {
+            debug!(path = %p.display(), "writing object");
+            Self::write_atomic(&p, bytes)?;
+        }
+        Ok(p)
+    }
+
     /// Reads a blob and re-hashes it; a blob that fails is deleted and `None`
     /// is returned.
     pub(crate) fn get_blob(&self, digest: &str) -> Result<Option<Vec<u8>>, OciError> {
@@ -184,46 +233,50 @@ impl Cache {
         }
     }
 
-    /// Loads a whole policy by manifest digest: the manifest blob (hashed and
-    /// validated), the index entry (repaired if it disagrees with the
-    /// manifest), the layer blob (hashed, magic checked). `None` if anything
-    /// is missing or was corrupt (and has been deleted).
-    pub(crate) fn load(
+    /// Loads a whole artifact of kind `A` by manifest digest: the manifest
+    /// blob (hashed and validated), the index entry (repaired if it disagrees
+    /// with the manifest), the config blob when the kind needs it and the
+    /// layer blob (hashed), then decodes them. `None` if anything is missing
+    /// or was corrupt (and has been deleted). Verified blobs that do not
+    /// validate or decode as `A` give that (final) error: they are immutable
+    /// under their digests, so the registry would serve the same.
+    pub(crate) fn load<A: Artifact>(
         &self,
         reference: &str,
         manifest_digest: &str,
-    ) -> Result<Option<CachedPolicy>, OciError> {
+    ) -> Result<Option<CachedArtifact<A>>, OciError> {
         let Some(manifest) = self.get_blob(manifest_digest)? else {
             debug!(reference, manifest_digest, "manifest not in cache");
             return Ok(None);
         };
-        let layer = match validate_manifest(reference, &manifest) {
-            Ok(l) => l,
-            Err(e) => {
-                warn!(reference, error = %e, "cached manifest is not a policy manifest; deleting it");
-                Self::remove(&self.blob_path(manifest_digest));
-                Self::remove(&self.ref_path(manifest_digest));
-                return Ok(None);
-            }
-        };
+        let layout = validate_manifest(A::KIND, reference, &manifest)?;
+        let layer = layout.layer;
         let indexed = Self::read_opt(&self.ref_path(manifest_digest))?;
         if indexed.as_deref() != Some(layer.digest.as_bytes()) {
             debug!(reference, manifest_digest, "repairing cache index entry");
             self.put_ref(manifest_digest, &layer.digest)?;
         }
-        let Some(wasm) = self.get_blob(&layer.digest)? else {
+        let config = if A::KIND.needs_config() {
+            let Some(c) = self.get_blob(&layout.config.digest)? else {
+                debug!(reference, config = %layout.config.digest, "config not in cache");
+                return Ok(None);
+            };
+            Some(c)
+        } else {
+            None
+        };
+        let Some(bytes) = self.get_blob(&layer.digest)? else {
             debug!(reference, layer = %layer.digest, "layer not in cache");
             return Ok(None);
         };
-        if check_wasm(&layer.digest, &wasm).is_err() {
-            warn!(reference, layer = %layer.digest, "cached layer is not Wasm; deleting it");
-            Self::remove(&self.blob_path(&layer.digest));
-            return Ok(None);
-        }
-        Ok(Some(CachedPolicy {
-            wasm,
+        let content = A::decode(reference, config.as_deref(), &bytes).inspect_err(|e| {
+            warn!(reference, layer = %layer.digest, error = %e, "cached artifact does not decode");
+        })?;
+        Ok(Some(CachedArtifact {
+            layer: bytes,
             path: self.blob_path(&layer.digest),
             layer_digest: layer.digest,
+            content,
         }))
     }
 }

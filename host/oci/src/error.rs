@@ -101,8 +101,9 @@ pub enum OciError {
         actual: String,
     },
 
-    /// The artifact is not a Wasm policy artifact: wrong manifest, config or
-    /// layer media type, or not exactly one layer.
+    /// The artifact is not of the kind asked for (a Wasm policy artifact, or
+    /// a bytecode image): wrong manifest, config or layer media type, or not
+    /// exactly one layer.
     #[error("{reference}: {what} has media type {found:?}, expected {expected:?}")]
     WrongMediaType {
         /// The reference being fetched.
@@ -113,6 +114,20 @@ pub enum OciError {
         expected: String,
         /// What was found.
         found: String,
+    },
+
+    /// The image config of a bytecode image does not hash to the digest in
+    /// the manifest.
+    #[error(
+        "config digest mismatch for {reference}: expected {expected}, registry served {actual}"
+    )]
+    ConfigDigestMismatch {
+        /// The reference being fetched.
+        reference: String,
+        /// The config digest named by the (verified) manifest.
+        expected: String,
+        /// The sha256 of the bytes actually served, when known.
+        actual: String,
     },
 
     /// The manifest is not a parseable OCI image manifest.
@@ -135,12 +150,26 @@ pub enum OciError {
         reason: String,
     },
 
+    /// A verified bytecode image (or an object to push) is not a usable eBPF
+    /// bytecode image: the layer is not a gzip'd tar, it holds no `.o` or
+    /// several without an `io.ebpf.filename` label, an entry name is absolute
+    /// or has `..`, the object is not an ELF64 with `e_machine` EM_BPF (247)
+    /// of the host's byte order, or the `io.ebpf.*` labels are missing or
+    /// malformed.
+    #[error("{subject} is not a usable eBPF bytecode image: {reason}")]
+    InvalidBytecode {
+        /// The reference (and file) concerned.
+        subject: String,
+        /// Why.
+        reason: String,
+    },
+
     /// A blob is larger than this crate accepts (or than its descriptor says).
     #[error("{reference}: {what} is {size} bytes, more than the limit of {limit}")]
     TooLarge {
         /// The reference being fetched.
         reference: String,
-        /// `"manifest"` or `"layer"`.
+        /// `"manifest"`, `"config"`, `"layer"`, `"uncompressed layer"` or `"object"`.
         what: &'static str,
         /// The size announced or seen.
         size: u64,

@@ -1,6 +1,6 @@
 //! The fetcher: online pulls with verification, cache fallback, push.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Mutex, PoisonError};
@@ -10,7 +10,7 @@ use std::time::Duration;
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::{DigestError, OciDistributionError, OciErrorCode};
 use oci_client::manifest::{
-    OciImageManifest, IMAGE_MANIFEST_LIST_MEDIA_TYPE, IMAGE_MANIFEST_MEDIA_TYPE,
+    OciDescriptor, OciImageManifest, IMAGE_MANIFEST_LIST_MEDIA_TYPE, IMAGE_MANIFEST_MEDIA_TYPE,
     OCI_IMAGE_INDEX_MEDIA_TYPE, OCI_IMAGE_MEDIA_TYPE,
 };
 use oci_client::Client;
@@ -18,14 +18,19 @@ use oci_wasm::{ToConfig as _, WasmConfig, WASM_MANIFEST_MEDIA_TYPE};
 use tokio::io::AsyncWrite;
 use tracing::{debug, info, info_span, warn, Instrument as _};
 
-use crate::artifact::{check_wasm, sha256_digest, validate_manifest};
+use crate::artifact::{check_wasm, sha256_digest, validate_manifest, Artifact, WasmLayer};
 use crate::auth::{Auth, Credentials};
-use crate::cache::{Cache, CachedPolicy};
+use crate::bytecode::{build_image, check_bpf_object, check_file_name, BytecodeImage};
+use crate::cache::{Cache, CachedArtifact};
 use crate::reference::{is_loopback_registry, PolicyRef, PullPolicy, Scheme};
 use crate::OciError;
 
-/// Manifest media types asked for; anything but an OCI image manifest is
-/// then refused with [`OciError::WrongMediaType`] rather than a 404.
+/// The object's name in the layer when [`Fetcher::push_bytecode`] is not
+/// told one.
+pub const DEFAULT_BYTECODE_FILE_NAME: &str = "bytecode.bpf.o";
+
+/// Manifest media types asked for; anything but an image manifest of the
+/// kind fetched is then refused with [`OciError::WrongMediaType`] rather than a 404.
 const ACCEPT_MANIFESTS: &[&str] = &[
     OCI_IMAGE_MEDIA_TYPE,
     IMAGE_MANIFEST_MEDIA_TYPE,
@@ -64,12 +69,49 @@ pub struct Fetched {
     pub from_cache: bool,
 }
 
-/// Pulls and pushes Wasm policy artifacts.
+/// A verified eBPF bytecode image, its object extracted into the cache.
+#[derive(Debug, Clone)]
+pub struct FetchedBytecode {
+    /// `sha256:<hex>` of the manifest (the pinned digest, or the tag's
+    /// resolution).
+    pub manifest_digest: String,
+    /// `sha256:<hex>` of the tar+gzip layer.
+    pub layer_digest: String,
+    /// The ELF object in the cache (`objects/sha256/<layer hex>/<file_name>`,
+    /// mode 0600), for a program manager to load by path.
+    pub object_path: PathBuf,
+    /// The object's name at the root of the layer.
+    pub file_name: String,
+    /// `sha256:<hex>` of the object.
+    pub object_digest: String,
+    /// The object's size in bytes.
+    pub object_size: u64,
+    /// `io.ebpf.programs`: function name → program type (`xdp`, …); from the
+    /// older labels, `{io.ebpf.bpf_function_name: io.ebpf.program_type}`.
+    pub programs: BTreeMap<String, String>,
+    /// `io.ebpf.maps`: map name → map type (empty when absent).
+    pub maps: BTreeMap<String, String>,
+    /// True when the registry was not used: everything came from the cache.
+    pub from_cache: bool,
+}
+
+/// What the shared fetch path returns for any kind.
+struct Verified<A> {
+    layer: Vec<u8>,
+    path: PathBuf,
+    layer_digest: String,
+    manifest_digest: String,
+    content: A,
+    from_cache: bool,
+}
+
+/// Pulls and pushes Wasm policy artifacts and eBPF bytecode images.
 ///
 /// Invariants:
 /// - a manifest is accepted only if the sha256 of the exact bytes served
-///   equals the pinned digest; a layer only if its sha256 equals the digest
-///   in that manifest and it starts with `\0asm`;
+///   equals the pinned digest; a layer (and, for bytecode images, the
+///   config) only if its sha256 equals the digest in that manifest and its
+///   content decodes (`\0asm`; a tar+gzip with one BPF ELF `.o`);
 /// - the cache holds only verified content and re-verifies on every read;
 /// - no plain-HTTP traffic to a registry that is not loopback or marked
 ///   insecure;
@@ -269,17 +311,86 @@ impl Fetcher {
     /// [`OciError::Unauthorized`], [`OciError::NotCachedAndUnreachable`],
     /// [`OciError::Registry`], [`OciError::Io`], [`OciError::TooLarge`].
     pub async fn fetch(&self, r: &PolicyRef, pull: PullPolicy) -> Result<Fetched, OciError> {
-        let scheme = self.scheme_for(r)?;
-        let span = info_span!("oci_fetch", reference = %r, ?pull);
-        self.fetch_inner(r, pull, scheme).instrument(span).await
+        let v = self
+            .fetch_artifact::<WasmLayer>(r, pull, "oci_fetch")
+            .await?;
+        Ok(Fetched {
+            wasm: v.layer,
+            path: v.path,
+            layer_digest: v.layer_digest,
+            manifest_digest: v.manifest_digest,
+            from_cache: v.from_cache,
+        })
     }
 
-    async fn fetch_inner(
+    /// Fetches an eBPF bytecode image (bpfman's layout: one tar+gzip layer
+    /// holding the `.o`, `io.ebpf.*` labels in the image config), verified,
+    /// through the cache, with the same rules as [`Fetcher::fetch`] for pinned
+    /// references, tags and pull policies (a restarted node with the registry
+    /// down is served a pinned image from the cache).
+    ///
+    /// The manifest must hash to the pinned digest, the config and the layer
+    /// to the digests it names; the layer is gunzipped and read in memory
+    /// (size-limited, no `..` or absolute entry names); it must hold exactly
+    /// one `.o` at its root, or the one `io.ebpf.filename` names, and that
+    /// must be an ELF64 with `e_machine` EM_BPF of the host's byte order.
+    /// The object is then written (0600, atomically) to
+    /// `<cache>/objects/sha256/<layer hex>/<name>.o`, which
+    /// [`FetchedBytecode::object_path`] names.
+    ///
+    /// # Errors
+    /// As [`Fetcher::fetch`], with [`OciError::InvalidBytecode`] instead of
+    /// [`OciError::NotWasm`], and [`OciError::ConfigDigestMismatch`].
+    pub async fn fetch_bytecode(
+        &self,
+        r: &PolicyRef,
+        pull: PullPolicy,
+    ) -> Result<FetchedBytecode, OciError> {
+        let v = self
+            .fetch_artifact::<BytecodeImage>(r, pull, "oci_fetch_bytecode")
+            .await?;
+        let cache = self.cache.clone();
+        let image = v.content;
+        let layer_digest = v.layer_digest.clone();
+        let (object_path, image) = blocking(move || {
+            let p = cache.put_object(&layer_digest, &image.file_name, &image.object)?;
+            Ok((p, image))
+        })
+        .await?;
+        Ok(FetchedBytecode {
+            manifest_digest: v.manifest_digest,
+            layer_digest: v.layer_digest,
+            object_path,
+            file_name: image.file_name,
+            object_digest: sha256_digest(&image.object),
+            object_size: image.object.len() as u64,
+            programs: image.programs,
+            maps: image.maps,
+            from_cache: v.from_cache,
+        })
+    }
+
+    /// The one path every fetch takes: cache, manifest pull and digest
+    /// verification, blobs, decoding as `A`.
+    async fn fetch_artifact<A: Artifact>(
+        &self,
+        r: &PolicyRef,
+        pull: PullPolicy,
+        span_name: &'static str,
+    ) -> Result<Verified<A>, OciError> {
+        let scheme = self.scheme_for(r)?;
+        let span = info_span!("oci", op = span_name, reference = %r, ?pull);
+        self.fetch_inner::<A>(r, pull, scheme)
+            .instrument(span)
+            .await
+    }
+
+    async fn fetch_inner<A: Artifact>(
         &self,
         r: &PolicyRef,
         pull: PullPolicy,
         scheme: Scheme,
-    ) -> Result<Fetched, OciError> {
+    ) -> Result<Verified<A>, OciError> {
         let unreachable = |source| OciError::NotCachedAndUnreachable {
             reference: r.to_string(),
             registry: r.registry().to_string(),
@@ -287,17 +398,17 @@ impl Fetcher {
         };
         if let Some(md) = r.digest() {
             if pull == PullPolicy::IfNotPresent {
-                if let Some(f) = self.load_cached(r, md).await? {
+                if let Some(f) = self.load_cached::<A>(r, md).await? {
                     debug!("served from cache");
                     return Ok(f);
                 }
             }
-            return match self.fetch_online(r, scheme).await {
+            return match self.fetch_online::<A>(r, scheme).await {
                 Ok(f) => Ok(f),
                 Err(Online::Failed(e)) => Err(e),
-                Err(Online::Unreachable(source)) => match self.load_cached(r, md).await? {
+                Err(Online::Unreachable(source)) => match self.load_cached::<A>(r, md).await? {
                     Some(f) => {
-                        warn!(error = %source, "registry unreachable; serving the pinned policy from the cache");
+                        warn!(error = %source, "registry unreachable; serving the pinned artifact from the cache");
                         Ok(f)
                     }
                     None => Err(unreachable(source)),
@@ -315,13 +426,13 @@ impl Fetcher {
             let cache = self.cache.clone();
             let key = tag_key.clone();
             if let Some(md) = blocking(move || cache.get_tag(&key)).await? {
-                if let Some(f) = self.load_cached(&r.with_digest(&md), &md).await? {
+                if let Some(f) = self.load_cached::<A>(&r.with_digest(&md), &md).await? {
                     debug!(manifest_digest = %md, "tag resolved from cache");
                     return Ok(f);
                 }
             }
         }
-        match self.fetch_online(r, scheme).await {
+        match self.fetch_online::<A>(r, scheme).await {
             Ok(f) => {
                 let cache = self.cache.clone();
                 let md = f.manifest_digest.clone();
@@ -333,33 +444,47 @@ impl Fetcher {
         }
     }
 
-    async fn load_cached(&self, r: &PolicyRef, md: &str) -> Result<Option<Fetched>, OciError> {
+    async fn load_cached<A: Artifact>(
+        &self,
+        r: &PolicyRef,
+        md: &str,
+    ) -> Result<Option<Verified<A>>, OciError> {
         let cache = self.cache.clone();
         let (reference, digest) = (r.to_string(), md.to_string());
-        let hit = blocking(move || cache.load(&reference, &digest)).await?;
+        let hit = blocking(move || cache.load::<A>(&reference, &digest)).await?;
         Ok(hit.map(
-            |CachedPolicy {
-                 wasm,
+            |CachedArtifact {
+                 layer,
                  layer_digest,
                  path,
-             }| Fetched {
-                wasm,
+                 content,
+             }| Verified {
+                layer,
                 path,
                 layer_digest,
                 manifest_digest: md.to_string(),
+                content,
                 from_cache: true,
             },
         ))
     }
 
-    async fn fetch_online(&self, r: &PolicyRef, scheme: Scheme) -> Result<Fetched, Online> {
-        match tokio::time::timeout(self.timeout, self.fetch_online_inner(r, scheme)).await {
+    async fn fetch_online<A: Artifact>(
+        &self,
+        r: &PolicyRef,
+        scheme: Scheme,
+    ) -> Result<Verified<A>, Online> {
+        match tokio::time::timeout(self.timeout, self.fetch_online_inner::<A>(r, scheme)).await {
             Ok(res) => res,
             Err(elapsed) => Err(Online::Unreachable(Box::new(elapsed))),
         }
     }
 
-    async fn fetch_online_inner(&self, r: &PolicyRef, scheme: Scheme) -> Result<Fetched, Online> {
+    async fn fetch_online_inner<A: Artifact>(
+        &self,
+        r: &PolicyRef,
+        scheme: Scheme,
+    ) -> Result<Verified<A>, Online> {
         let registry = r.registry();
         let reference = r.to_string();
         let client = self.client(registry, scheme)?;
@@ -402,83 +527,118 @@ impl Fetcher {
                 .into());
             }
         }
-        let layer = validate_manifest(&reference, &manifest)?;
-
-        // Layers are content-addressed: one already cached (and re-verified)
-        // need not be downloaded again.
-        let cache = self.cache.clone();
-        let ld = layer.digest.clone();
-        let cached = blocking(move || cache.get_blob(&ld)).await?;
-        let wasm = match cached {
-            Some(w) => w,
-            None => {
-                let limit = usize::try_from(layer.size).unwrap_or(0);
-                let mut sink = CappedSink {
-                    // The announced size is only trusted as an upper bound.
-                    buf: Vec::with_capacity(limit.min(1 << 20)),
-                    limit,
-                    overflowed: false,
-                };
-                match client.pull_blob(&oref, &layer, &mut sink).await {
-                    Ok(()) => {}
-                    Err(_) if sink.overflowed => {
-                        return Err(OciError::LayerDigestMismatch {
-                            reference,
-                            expected: layer.digest.clone(),
-                            actual: format!(
-                                "more than the {} bytes the manifest announces",
-                                layer.size
-                            ),
-                        }
-                        .into())
-                    }
-                    Err(e) if is_unreachable(&e) => return Err(Online::Unreachable(Box::new(e))),
-                    Err(OciDistributionError::DigestError(DigestError::VerificationError {
-                        actual,
-                        ..
-                    })) => {
-                        return Err(OciError::LayerDigestMismatch {
-                            reference,
-                            expected: layer.digest.clone(),
-                            actual,
-                        }
-                        .into())
-                    }
-                    Err(e) => return Err(registry_error(registry, "pull layer", e).into()),
-                }
-                sink.buf
-            }
+        let layout = validate_manifest(A::KIND, &reference, &manifest)?;
+        let config = if A::KIND.needs_config() {
+            Some(
+                self.pull_verified(&client, &oref, &reference, &layout.config, Blob::Config)
+                    .await?,
+            )
+        } else {
+            None
         };
-        let actual = sha256_digest(&wasm);
-        if actual != layer.digest {
-            return Err(OciError::LayerDigestMismatch {
-                reference,
-                expected: layer.digest.clone(),
-                actual,
-            }
-            .into());
-        }
-        check_wasm(&reference, &wasm)?;
-
-        let cache = self.cache.clone();
-        let (ld, md) = (layer.digest.clone(), manifest_digest.clone());
-        let (wasm, path) = blocking(move || {
-            // Layer first, manifest next, index last: a crash in between
-            // leaves only unreferenced, verified blobs.
-            let path = cache.put_blob(&ld, &wasm)?;
-            cache.put_blob(&md, &manifest)?;
-            cache.put_ref(&md, &ld)?;
-            Ok((wasm, path))
+        let layer = self
+            .pull_verified(&client, &oref, &reference, &layout.layer, Blob::Layer)
+            .await?;
+        // Decoding may gunzip megabytes: off the runtime.
+        let (content, config, layer) = blocking(move || {
+            let content = A::decode(&reference, config.as_deref(), &layer)?;
+            Ok((content, config, layer))
         })
         .await?;
-        info!(manifest_digest = %manifest_digest, layer_digest = %layer.digest, "policy pulled and verified");
-        Ok(Fetched {
-            wasm,
+
+        let cache = self.cache.clone();
+        let (ld, cd, md) = (
+            layout.layer.digest.clone(),
+            layout.config.digest.clone(),
+            manifest_digest.clone(),
+        );
+        let (layer, path) = blocking(move || {
+            // Blobs first, manifest next, index last: a crash in between
+            // leaves only unreferenced, verified blobs.
+            let path = cache.put_blob(&ld, &layer)?;
+            if let Some(c) = &config {
+                cache.put_blob(&cd, c)?;
+            }
+            cache.put_blob(&md, &manifest)?;
+            cache.put_ref(&md, &ld)?;
+            Ok((layer, path))
+        })
+        .await?;
+        info!(manifest_digest = %manifest_digest, layer_digest = %layout.layer.digest, "artifact pulled and verified");
+        Ok(Verified {
+            layer,
             path,
-            layer_digest: layer.digest,
+            layer_digest: layout.layer.digest,
             manifest_digest,
+            content,
             from_cache: false,
         })
+    }
+
+    /// A blob named by a verified manifest: from the cache (re-hashed) or the
+    /// registry, never buffering more than its descriptor announces, and
+    /// accepted only if it hashes to the descriptor's digest.
+    async fn pull_verified(
+        &self,
+        client: &Client,
+        oref: &oci_client::Reference,
+        reference: &str,
+        desc: &OciDescriptor,
+        blob: Blob,
+    ) -> Result<Vec<u8>, Online> {
+        let mismatch = |actual: String| match blob {
+            Blob::Layer => OciError::LayerDigestMismatch {
+                reference: reference.to_string(),
+                expected: desc.digest.clone(),
+                actual,
+            },
+            Blob::Config => OciError::ConfigDigestMismatch {
+                reference: reference.to_string(),
+                expected: desc.digest.clone(),
+                actual,
+            },
+        };
+        // Blobs are content-addressed: one already cached (and re-verified)
+        // need not be downloaded again.
+        let cache = self.cache.clone();
+        let d = desc.digest.clone();
+        if let Some(b) = blocking(move || cache.get_blob(&d)).await? {
+            return Ok(b);
+        }
+        let limit = usize::try_from(desc.size).unwrap_or(0);
+        let mut sink = CappedSink {
+            // The announced size is only trusted as an upper bound.
+            buf: Vec::with_capacity(limit.min(1 << 20)),
+            limit,
+            overflowed: false,
+        };
+        match client.pull_blob(oref, desc, &mut sink).await {
+            Ok(()) => {}
+            Err(_) if sink.overflowed => {
+                return Err(mismatch(format!(
+                    "more than the {} bytes the manifest announces",
+                    desc.size
+                ))
+                .into())
+            }
+            Err(e) if is_unreachable(&e) => return Err(Online::Unreachable(Box::new(e))),
+            Err(OciDistributionError::DigestError(DigestError::VerificationError {
+                actual,
+                ..
+            })) => return Err(mismatch(actual).into()),
+            Err(e) => {
+                let op = match blob {
+                    Blob::Layer => "pull layer",
+                    Blob::Config => "pull config",
+                };
+                return Err(registry_error(oref.registry(), op, e).into());
+            }
+        }
+        let actual = sha256_digest(&sink.buf);
+        if actual != desc.digest {
+            return Err(mismatch(actual).into());
+        }
+        Ok(sink.buf)
     }
 
     /// Pushes `wasm` as a policy artifact (config
@@ -493,14 +653,7 @@ impl Fetcher {
     /// [`OciError::NotWasm`] (no magic, or a component oci-wasm cannot decode),
     /// [`OciError::Unauthorized`], [`OciError::Registry`].
     pub async fn push(&self, registry_repo_tag: &str, wasm: &[u8]) -> Result<String, OciError> {
-        let r = PolicyRef::parse_with_pull_policy(registry_repo_tag, Some(PullPolicy::Always))?;
-        if r.tag().is_none() {
-            return Err(OciError::InvalidReference {
-                reference: registry_repo_tag.to_string(),
-                reason: "push needs registry/repo:tag".into(),
-            });
-        }
-        let scheme = self.scheme_for(&r)?;
+        let (r, scheme) = self.push_target(registry_repo_tag)?;
         check_wasm(registry_repo_tag, wasm)?;
         let is_component = wasm.get(4..8) == Some(&[0x0d, 0x00, 0x01, 0x00][..]);
         let described = if is_component {
@@ -517,11 +670,128 @@ impl Fetcher {
         let config = wasm_config.to_config().map_err(not_wasm)?;
         let mut manifest = OciImageManifest::build(std::slice::from_ref(&layer), &config, None);
         manifest.media_type = Some(WASM_MANIFEST_MEDIA_TYPE.to_string());
-        let body = serde_json::to_vec(&manifest).map_err(|source| OciError::InvalidManifest {
+        self.push_image(
+            registry_repo_tag,
+            &r,
+            scheme,
+            &manifest,
+            layer.data.to_vec(),
+            config.data.to_vec(),
+            "policy pushed",
+        )
+        .await
+    }
+
+    /// Pushes `object` as a bytecode image (see [`Fetcher::push_bytecode_file`])
+    /// with the object named [`DEFAULT_BYTECODE_FILE_NAME`] in the layer.
+    ///
+    /// # Errors
+    /// As [`Fetcher::push_bytecode_file`].
+    pub async fn push_bytecode(
+        &self,
+        registry_repo_tag: &str,
+        object: &[u8],
+        programs: &BTreeMap<String, String>,
+        maps: &BTreeMap<String, String>,
+    ) -> Result<String, OciError> {
+        self.push_bytecode_file(
+            registry_repo_tag,
+            DEFAULT_BYTECODE_FILE_NAME,
+            object,
+            programs,
+            maps,
+        )
+        .await
+    }
+
+    /// Pushes `object` to `registry/repo:tag` as a bpfman bytecode image and
+    /// returns the pinned reference `registry/repo@sha256:<manifest>`: an OCI
+    /// image manifest, an `application/vnd.oci.image.config.v1+json` config
+    /// whose `config.Labels` hold `io.ebpf.programs` and `io.ebpf.maps` (JSON
+    /// objects of name → type) and `io.ebpf.filename`, and one
+    /// `application/vnd.oci.image.layer.v1.tar+gzip` layer with the object at
+    /// its root as `file_name`. The same inputs give the same digest.
+    ///
+    /// # Errors
+    /// [`OciError::InvalidReference`] (no tag), [`OciError::InsecureNotAllowed`],
+    /// [`OciError::InvalidBytecode`] (not an ELF64 EM_BPF object, no program,
+    /// an empty name or type, a file name that is not one component ending in
+    /// `.o`), [`OciError::Unauthorized`], [`OciError::Registry`],
+    /// [`OciError::Timeout`].
+    pub async fn push_bytecode_file(
+        &self,
+        registry_repo_tag: &str,
+        file_name: &str,
+        object: &[u8],
+        programs: &BTreeMap<String, String>,
+        maps: &BTreeMap<String, String>,
+    ) -> Result<String, OciError> {
+        let (r, scheme) = self.push_target(registry_repo_tag)?;
+        check_bpf_object(registry_repo_tag, object, false)?;
+        check_file_name(registry_repo_tag, file_name)?;
+        let bad_label = |reason: String| OciError::InvalidBytecode {
+            subject: registry_repo_tag.to_string(),
+            reason,
+        };
+        if programs.is_empty() {
+            return Err(bad_label("no program given (function name → type)".into()));
+        }
+        for (what, m) in [("program", programs), ("map", maps)] {
+            if let Some((k, v)) = m.iter().find(|(k, v)| k.is_empty() || v.is_empty()) {
+                return Err(bad_label(format!(
+                    "{what} {k:?} → {v:?}: empty name or type"
+                )));
+            }
+        }
+        let built = build_image(registry_repo_tag, file_name, object, programs, maps)?;
+        self.push_image(
+            registry_repo_tag,
+            &r,
+            scheme,
+            &built.manifest,
+            built.layer,
+            built.config,
+            "bytecode image pushed",
+        )
+        .await
+    }
+
+    /// Parses a push target (a tag is required) and decides its transport.
+    fn push_target(&self, registry_repo_tag: &str) -> Result<(PolicyRef, Scheme), OciError> {
+        let r = PolicyRef::parse_with_pull_policy(registry_repo_tag, Some(PullPolicy::Always))?;
+        if r.tag().is_none() {
+            return Err(OciError::InvalidReference {
+                reference: registry_repo_tag.to_string(),
+                reason: "push needs registry/repo:tag".into(),
+            });
+        }
+        let scheme = self.scheme_for(&r)?;
+        Ok((r, scheme))
+    }
+
+    /// Uploads the layer, the config and the manifest (whose media type it
+    /// names); returns the pinned reference, the digest computed here over the
+    /// exact manifest bytes uploaded.
+    #[allow(clippy::too_many_arguments)]
+    async fn push_image(
+        &self,
+        registry_repo_tag: &str,
+        r: &PolicyRef,
+        scheme: Scheme,
+        manifest: &OciImageManifest,
+        layer: Vec<u8>,
+        config: Vec<u8>,
+        done: &'static str,
+    ) -> Result<String, OciError> {
+        let body = serde_json::to_vec(manifest).map_err(|source| OciError::InvalidManifest {
             reference: registry_repo_tag.to_string(),
             source,
         })?;
         let manifest_digest = sha256_digest(&body);
+        let media_type = manifest
+            .media_type
+            .as_deref()
+            .unwrap_or(OCI_IMAGE_MEDIA_TYPE);
 
         let registry = r.registry();
         let client = self.client(registry, scheme)?;
@@ -532,20 +802,17 @@ impl Fetcher {
                 .store_auth_if_needed(oref.resolve_registry(), &auth)
                 .await;
             client
-                .push_blob(&oref, layer.data.clone(), &manifest.layers[0].digest)
+                .push_blob(&oref, layer, &manifest.layers[0].digest)
                 .await
                 .map_err(|e| registry_error(registry, "push layer", e))?;
             client
-                .push_blob(&oref, config.data.clone(), &manifest.config.digest)
+                .push_blob(&oref, config, &manifest.config.digest)
                 .await
                 .map_err(|e| registry_error(registry, "push config", e))?;
-            let content_type =
-                WASM_MANIFEST_MEDIA_TYPE
-                    .parse()
-                    .map_err(|_| OciError::InvalidReference {
-                        reference: registry_repo_tag.to_string(),
-                        reason: "manifest media type is not a header value".into(),
-                    })?;
+            let content_type = media_type.parse().map_err(|_| OciError::InvalidReference {
+                reference: registry_repo_tag.to_string(),
+                reason: "manifest media type is not a header value".into(),
+            })?;
             client
                 .push_manifest_raw(&oref, body, content_type)
                 .await
@@ -561,7 +828,14 @@ impl Fetcher {
                 after: self.timeout,
             })??;
         let pinned = r.with_digest(&manifest_digest).to_string();
-        info!(%pinned, "policy pushed");
+        info!(%pinned, "{done}");
         Ok(pinned)
     }
+}
+
+/// Which blob of a manifest is being pulled (for errors).
+#[derive(Clone, Copy)]
+enum Blob {
+    Config,
+    Layer,
 }
