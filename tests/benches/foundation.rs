@@ -168,6 +168,31 @@ async fn cni_latency(n: usize) -> (Vec<Duration>, Vec<Duration>) {
     (add, del)
 }
 
+/// The kernel's own cost of what CNI ADD must do, in process and without
+/// exec: move a 4-queue veth into a netns and bring it up, then move it back.
+/// On this kernel `__dev_change_net_namespace` waits in `rcu_barrier()`
+/// (seen with `perf record -e sched:sched_switch -g`), the floor under ADD.
+fn netns_move_floor(n: usize) -> (Vec<Duration>, Vec<Duration>) {
+    let pod = afxdp_testnet::Netns::new("afxfloor").expect("netns");
+    let a = afxdp_testnet::unique_name("fl");
+    let b = afxdp_testnet::unique_name("fl");
+    let veth = afxdp_testnet::VethPair::new(&a, &b, 4).expect("veth");
+    let host = afxdp_netdev::NetnsHandle::current().expect("host netns");
+    let target = afxdp_netdev::NetnsHandle::open(pod.path()).expect("pod netns");
+    let (mut into, mut back) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for _ in 0..n {
+        let t = std::time::Instant::now();
+        afxdp_netdev::move_link(&a, &host, &target).expect("move in");
+        afxdp_netdev::set_link_up(&target, &a).expect("up");
+        into.push(t.elapsed());
+        let t = std::time::Instant::now();
+        afxdp_netdev::move_link(&a, &target, &host).expect("move back");
+        back.push(t.elapsed());
+    }
+    drop(veth);
+    (into, back)
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
@@ -184,6 +209,7 @@ fn main() {
         let alloc_pinned = allocate_latency(Sharing::Pinned, false, n).await;
         let alloc_prepared = allocate_latency(Sharing::Uds, true, n).await;
         let (add, del) = cni_latency(n.min(100)).await;
+        let (floor_in, floor_back) = netns_move_floor(n.min(100));
         println!("\nafxdp-rs foundation bench (ms)");
         println!(
             "{:<34} {:>6} {:>10} {:>10} {:>10}",
@@ -206,5 +232,7 @@ fn main() {
         );
         row("afxdp-cni ADD (exec)", add, Some(Duration::from_millis(10)));
         row("afxdp-cni DEL (exec)", del, None);
+        row("kernel: veth into netns + up", floor_in, None);
+        row("kernel: veth back to host netns", floor_back, None);
     });
 }

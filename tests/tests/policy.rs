@@ -483,3 +483,68 @@ async fn policy_calls_of_a_pool_are_bounded_by_max_concurrent_calls() {
         lab.teardown().await.expect("teardown");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytecode_image_chosen_by_pod_label_is_pulled_and_attached() {
+    afxdp_testnet::require_root();
+    let mut reg = Registry::start(None);
+    let (ibl_ref, _) = push(&reg, "image-by-label").await;
+    // The agent's own redirect program, shipped as a bpfman bytecode image.
+    let cache = tempfile::tempdir().expect("tempdir");
+    let fetcher = afxdp_oci::Fetcher::new(afxdp_oci::FetcherConfig {
+        cache_dir: cache.path().to_path_buf(),
+        auth: afxdp_oci::Auth::Anonymous,
+        insecure_registries: Vec::new(),
+        timeout: Duration::from_secs(10),
+    })
+    .expect("fetcher");
+    let programs = [("xsk_redirect".to_string(), "xdp".to_string())].into();
+    let maps = [("xsks_map".to_string(), "xskmap".to_string())].into();
+    let image = fetcher
+        .push_bytecode(
+            &format!("{}/xdp/redirect:v1", reg.addr()),
+            afxdp_program::builtin_object(),
+            &programs,
+            &maps,
+        )
+        .await
+        .expect("push image");
+    let policy = serde_json::json!({
+        "ref": ibl_ref,
+        "failurePolicy": "Fail",
+        "config": {
+            "images": { "fast": { "image": image, "mode": "generic" } },
+            "allow": ["fast", "builtin"],
+        },
+    });
+    let mut lab = Lab::start(LabConfig {
+        nics: 2,
+        policy: Some(policy),
+        ..Default::default()
+    })
+    .await
+    .expect("lab");
+    let agent = lab.daemon.as_ref().expect("daemon").agent.clone();
+    let fast: std::collections::BTreeMap<String, String> =
+        [("afxdp.io/program".to_string(), "fast".to_string())].into();
+    lab.add_pod_with("first", Default::default(), fast.clone())
+        .await
+        .expect("pod with the image");
+    // The registry goes away: the pinned image is served from the node's cache.
+    reg.stop();
+    lab.add_pod_with("second", Default::default(), fast)
+        .await
+        .expect("pod with the cached image");
+    for pod in &lab.pods {
+        let alloc = agent.allocation(&pod.device).expect("allocation");
+        assert_eq!(
+            alloc.program,
+            format!("image {image} (xsk_redirect)"),
+            "{alloc:?}"
+        );
+        let sent = lab.send(&pod.device, 4, 10).expect("send");
+        pod.wait_total(sent, Duration::from_secs(10))
+            .expect("traffic through the image's program");
+    }
+    lab.teardown().await.expect("teardown");
+}

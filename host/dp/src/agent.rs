@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use afxdp_program::{AttachRequest, ProgramManager};
 use afxdp_proto::deviceplugin as dp;
 
+use crate::images::ImageResolver;
 use crate::policies::{self, PolicyStore};
 use crate::pool::{self, Inventory};
 use crate::sharing::{self, SharingKind, UdsServers};
@@ -57,6 +58,12 @@ pub enum AllocateError {
     },
     #[error("pool {pool}: its policy is not loaded: {reason}")]
     PolicyUnavailable { pool: String, reason: String },
+    #[error("pool {pool}: {source}")]
+    Image {
+        pool: String,
+        #[source]
+        source: crate::images::ImageError,
+    },
     #[error("persisting state: {0}")]
     State(#[from] StateError),
 }
@@ -104,6 +111,8 @@ pub struct Agent {
     inner: Mutex<Inner>,
     programs: Arc<dyn ProgramManager>,
     policies: Option<Arc<PolicyStore>>,
+    /// Pulls the bytecode images policies choose; `None`: images are refused.
+    images: Option<Arc<ImageResolver>>,
     store: StateStore,
     /// One sender per pool: the ListAndWatch device list.
     lists: BTreeMap<String, watch::Sender<Vec<dp::Device>>>,
@@ -137,6 +146,7 @@ impl Agent {
             }),
             programs,
             policies,
+            images: None,
             store,
             lists,
         }
@@ -145,6 +155,14 @@ impl Agent {
     /// Turn attachment preparation on or off (see [`Agent::prepare_free_devices`]).
     pub fn with_preparation(prepare: bool, agent: Agent) -> Agent {
         Agent { prepare, ..agent }
+    }
+
+    /// Let policies choose bytecode images (pulled through `images`).
+    pub fn with_images(images: Arc<ImageResolver>, agent: Agent) -> Agent {
+        Agent {
+            images: Some(images),
+            ..agent
+        }
     }
 
     /// The policy in force for `pool`, if any (one snapshot per decision set).
@@ -368,22 +386,40 @@ impl Agent {
                 |p| p.call(|l, ctx| l.assign_queues(ctx, &view, pod)),
                 || policies::configured_queues(cfg, &view),
             )?;
-            let program = match &choice.value.source {
-                afxdp_policy::ProgramSource::Builtin => None,
-                afxdp_policy::ProgramSource::File(path) => Some(path.as_path()),
+            let function = choice.value.function.as_deref();
+            let (program, function, program_desc) = match &choice.value.source {
+                afxdp_policy::ProgramSource::Builtin => {
+                    (None, function.map(str::to_string), "builtin".to_string())
+                }
+                afxdp_policy::ProgramSource::File(path) => (
+                    Some(path.clone()),
+                    function.map(str::to_string),
+                    format!("file {}", path.display()),
+                ),
                 afxdp_policy::ProgramSource::Image(image) => {
-                    return Err(AllocateError::Unsupported {
-                        pool: pool_name.into(),
-                        what: format!("bytecode image {image} (needs the bpfman program manager)"),
-                    })
+                    let Some(images) = &self.images else {
+                        return Err(AllocateError::Unsupported {
+                            pool: pool_name.into(),
+                            what: format!("bytecode image {image} (no image puller configured)"),
+                        });
+                    };
+                    let r =
+                        images
+                            .resolve(image, function)
+                            .map_err(|source| AllocateError::Image {
+                                pool: pool_name.into(),
+                                source,
+                            })?;
+                    let desc = format!("image {}", r.pinned);
+                    (Some(r.object), r.function, desc)
                 }
             };
             let req = AttachRequest {
                 device,
                 ifindex: dev.netdev.ifindex,
                 mode: attach_mode(choice.value.mode),
-                program,
-                function: choice.value.function.as_deref(),
+                program: program.as_deref(),
+                function: function.as_deref(),
             };
             // A free device carries a prepared attachment (see `prepare`): the
             // same request returns it at once. A policy that chose another
@@ -446,6 +482,10 @@ impl Agent {
                 allocated_at: Allocation::now(),
                 netdev: dev.netdev.clone(),
                 decided_by: decided_by(&choice.by, &plan.by),
+                program: match &function {
+                    Some(f) => format!("{program_desc} ({f})"),
+                    None => program_desc,
+                },
             });
         }
         let mut next = inner.state.clone();

@@ -149,15 +149,22 @@ impl Daemon {
             timeout: Duration::from_secs(5),
         });
         let uds = UdsServers::new(opts.state_dir.join("uds"), backend);
-        let agent = Arc::new(Agent::with_preparation(
-            opts.prepare_attachments,
-            Agent::new(
-                inventory,
-                state,
-                store,
-                programs,
-                uds,
-                Some(policies.clone()),
+        let images = Arc::new(crate::images::ImageResolver::new(
+            policies.fetcher(),
+            tokio::runtime::Handle::current(),
+        ));
+        let agent = Arc::new(Agent::with_images(
+            images,
+            Agent::with_preparation(
+                opts.prepare_attachments,
+                Agent::new(
+                    inventory,
+                    state,
+                    store,
+                    programs,
+                    uds,
+                    Some(policies.clone()),
+                ),
             ),
         ));
         agent

@@ -64,9 +64,9 @@ pub fn allocate_status(e: &AllocateError) -> Status {
         AllocateError::Attach { .. }
         | AllocateError::SharePin { .. }
         | AllocateError::Sharing(_) => Status::internal(msg),
-        AllocateError::Policy { .. } | AllocateError::PolicyUnavailable { .. } => {
-            Status::failed_precondition(msg)
-        }
+        AllocateError::Policy { .. }
+        | AllocateError::PolicyUnavailable { .. }
+        | AllocateError::Image { .. } => Status::failed_precondition(msg),
         AllocateError::State(_) => Status::unavailable(msg),
     }
 }

@@ -14,6 +14,7 @@ pub mod agent;
 pub mod daemon;
 pub mod deviceplugin;
 pub mod handshake_backend;
+pub mod images;
 pub mod nodeapi;
 pub mod podresources;
 pub mod pods;

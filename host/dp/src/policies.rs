@@ -83,7 +83,7 @@ pub enum PolicyLoadError {
 /// Every pool's policy in force.
 pub struct PolicyStore {
     engine: PolicyEngine,
-    fetcher: afxdp_oci::Fetcher,
+    fetcher: Arc<afxdp_oci::Fetcher>,
     current: RwLock<BTreeMap<String, Arc<PoolPolicy>>>,
     /// Pools whose configured policy could not be loaded and that have none
     /// in force: why (a `Fail` pool refuses allocations with this).
@@ -133,11 +133,17 @@ impl PolicyStore {
         .map_err(|e| PolicyLoadError::Engine(e.to_string()))?;
         Ok(Self {
             engine,
-            fetcher,
+            fetcher: Arc::new(fetcher),
             current: RwLock::new(BTreeMap::new()),
             unavailable: RwLock::new(BTreeMap::new()),
             gates: Mutex::new(BTreeMap::new()),
         })
+    }
+
+    /// The OCI fetcher (registry credentials, insecure list, cache), shared
+    /// with the bytecode images policies choose.
+    pub fn fetcher(&self) -> Arc<afxdp_oci::Fetcher> {
+        self.fetcher.clone()
     }
 
     /// The policy in force for `pool` (a snapshot: keep it for a whole allocation).

@@ -37,6 +37,10 @@ pub struct Allocation {
     /// Who decided program and queues: `policy sha256:...` or `default (...)`.
     #[serde(default)]
     pub decided_by: String,
+    /// The program attached: `builtin`, `file <path>` or
+    /// `image <registry/repo@sha256:...>`, with the function when named.
+    #[serde(default)]
+    pub program: String,
 }
 
 impl Allocation {
@@ -179,6 +183,7 @@ mod tests {
                 mtu: 1500,
             },
             decided_by: "default (no policy)".into(),
+            program: "builtin".into(),
         }
     }
 
