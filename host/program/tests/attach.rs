@@ -2,72 +2,48 @@
 //! in the host netns with unique names, netns of our own, everything removed
 //! by RAII guards. They fail (never skip) without root.
 
-use std::{
-    ffi::CString,
-    path::{Path, PathBuf},
-    process::Command,
-    sync::atomic::{AtomicU32, Ordering},
-};
+use std::ffi::CString;
+use std::path::{Path, PathBuf};
 
 use afxdp_program::{AttachRequest, NativeManager, ProgramError, ProgramManager, XdpMode};
-
-static SEQ: AtomicU32 = AtomicU32::new(0);
-
-/// A unique short name (≤ 15 bytes) for links and netns of this test.
-fn unique(tag: &str) -> String {
-    let n = SEQ.fetch_add(1, Ordering::Relaxed);
-    format!("{tag}{}x{n}", std::process::id() % 10_000_000)
-}
+use afxdp_testnet::{ip as try_ip, unique_name, Netns, VethPair};
 
 fn ip(args: &[&str]) -> String {
-    let out = Command::new("ip").args(args).output().expect("run ip");
-    assert!(
-        out.status.success(),
-        "ip {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    try_ip(args).unwrap_or_else(|e| panic!("ip {args:?}: {e}"))
 }
 
-/// A veth pair in the host netns; Drop deletes it wherever it is.
+/// A 4-queue veth pair in the host netns whose end `a` the tests move
+/// around; the testnet guard deletes it wherever it is.
 struct Veth {
     a: String,
     b: String,
     netns: Option<String>,
+    pair: VethPair,
 }
 
 impl Veth {
     fn new() -> Self {
-        let a = unique("pa");
-        let b = unique("pb");
-        ip(&[
-            "link",
-            "add",
-            &a,
-            "numrxqueues",
-            "4",
-            "numtxqueues",
-            "4",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &b,
-            "numrxqueues",
-            "4",
-            "numtxqueues",
-            "4",
-        ]);
-        Veth { a, b, netns: None }
+        let pair = VethPair::new(&unique_name("pa"), &unique_name("pb"), 4).expect("veth");
+        Veth {
+            a: pair.a().to_string(),
+            b: pair.b().to_string(),
+            netns: None,
+            pair,
+        }
     }
 
-    fn move_a(&mut self, netns: Option<&str>) {
+    fn move_a(&mut self, netns: Option<&Netns>) {
         match (self.netns.as_deref(), netns) {
-            (None, Some(ns)) => ip(&["link", "set", &self.a, "netns", ns]),
-            (Some(from), None) => ip(&["-n", from, "link", "set", &self.a, "netns", "1"]),
+            (None, Some(ns)) => {
+                ip(&["link", "set", &self.a, "netns", ns.name()]);
+                self.pair.also_look_in(ns);
+            }
+            (Some(from), None) => {
+                ip(&["-n", from, "link", "set", &self.a, "netns", "1"]);
+            }
             _ => panic!("bad move"),
-        };
-        self.netns = netns.map(str::to_string);
+        }
+        self.netns = netns.map(|n| n.name().to_string());
     }
 
     /// `ip -d link show` of `a` wherever it is.
@@ -76,34 +52,6 @@ impl Veth {
             Some(ns) => ip(&["-n", ns, "-d", "link", "show", "dev", &self.a]),
             None => ip(&["-d", "link", "show", "dev", &self.a]),
         }
-    }
-}
-
-impl Drop for Veth {
-    fn drop(&mut self) {
-        let mut cmd = Command::new("ip");
-        if let Some(ns) = &self.netns {
-            cmd.args(["-n", ns]);
-        }
-        let _ = cmd.args(["link", "del", &self.a]).output();
-        let _ = Command::new("ip").args(["link", "del", &self.b]).output();
-    }
-}
-
-/// `ip netns add`; Drop deletes it.
-struct Netns(String);
-
-impl Netns {
-    fn new() -> Self {
-        let name = unique("ns");
-        ip(&["netns", "add", &name]);
-        Netns(name)
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
     }
 }
 
@@ -166,10 +114,7 @@ fn entries(dir: &Path) -> Vec<String> {
 }
 
 fn assert_root() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "these tests need root (CAP_NET_ADMIN, CAP_BPF, CAP_SYS_ADMIN)"
-    );
+    afxdp_testnet::require_root();
 }
 
 #[test]
@@ -178,7 +123,7 @@ fn attach_survives_netns_moves_and_detaches_anywhere() {
     let root = PinRoot::new();
     let mgr = NativeManager::new(root.path()).expect("manager");
     let mut veth = Veth::new();
-    let ns = Netns::new();
+    let ns = Netns::new("pns").expect("netns");
 
     // Auto on veth picks native.
     let att = mgr.attach(&req(&veth.a, XdpMode::Auto)).expect("attach");
@@ -189,7 +134,7 @@ fn attach_survives_netns_moves_and_detaches_anywhere() {
     mgr.xsk_map_fd(&veth.a).expect("map fd");
 
     // Into a netns and back: still attached.
-    veth.move_a(Some(&ns.0));
+    veth.move_a(Some(&ns));
     assert_eq!(
         xdp_prog_id(&veth.show_a()),
         Some(att.program_id),
@@ -211,7 +156,7 @@ fn attach_survives_netns_moves_and_detaches_anywhere() {
         .expect("attach generic");
     assert_eq!(att.mode, XdpMode::Generic);
     assert!(veth.show_a().contains("xdpgeneric"), "{}", veth.show_a());
-    veth.move_a(Some(&ns.0));
+    veth.move_a(Some(&ns));
     assert_eq!(xdp_prog_id(&veth.show_a()), Some(att.program_id));
     assert!(mgr.detach(&veth.a).expect("detach in netns"));
     assert_eq!(xdp_prog_id(&veth.show_a()), None, "still attached in netns");
