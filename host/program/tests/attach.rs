@@ -16,7 +16,6 @@ fn ip(args: &[&str]) -> String {
 /// around; the testnet guard deletes it wherever it is.
 struct Veth {
     a: String,
-    b: String,
     netns: Option<String>,
     pair: VethPair,
 }
@@ -26,7 +25,6 @@ impl Veth {
         let pair = VethPair::new(&unique_name("pa"), &unique_name("pb"), 4).expect("veth");
         Veth {
             a: pair.a().to_string(),
-            b: pair.b().to_string(),
             netns: None,
             pair,
         }
