@@ -152,7 +152,7 @@ fn policy_wasm(name: &str) -> std::path::PathBuf {
 fn afxdpctl_policy_test_runs_each_example_policys_cases() {
     let ctl = bins::find("afxdpctl").expect("afxdpctl built");
     let policies = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
-    for name in ["default", "numa-spread", "flow-steering"] {
+    for name in ["default", "numa-spread", "flow-steering", "image-by-label"] {
         let out = Command::new(&ctl)
             .args(["policy", "test"])
             .arg(policies.join(name).join("cases"))
