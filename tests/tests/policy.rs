@@ -542,6 +542,7 @@ async fn bytecode_image_chosen_by_pod_label_is_pulled_and_attached() {
             format!("image {image} (xsk_redirect)"),
             "{alloc:?}"
         );
+        assert_eq!(alloc.pod, format!("lab/{}", pod.name), "{alloc:?}");
         let sent = lab.send(&pod.device, 4, 10).expect("send");
         pod.wait_total(sent, Duration::from_secs(10))
             .expect("traffic through the image's program");

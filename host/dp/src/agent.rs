@@ -482,6 +482,11 @@ impl Agent {
                 allocated_at: Allocation::now(),
                 netdev: dev.netdev.clone(),
                 decided_by: decided_by(&choice.by, &plan.by),
+                pod: if pod.name.is_empty() {
+                    String::new()
+                } else {
+                    format!("{}/{}", pod.namespace, pod.name)
+                },
                 program: match &function {
                     Some(f) => format!("{program_desc} ({f})"),
                     None => program_desc,
@@ -522,6 +527,12 @@ impl Agent {
             };
             (alloc, cfg)
         };
+        if !alloc.pod.is_empty()
+            && !pod.name.is_empty()
+            && alloc.pod != format!("{}/{}", pod.namespace, pod.name)
+        {
+            tracing::warn!(device, decided_for = %alloc.pod, cni_pod = %format!("{}/{}", pod.namespace, pod.name), "the device was allocated for another pod than the one plumbing it");
+        }
         let snapshot = self.snapshot(&cfg);
         let view = policies::netdev_view(&alloc.netdev);
         let rules = decide(

@@ -41,6 +41,10 @@ pub struct Allocation {
     /// `image <registry/repo@sha256:...>`, with the function when named.
     #[serde(default)]
     pub program: String,
+    /// `namespace/name` of the pod the allocation was decided for, when
+    /// afxdp-dp could tell at Allocate (pools with a policy); empty otherwise.
+    #[serde(default)]
+    pub pod: String,
 }
 
 impl Allocation {
@@ -184,6 +188,7 @@ mod tests {
             },
             decided_by: "default (no policy)".into(),
             program: "builtin".into(),
+            pod: String::new(),
         }
     }
 
