@@ -18,8 +18,7 @@ use std::{
     fs::File,
     io::{BufRead, BufReader},
     net::Ipv4Addr,
-    os::unix::fs::PermissionsExt,
-    path::{Path, PathBuf},
+    path::Path,
     process::{Child, Command, Stdio},
     sync::mpsc,
     time::Duration,
@@ -28,7 +27,7 @@ use std::{
 use afxdp_program::{AttachRequest, NativeManager, ProgramManager, XdpMode};
 use afxdp_testnet::pod::{self, ContainerMounts, PodUser, CAP_NET_RAW};
 use afxdp_testnet::{
-    ip, require_root, send_udp, unique_name, wait_until, Netns, VethOptions, VethPair,
+    ip, require_root, send_udp, unique_name, wait_until, Netns, PinRoot, VethOptions, VethPair,
 };
 
 /// uid/gid 65534 with CAP_NET_RAW only.
@@ -51,20 +50,6 @@ fn quiet_netns(prefix: &str) -> Netns {
 
 /// Unmounts the test bpffs; detaching is done by the test body, and the
 /// pins go with the mount anyway.
-struct PinRoot(tempfile::TempDir);
-
-impl PinRoot {
-    fn path(&self) -> PathBuf {
-        self.0.path().join("pins")
-    }
-}
-
-impl Drop for PinRoot {
-    fn drop(&mut self) {
-        let _ = nix::mount::umount2(&self.path(), nix::mount::MntFlags::MNT_DETACH);
-    }
-}
-
 /// Kills the app if the test ends early.
 struct ChildGuard(Child);
 
@@ -106,12 +91,7 @@ impl Lab {
             .to_string();
 
         // The daemon side: attach in the host netns, share the map pin.
-        let tmp = tempfile::Builder::new()
-            .prefix("afxdp-e2e-")
-            .tempdir()
-            .unwrap();
-        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let root = PinRoot(tmp);
+        let root = PinRoot::new().expect("pin root");
         let mgr = NativeManager::new(root.path()).expect("program manager");
         let att = mgr
             .attach(&AttachRequest {
@@ -171,7 +151,7 @@ impl Lab {
     fn spawn_app(&self, extra: &[&str]) -> App {
         let bin = pod::stage_binary(
             Path::new(env!("CARGO_BIN_EXE_afxdp-pod-app")),
-            self.root.0.path(),
+            self.root.dir(),
         )
         .expect("stage app");
         let mut cmd = Command::new(&bin);

@@ -3,10 +3,10 @@
 //! by RAII guards. They fail (never skip) without root.
 
 use std::ffi::CString;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use afxdp_program::{AttachRequest, NativeManager, ProgramError, ProgramManager, XdpMode};
-use afxdp_testnet::{ip as try_ip, unique_name, Netns, VethPair};
+use afxdp_testnet::{ip as try_ip, unique_name, Netns, PinRoot, VethPair};
 
 fn ip(args: &[&str]) -> String {
     try_ip(args).unwrap_or_else(|e| panic!("ip {args:?}: {e}"))
@@ -53,32 +53,6 @@ impl Veth {
     }
 }
 
-/// A temporary pin root; Drop unmounts the bpffs the manager put on it.
-struct PinRoot {
-    dir: tempfile::TempDir,
-}
-
-impl PinRoot {
-    fn new() -> Self {
-        PinRoot {
-            dir: tempfile::Builder::new()
-                .prefix("afxdp-pins-")
-                .tempdir()
-                .expect("tempdir"),
-        }
-    }
-
-    fn path(&self) -> PathBuf {
-        self.dir.path().join("pins")
-    }
-}
-
-impl Drop for PinRoot {
-    fn drop(&mut self) {
-        let _ = nix::mount::umount2(&self.path(), nix::mount::MntFlags::MNT_DETACH);
-    }
-}
-
 fn ifindex(name: &str) -> u32 {
     let c = CString::new(name).unwrap();
     // SAFETY: valid NUL-terminated string.
@@ -118,7 +92,7 @@ fn assert_root() {
 #[test]
 fn attach_survives_netns_moves_and_detaches_anywhere() {
     assert_root();
-    let root = PinRoot::new();
+    let root = PinRoot::new().expect("pin root");
     let mgr = NativeManager::new(root.path()).expect("manager");
     let mut veth = Veth::new();
     let ns = Netns::new("pns").expect("netns");
@@ -167,7 +141,7 @@ fn attach_survives_netns_moves_and_detaches_anywhere() {
 #[test]
 fn adopts_after_restart() {
     assert_root();
-    let root = PinRoot::new();
+    let root = PinRoot::new().expect("pin root");
     let veth = Veth::new();
     let att = {
         let mgr = NativeManager::new(root.path()).expect("manager");
@@ -200,7 +174,7 @@ fn adopts_after_restart() {
 #[test]
 fn detach_is_idempotent_and_attach_same_request_too() {
     assert_root();
-    let root = PinRoot::new();
+    let root = PinRoot::new().expect("pin root");
     let mgr = NativeManager::new(root.path()).expect("manager");
     let veth = Veth::new();
     assert!(!mgr.detach(&veth.a).unwrap(), "nothing attached yet");
@@ -220,7 +194,7 @@ fn detach_is_idempotent_and_attach_same_request_too() {
 #[test]
 fn unknown_ifindex_leaves_no_pins() {
     assert_root();
-    let root = PinRoot::new();
+    let root = PinRoot::new().expect("pin root");
     let mgr = NativeManager::new(root.path()).expect("manager");
     let err = mgr
         .attach(&AttachRequest {
@@ -241,7 +215,7 @@ fn unknown_ifindex_leaves_no_pins() {
 #[test]
 fn half_made_leftovers_are_cleaned() {
     assert_root();
-    let root = PinRoot::new();
+    let root = PinRoot::new().expect("pin root");
     drop(NativeManager::new(root.path()).expect("manager"));
     // A map directory and metadata without a link: what a crash mid-attach leaves.
     std::fs::create_dir(root.path().join("maps/ghost0")).unwrap();
@@ -256,10 +230,10 @@ fn half_made_leftovers_are_cleaned() {
 #[test]
 fn custom_object_without_xskmap_is_refused() {
     assert_root();
-    let root = PinRoot::new();
+    let root = PinRoot::new().expect("pin root");
     let mgr = NativeManager::new(root.path()).expect("manager");
     let veth = Veth::new();
-    let bogus = root.dir.path().join("bogus.o");
+    let bogus = root.dir().join("bogus.o");
     std::fs::write(&bogus, b"not an ELF").unwrap();
     let err = mgr
         .attach(&AttachRequest {
@@ -275,7 +249,7 @@ fn custom_object_without_xskmap_is_refused() {
 #[test]
 fn attachment_of_a_destroyed_device_is_cleaned_on_adopt() {
     assert_root();
-    let root = PinRoot::new();
+    let root = PinRoot::new().expect("pin root");
     let veth = Veth::new();
     {
         let mgr = NativeManager::new(root.path()).expect("manager");
@@ -293,10 +267,10 @@ fn attachment_of_a_destroyed_device_is_cleaned_on_adopt() {
 #[test]
 fn a_named_function_is_attached_and_an_unknown_one_refused() {
     assert_root();
-    let root = PinRoot::new();
+    let root = PinRoot::new().expect("pin root");
     let mgr = NativeManager::new(root.path()).expect("manager");
     let veth = Veth::new();
-    let object = root.dir.path().join("redirect.bpf.o");
+    let object = root.dir().join("redirect.bpf.o");
     std::fs::write(&object, afxdp_program::builtin_object()).unwrap();
     let err = mgr
         .attach(&AttachRequest {

@@ -10,8 +10,11 @@
 #![deny(missing_docs)]
 
 pub mod apiserver;
+mod pins;
 pub mod pod;
 pub mod registry;
+
+pub use pins::PinRoot;
 
 use std::fs::File;
 use std::io;
