@@ -166,6 +166,7 @@ pub mod numa;
 pub mod queues;
 pub mod rules;
 pub mod runtime;
+pub mod testing;
 mod types;
 
 #[cfg(target_arch = "wasm32")]

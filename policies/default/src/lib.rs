@@ -128,27 +128,10 @@ afxdp_policy_sdk::export_policy!(DefaultPolicy);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use afxdp_policy_sdk::testing::{devs, names};
 
     /// (available, must-include, size, expected)
     type AllocCase<'a> = (&'a [&'a str], &'a [&'a str], u32, &'a [&'a str]);
-
-    fn names(v: &[&str]) -> Vec<String> {
-        v.iter().map(|s| s.to_string()).collect()
-    }
-
-    /// `name:queues:numa` (numa `-` = unknown).
-    fn devs(spec: &[&str]) -> Vec<Netdev> {
-        spec.iter()
-            .map(|s| {
-                let f: Vec<&str> = s.split(':').collect();
-                let d = Netdev::new(f[0], f[1].parse().expect("queues"));
-                match f[2] {
-                    "-" => d,
-                    n => d.with_numa(n.parse().expect("numa")),
-                }
-            })
-            .collect()
-    }
 
     #[test]
     fn preferred_allocation_table() {

@@ -174,27 +174,10 @@ afxdp_policy_sdk::export_policy!(NumaSpread);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use afxdp_policy_sdk::testing::{devs, names};
 
     /// (available, must-include, size, expected)
     type AllocCase<'a> = (&'a [&'a str], &'a [&'a str], u32, &'a [&'a str]);
-
-    fn names(v: &[&str]) -> Vec<String> {
-        v.iter().map(|s| s.to_string()).collect()
-    }
-
-    /// `name:queues:numa` (numa `-` = unknown).
-    fn devs(spec: &[&str]) -> Vec<Netdev> {
-        spec.iter()
-            .map(|s| {
-                let f: Vec<&str> = s.split(':').collect();
-                let d = Netdev::new(f[0], f[1].parse().expect("queues"));
-                match f[2] {
-                    "-" => d,
-                    n => d.with_numa(n.parse().expect("numa")),
-                }
-            })
-            .collect()
-    }
 
     const FOUR_BY_TWO: &[&str] = &["a0:4:0", "b0:8:0", "c0:4:0", "a1:4:1", "b1:2:1", "c1:4:1"];
 
