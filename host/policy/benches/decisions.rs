@@ -7,35 +7,22 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod stats;
 
 use std::time::{Duration, Instant};
 
+use stats::{percentiles, time, us};
+
 use afxdp_policy::{sha256_digest, CallCtx, EngineConfig, Netdev, Pod, PolicyEngine};
 
-fn percentiles(mut samples: Vec<Duration>) -> (Duration, Duration, Duration) {
-    samples.sort();
-    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
-    (at(0.5), at(0.99), samples[samples.len() - 1])
-}
-
 fn row(name: &str, n: usize, samples: Vec<Duration>, target: &str) {
-    let (p50, p99, max) = percentiles(samples);
+    let p = percentiles(samples);
     println!(
         "{name:<40} {n:>6} {:>12.1} {:>12.1} {:>12.1}   {target}",
-        p50.as_secs_f64() * 1e6,
-        p99.as_secs_f64() * 1e6,
-        max.as_secs_f64() * 1e6
+        us(p.p50),
+        us(p.p99),
+        us(p.max)
     );
-}
-
-fn time<T>(n: usize, mut f: impl FnMut() -> T) -> Vec<Duration> {
-    (0..n)
-        .map(|_| {
-            let start = Instant::now();
-            std::hint::black_box(f());
-            start.elapsed()
-        })
-        .collect()
 }
 
 fn main() {

@@ -38,18 +38,21 @@ use afxdp_policy::{
 };
 use afxdp_policy_sdk as sdk;
 
-#[allow(dead_code)]
+#[allow(dead_code, unused_imports)]
 #[path = "../../../policies/default/src/lib.rs"]
 mod policy_default;
-#[allow(dead_code)]
+#[allow(dead_code, unused_imports)]
 #[path = "../../../policies/flow-steering/src/lib.rs"]
 mod policy_flow_steering;
-#[allow(dead_code)]
+#[allow(dead_code, unused_imports)]
 #[path = "../../../policies/image-by-label/src/lib.rs"]
 mod policy_image_by_label;
-#[allow(dead_code)]
+#[allow(dead_code, unused_imports)]
 #[path = "../../../policies/numa-spread/src/lib.rs"]
 mod policy_numa_spread;
+mod stats;
+
+use stats::{percentiles, time, us};
 
 /// Decision p50 target, µs.
 const DECISION_P50_US: f64 = 30.0;
@@ -57,16 +60,6 @@ const DECISION_P50_US: f64 = 30.0;
 const MAX_RATIO: f64 = 10.0;
 /// Cache load p50 target, µs.
 const CACHE_LOAD_US: f64 = 5000.0;
-
-fn percentiles(mut samples: Vec<Duration>) -> (Duration, Duration) {
-    samples.sort();
-    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
-    (at(0.5), at(0.99))
-}
-
-fn us(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e6
-}
 
 fn header() {
     println!(
@@ -84,16 +77,6 @@ fn row(policy: &str, what: &str, n: usize, cells: [String; 5], target: &str) {
     println!(
         "{policy:<15} {what:<31} {n:>5} {wp50:>10} {wp99:>10} {np50:>10} {np99:>10} {ratio:>7}   {target}"
     );
-}
-
-fn time<T>(n: usize, mut f: impl FnMut() -> T) -> Vec<Duration> {
-    (0..n)
-        .map(|_| {
-            let start = Instant::now();
-            bb(f());
-            start.elapsed()
-        })
-        .collect()
 }
 
 /// Time `wasm` and `native` (after checking they agree) and print their row.
@@ -124,8 +107,9 @@ fn compare<W, N>(
         bb(wasm().ok());
         bb(native().ok());
     }
-    let (wp50, wp99) = percentiles(time(n, &mut wasm));
-    let (np50, np99) = percentiles(time(n, &mut native));
+    let w = percentiles(time(n, &mut wasm));
+    let nat = percentiles(time(n, &mut native));
+    let (wp50, wp99, np50, np99) = (w.p50, w.p99, nat.p50, nat.p99);
     // Natively, `log!` collects into a per-thread buffer: keep it empty.
     drop(sdk::take_logs());
     let ratio = wp50.as_secs_f64() / np50.as_secs_f64().max(1e-9);
@@ -195,7 +179,7 @@ fn not_made<W: Debug, N: Debug>(
 
 fn load_row(policy: &str, what: &str, samples: Vec<Duration>, target_us: Option<f64>) {
     let n = samples.len();
-    let (p50, p99) = percentiles(samples);
+    let stats::Percentiles { p50, p99, .. } = percentiles(samples);
     let target = match target_us {
         Some(t) if us(p50) <= t => format!("≤ {t}  ok"),
         Some(t) => format!("≤ {t}  MISSED"),
