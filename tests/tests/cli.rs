@@ -4,6 +4,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use afxdp_lab::bins;
+use afxdp_testnet::policy_component as policy_wasm;
 
 #[test]
 fn afxdpctl_config_check_exit_codes() {
@@ -130,22 +131,6 @@ async fn afxdp_dp_binary_registers_with_kubelet_and_stops_cleanly() {
         "node API socket removed on exit"
     );
     kubelet.shutdown().await;
-}
-
-fn policy_wasm(name: &str) -> std::path::PathBuf {
-    let dir = std::env::var_os("AFXDP_POLICY_WASM_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../policies/target/wasm32-wasip2/release")
-        });
-    let f = dir.join(format!("afxdp_policy_{}.wasm", name.replace('-', "_")));
-    assert!(
-        f.exists(),
-        "{} missing: build the policies (tests/all.sh does)",
-        f.display()
-    );
-    f
 }
 
 #[test]

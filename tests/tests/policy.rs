@@ -7,30 +7,23 @@
 use std::time::Duration;
 
 use afxdp_lab::{Lab, LabConfig, RESOURCE};
+use afxdp_testnet::policy_component;
 use afxdp_testnet::registry::Registry;
-
-/// Where the policy components are: `$AFXDP_POLICY_WASM_DIR`, else
-/// `policies/target/wasm32-wasip2/release` (tests/all.sh builds them first:
-/// `cargo build --manifest-path policies/Cargo.toml --target wasm32-wasip2 --release`).
-fn policy_wasm_path(name: &str) -> std::path::PathBuf {
-    let dir = std::env::var_os("AFXDP_POLICY_WASM_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../policies/target/wasm32-wasip2/release")
-        });
-    dir.join(format!("afxdp_policy_{}.wasm", name.replace('-', "_")))
-}
 
 /// The bytes of policy component `name`.
 fn policy_wasm(name: &str) -> Vec<u8> {
-    let file = policy_wasm_path(name);
-    std::fs::read(&file).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}; build the policies first: cargo build --manifest-path policies/Cargo.toml --target wasm32-wasip2 --release",
-            file.display()
-        )
-    })
+    let file = policy_component(name);
+    std::fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()))
+}
+
+/// The policy in force for the lab pool.
+fn in_force(lab: &Lab) -> std::sync::Arc<afxdp_dp::policies::PoolPolicy> {
+    lab.daemon
+        .as_ref()
+        .expect("daemon")
+        .policies
+        .get("lab")
+        .expect("a policy in force")
 }
 
 /// A one-NIC lab whose pool has `policy`.
@@ -132,16 +125,7 @@ async fn registry_policy_decides_queues_and_rolls_out() {
         out,
         afxdp_dp::daemon::ReloadOutcome::Applied(vec![("lab".into(), Ok(()))])
     );
-    assert_eq!(
-        lab.daemon
-            .as_ref()
-            .expect("daemon")
-            .policies
-            .get("lab")
-            .expect("in force")
-            .digest,
-        default_digest
-    );
+    assert_eq!(in_force(&lab).digest, default_digest);
     lab.remove_pod("p1").await.expect("remove");
     lab.add_pod("p2").await.expect("pod after rollout");
     assert_eq!(
@@ -159,16 +143,7 @@ async fn registry_policy_decides_queues_and_rolls_out() {
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(
-        lab.daemon
-            .as_ref()
-            .expect("daemon")
-            .policies
-            .get("lab")
-            .expect("still in force")
-            .digest,
-        default_digest
-    );
+    assert_eq!(in_force(&lab).digest, default_digest);
     // An invalid config file is refused as a whole; the last good one stays.
     std::fs::write(&lab.paths.config, "{ not json").expect("write");
     let out = lab.daemon.as_ref().expect("daemon").reloader.reload().await;
@@ -176,16 +151,7 @@ async fn registry_policy_decides_queues_and_rolls_out() {
         matches!(out, afxdp_dp::daemon::ReloadOutcome::Invalid(_)),
         "{out:?}"
     );
-    assert_eq!(
-        lab.daemon
-            .as_ref()
-            .expect("daemon")
-            .policies
-            .get("lab")
-            .expect("still in force")
-            .digest,
-        default_digest
-    );
+    assert_eq!(in_force(&lab).digest, default_digest);
     lab.teardown().await.expect("teardown");
 }
 
@@ -420,8 +386,7 @@ async fn select_program_sees_the_pod_kubelet_is_admitting() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn policy_calls_of_a_pool_are_bounded_by_max_concurrent_calls() {
     afxdp_testnet::require_root();
-    let file = policy_wasm_path("flow-steering");
-    policy_wasm("flow-steering");
+    let file = policy_component("flow-steering");
     for limit in [1usize, 3] {
         let policy = serde_json::json!({
             "file": file,
@@ -461,15 +426,7 @@ async fn policy_calls_of_a_pool_are_bounded_by_max_concurrent_calls() {
             let s = r.expect("task").expect("settings").into_inner();
             assert_eq!(s.filter_rules.len(), 1, "{s:?}");
         }
-        let gate = lab
-            .daemon
-            .as_ref()
-            .expect("daemon")
-            .policies
-            .get("lab")
-            .expect("policy in force")
-            .gate
-            .clone();
+        let gate = in_force(&lab).gate.clone();
         assert_eq!(gate.limit(), limit);
         eprintln!(
             "limit {limit}: peak {} concurrent policy calls",

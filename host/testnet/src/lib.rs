@@ -16,6 +16,29 @@ pub mod registry;
 
 pub use pins::PinRoot;
 
+/// The built example policy component `name` (e.g. `numa-spread`):
+/// `$AFXDP_POLICY_WASM_DIR/afxdp_policy_<name>.wasm`, else under
+/// `policies/target/wasm32-wasip2/release` (tests/all.sh builds them first:
+/// `cargo build --manifest-path policies/Cargo.toml --target wasm32-wasip2 --release`).
+///
+/// # Panics
+/// When the file is not there, saying how to build it.
+pub fn policy_component(name: &str) -> PathBuf {
+    let dir = std::env::var_os("AFXDP_POLICY_WASM_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../policies/target/wasm32-wasip2/release")
+        });
+    let file = dir.join(format!("afxdp_policy_{}.wasm", name.replace('-', "_")));
+    assert!(
+        file.is_file(),
+        "{} missing: build the policies first (cargo build --manifest-path policies/Cargo.toml --target wasm32-wasip2 --release; tests/all.sh does)",
+        file.display()
+    );
+    file
+}
+
 use std::fs::File;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
