@@ -8,23 +8,6 @@ use std::process::{Command, Output};
 use afxdp_testnet::registry::Registry;
 use serde_json::Value;
 
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
-fn start_registry() -> Option<Registry> {
-    let bin = afxdp_testnet::registry::REGISTRY_BIN;
-    if !Path::new(bin).exists() {
-        assert!(
-            !in_ci(),
-            "{bin} is missing (install docker-registry: tests/install.sh)"
-        );
-        eprintln!("skipping: {bin} not installed");
-        return None;
-    }
-    Some(Registry::start(None))
-}
-
 /// Runs afxdpctl with its OCI cache in `cache` (and no pull secret).
 fn ctl(cache: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_afxdpctl"))
@@ -76,7 +59,7 @@ fn afxdpctl_image_push_and_inspect() {
         "{out:?}"
     );
 
-    let Some(mut reg) = start_registry() else {
+    let Some(mut reg) = Registry::start_or_skip(None) else {
         return;
     };
     let tag = format!("{}/bytecode/xsk:v1", reg.addr());

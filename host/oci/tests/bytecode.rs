@@ -31,25 +31,6 @@ use serde_json::{json, Value};
 
 const WASM_A: &[u8] = b"\0asm\x0d\0\x01\0";
 
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
-/// A registry, or `None` (skip) when it is not installed outside CI; in CI
-/// a missing registry fails the test.
-fn start_registry() -> Option<Registry> {
-    let bin = afxdp_testnet::registry::REGISTRY_BIN;
-    if !Path::new(bin).exists() {
-        assert!(
-            !in_ci(),
-            "{bin} is missing (install docker-registry: tests/install.sh)"
-        );
-        eprintln!("skipping: {bin} not installed");
-        return None;
-    }
-    Some(Registry::start(None))
-}
-
 fn fetcher(cache: &Path) -> Fetcher {
     Fetcher::new(FetcherConfig {
         cache_dir: cache.to_path_buf(),
@@ -177,7 +158,7 @@ fn invalid_reason(res: Result<afxdp_oci::FetchedBytecode, OciError>) -> String {
 
 #[tokio::test]
 async fn push_builtin_program_then_fetch_by_digest() {
-    let Some(reg) = start_registry() else {
+    let Some(reg) = Registry::start_or_skip(None) else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
@@ -297,7 +278,7 @@ async fn push_builtin_program_then_fetch_by_digest() {
 
 #[tokio::test]
 async fn default_file_name_and_tags() {
-    let Some(reg) = start_registry() else {
+    let Some(reg) = Registry::start_or_skip(None) else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
@@ -328,7 +309,7 @@ async fn default_file_name_and_tags() {
 
 #[tokio::test]
 async fn tampered_layer_and_config_are_refused() {
-    let Some(reg) = start_registry() else {
+    let Some(reg) = Registry::start_or_skip(None) else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
@@ -391,7 +372,7 @@ async fn tampered_layer_and_config_are_refused() {
 
 #[tokio::test]
 async fn wrong_layer_media_type_is_refused_docker_types_accepted() {
-    let Some(reg) = start_registry() else {
+    let Some(reg) = Registry::start_or_skip(None) else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
@@ -450,7 +431,7 @@ async fn wrong_layer_media_type_is_refused_docker_types_accepted() {
 
 #[tokio::test]
 async fn two_objects_need_the_filename_label() {
-    let Some(reg) = start_registry() else {
+    let Some(reg) = Registry::start_or_skip(None) else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
@@ -536,7 +517,7 @@ async fn non_bpf_objects_are_refused() {
     ));
 
     // Fetch refuses what another tool pushed.
-    let Some(reg) = start_registry() else {
+    let Some(reg) = Registry::start_or_skip(None) else {
         return;
     };
     let config = image_config(json!({ LABEL_PROGRAMS: r#"{"f":"xdp"}"#, LABEL_MAPS: "{}" }));
@@ -574,7 +555,7 @@ async fn non_bpf_objects_are_refused() {
 
 #[tokio::test]
 async fn registry_down_serves_cached_bytecode() {
-    let Some(mut reg) = start_registry() else {
+    let Some(mut reg) = Registry::start_or_skip(None) else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
@@ -619,7 +600,7 @@ async fn registry_down_serves_cached_bytecode() {
 
 #[tokio::test]
 async fn registry_down_without_cache_is_a_clear_error() {
-    let Some(mut reg) = start_registry() else {
+    let Some(mut reg) = Registry::start_or_skip(None) else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();

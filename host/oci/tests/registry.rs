@@ -22,28 +22,6 @@ const WASM_A: &[u8] = b"\0asm\x0d\0\x01\0";
 /// Another component: the same plus a custom section named "b".
 const WASM_B: &[u8] = b"\0asm\x0d\0\x01\0\x00\x03\x01b!";
 
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
-/// Returns false (skip) when `bin` is missing locally; panics in CI.
-fn have(bin: &str) -> bool {
-    if Path::new(bin).exists() {
-        return true;
-    }
-    assert!(
-        !in_ci(),
-        "{bin} is missing (install docker-registry and apache2-utils: tests/install.sh)"
-    );
-    eprintln!("skipping: {bin} not installed");
-    false
-}
-
-/// A registry, or `None` (skip) when it is not installed outside CI.
-fn start_registry(htpasswd: Option<&Path>) -> Option<Registry> {
-    have(afxdp_testnet::registry::REGISTRY_BIN).then(|| Registry::start(htpasswd))
-}
-
 fn fetcher(cache: &Path, auth: Auth) -> Fetcher {
     Fetcher::new(FetcherConfig {
         cache_dir: cache.to_path_buf(),
@@ -68,7 +46,7 @@ fn pinned(s: &str) -> PolicyRef {
 
 #[tokio::test]
 async fn push_then_pull_by_digest_and_cache_layout() {
-    let Some(reg) = start_registry(None) else {
+    let Some(reg) = Registry::start_or_skip(None) else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
@@ -130,7 +108,7 @@ async fn push_then_pull_by_digest_and_cache_layout() {
 
 #[tokio::test]
 async fn tampered_layer_is_refused() {
-    let Some(reg) = start_registry(None) else {
+    let Some(reg) = Registry::start_or_skip(None) else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
@@ -165,7 +143,7 @@ async fn tampered_layer_is_refused() {
 
 #[tokio::test]
 async fn manifest_swapped_under_pinned_digest_is_refused() {
-    let Some(reg) = start_registry(None) else {
+    let Some(reg) = Registry::start_or_skip(None) else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
@@ -225,7 +203,7 @@ async fn push_raw(addr: &str, repo_tag: &str, config_type: &str, layer_type: &st
 
 #[tokio::test]
 async fn wrong_media_types_are_refused() {
-    let Some(reg) = start_registry(None) else {
+    let Some(reg) = Registry::start_or_skip(None) else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
@@ -269,7 +247,7 @@ async fn wrong_media_types_are_refused() {
 
 #[tokio::test]
 async fn registry_down_serves_pinned_policy_from_cache() {
-    let Some(mut reg) = start_registry(None) else {
+    let Some(mut reg) = Registry::start_or_skip(None) else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
@@ -321,7 +299,7 @@ async fn registry_down_serves_pinned_policy_from_cache() {
 
 #[tokio::test]
 async fn registry_down_without_cache_is_a_clear_error() {
-    let Some(mut reg) = start_registry(None) else {
+    let Some(mut reg) = Registry::start_or_skip(None) else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
@@ -346,7 +324,7 @@ async fn registry_down_without_cache_is_a_clear_error() {
 
 #[tokio::test]
 async fn corrupt_cache_blob_is_deleted_and_refetched() {
-    let Some(reg) = start_registry(None) else {
+    let Some(reg) = Registry::start_or_skip(None) else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
@@ -374,7 +352,7 @@ async fn corrupt_cache_blob_is_deleted_and_refetched() {
 
 #[tokio::test]
 async fn tags_follow_their_pull_policy() {
-    let Some(mut reg) = start_registry(None) else {
+    let Some(mut reg) = Registry::start_or_skip(None) else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
@@ -416,7 +394,7 @@ async fn tags_follow_their_pull_policy() {
 
 #[tokio::test]
 async fn auth_anonymous_refused_basic_and_pull_secret_work() {
-    if !have(HTPASSWD_BIN) {
+    if !afxdp_testnet::registry::installed_or_skip(HTPASSWD_BIN) {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -427,7 +405,7 @@ async fn auth_anonymous_refused_basic_and_pull_secret_work() {
     assert!(out.status.success(), "{out:?}");
     let htpasswd = tmp.path().join("htpasswd");
     std::fs::write(&htpasswd, &out.stdout).unwrap();
-    let Some(reg) = start_registry(Some(&htpasswd)) else {
+    let Some(reg) = Registry::start_or_skip(Some(&htpasswd)) else {
         return;
     };
     let basic = Auth::Basic {

@@ -10,6 +10,22 @@ use std::time::{Duration, Instant};
 /// Where Debian installs the registry.
 pub const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
 
+/// Whether a test may use the tool `bin`: true when it is installed; false
+/// (the caller skips, saying so) when it is missing on a developer machine;
+/// a panic when it is missing in CI (`CI=true`), where tests fail rather
+/// than skip.
+pub fn installed_or_skip(bin: &str) -> bool {
+    if Path::new(bin).exists() {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").map_or(true, |v| v != "true"),
+        "{bin} is missing (tests/install.sh installs it)"
+    );
+    eprintln!("skipping: {bin} not installed");
+    false
+}
+
 /// A running registry; killed and reaped on drop (also on panic).
 pub struct Registry {
     child: Option<Child>,
@@ -21,6 +37,12 @@ impl Registry {
     /// `127.0.0.1:<port>`.
     pub fn addr(&self) -> &str {
         &self.addr
+    }
+
+    /// [`Registry::start`], or `None` (skip) when `docker-registry` is not
+    /// installed outside CI (see [`installed_or_skip`]).
+    pub fn start_or_skip(htpasswd: Option<&Path>) -> Option<Registry> {
+        installed_or_skip(REGISTRY_BIN).then(|| Registry::start(htpasswd))
     }
 
     /// Starts a registry; `htpasswd` enables Basic auth with that file.
