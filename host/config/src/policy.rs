@@ -30,7 +30,8 @@ use crate::model::{FailurePolicy, PolicyConfig, PolicySource, PullPolicy};
 use crate::reader::{Ctx, Keys, ObjReader};
 
 const TIMEOUT_MS_MAX: i64 = 10_000;
-const MEMORY_MIB_MAX: i64 = 1024;
+/// Largest `memoryMiB` (the policy runtime's memory slot is this size).
+pub const MEMORY_MIB_MAX: i64 = 1024;
 const MAX_CONCURRENT_CALLS_MAX: i64 = 64;
 
 /// Is `reference` pinned: `...@sha256:<64 lower-case hex>`?

@@ -377,3 +377,14 @@ pub fn configured_queues(cfg: &PoolConfig, nd: &afxdp_policy::Netdev) -> afxdp_p
     }
     plan
 }
+
+#[cfg(test)]
+mod tests {
+    /// Every memory cap the config accepts fits the policy runtime's slots
+    /// (a larger one would be cut to the slot size at call time).
+    #[test]
+    fn config_memory_cap_fits_the_runtime() {
+        let most = usize::try_from(afxdp_config::policy::MEMORY_MIB_MAX).expect("positive") << 20;
+        assert!(most <= afxdp_policy::MAX_MEMORY_LIMIT, "{most}");
+    }
+}

@@ -14,7 +14,9 @@ use wasmtime::{Engine, OptLevel};
 use crate::bindings::{PoolPolicy, DECISIONS_EXPORT, DECISIONS_EXPORT_PREFIX};
 use crate::cache::{self, ArtifactCache, CacheMiss};
 use crate::error::PolicyError;
+use crate::gate::CallGate;
 use crate::policy::LoadedPolicy;
+use crate::slots;
 use crate::store::StoreState;
 
 /// How often the ticker advances the engine's epoch. A deadline ends a call
@@ -32,8 +34,14 @@ pub struct EngineConfig {
     /// call's [`CallCtx`](crate::CallCtx) overrides it. Default 100 ms.
     pub deadline: Duration,
     /// Bytes of linear memory a call may use, all memories together, unless
-    /// overridden per call. Default 32 MiB.
+    /// overridden per call. Default 32 MiB; at most
+    /// [`MAX_MEMORY_LIMIT`](crate::MAX_MEMORY_LIMIT).
     pub memory_limit: usize,
+    /// Calls alive at once, all policies and pools together: the engine's
+    /// pooled instance slots. A call beyond waits for a slot (at most its
+    /// deadline), then fails as [`DecisionError::Busy`](crate::DecisionError::Busy).
+    /// Default [`CONCURRENT_CALLS`](crate::CONCURRENT_CALLS); 1 to 1024.
+    pub concurrent_calls: usize,
     /// Where precompiled artifacts are kept; `None` compiles on every load.
     pub cache_dir: Option<PathBuf>,
 }
@@ -43,6 +51,7 @@ impl Default for EngineConfig {
         Self {
             deadline: Duration::from_millis(100),
             memory_limit: 32 << 20,
+            concurrent_calls: slots::CONCURRENT_CALLS,
             cache_dir: None,
         }
     }
@@ -67,6 +76,8 @@ pub(crate) struct EngineInner {
     pub(crate) engine: Engine,
     pub(crate) linker: Linker<StoreState>,
     pub(crate) config: EngineConfig,
+    /// Calls in flight, bounded to the pool's slots.
+    pub(crate) slots: CallGate,
     cache: Option<ArtifactCache>,
     compat: String,
     loaded: Mutex<HashMap<String, Weak<LoadedPolicy>>>,
@@ -173,6 +184,13 @@ impl PolicyEngine {
             // (cheaper traps, and error messages stay one line; the guest's
             // stderr carries its panic message).
             .wasm_backtrace_max_frames(None);
+        let calls = config
+            .concurrent_calls
+            .clamp(1, slots::MAX_CONCURRENT_CALLS);
+        let (allocation, pagemap_scan) = slots::allocation(calls as u32);
+        wc.allocation_strategy(allocation)
+            // A memory slot is as large as the largest memory limit.
+            .memory_reservation(slots::MAX_MEMORY_LIMIT as u64);
         let engine = Engine::new(&wc).map_err(|e| engine_err("wasmtime config", e))?;
 
         let mut linker: Linker<StoreState> = Linker::new(&engine);
@@ -204,6 +222,15 @@ impl PolicyEngine {
             .as_deref()
             .map(ArtifactCache::open)
             .transpose()?;
+        tracing::debug!(
+            slots = calls,
+            reset = if pagemap_scan {
+                "pagemap-scan"
+            } else {
+                "madvise"
+            },
+            "policy engine: pooled instance slots"
+        );
         let ticker = Ticker::start(engine.clone()).map_err(|e| PolicyError::Engine {
             detail: format!("starting the epoch ticker: {e}"),
         })?;
@@ -213,6 +240,7 @@ impl PolicyEngine {
                 engine,
                 linker,
                 config,
+                slots: CallGate::new(calls),
                 cache,
                 loaded: Mutex::new(HashMap::new()),
                 _ticker: ticker,

@@ -131,11 +131,12 @@ pub enum DecisionError {
         /// Wasmtime's error.
         message: String,
     },
-    /// Every call slot of the pool stayed taken for as long as the call may
-    /// take (see [`CallGate`](crate::CallGate)); the call did not run.
-    #[error("policy busy: {limit} calls of this pool were already running for {waited:?}")]
+    /// Every call slot (of the pool's [`CallGate`](crate::CallGate), or of
+    /// the engine: [`CONCURRENT_CALLS`](crate::CONCURRENT_CALLS)) stayed
+    /// taken for as long as the call may take; the call did not run.
+    #[error("policy busy: {limit} calls were already running for {waited:?}")]
     Busy {
-        /// The pool's concurrency limit.
+        /// The concurrency limit that was reached.
         limit: usize,
         /// How long the call waited for a slot.
         waited: Duration,

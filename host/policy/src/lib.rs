@@ -53,6 +53,7 @@ mod error;
 mod gate;
 pub mod metrics;
 mod policy;
+mod slots;
 mod store;
 mod types;
 pub mod validate;
@@ -63,6 +64,7 @@ pub use engine::{EngineConfig, PolicyEngine, EPOCH_TICK};
 pub use error::{DecisionError, PolicyError};
 pub use gate::CallGate;
 pub use policy::{CallCtx, LoadedPolicy};
+pub use slots::{CONCURRENT_CALLS, MAX_MEMORY_LIMIT};
 pub use store::{LOG_PER_SECOND, STDERR_CAPACITY};
 pub use types::{
     Decision, FilterRule, FlowType, GuestErrorCode, Metadata, Netdev, Pod, ProgramChoice,

@@ -11,6 +11,7 @@ use crate::bindings::PoolPolicyPre;
 use crate::convert;
 use crate::engine::EngineInner;
 use crate::error::{DecisionError, PolicyError};
+use crate::slots::MAX_MEMORY_LIMIT;
 use crate::store::{GuestLog, LogBucket, StderrCapture, StoreState};
 use crate::types::{Decision, FilterRule, Metadata, Netdev, Pod, ProgramChoice, QueuePlan};
 use crate::validate;
@@ -26,7 +27,8 @@ pub struct CallCtx {
     pub config_json: String,
     /// Deadline for this call; `None` = the engine's.
     pub deadline: Option<Duration>,
-    /// Memory limit for this call, bytes; `None` = the engine's.
+    /// Memory limit for this call, bytes; `None` = the engine's. At most
+    /// [`MAX_MEMORY_LIMIT`](crate::MAX_MEMORY_LIMIT).
     pub memory_limit: Option<usize>,
 }
 
@@ -58,8 +60,11 @@ impl CallCtx {
 ///
 /// `Send + Sync`: calls may come from many threads at once; each runs on the
 /// calling thread and blocks it (use `spawn_blocking` from async code). The
-/// crate sets no concurrency bound: a caller that must bound CPU or memory
-/// (at most `memory_limit` per call in flight) holds a semaphore around calls.
+/// engine runs at most [`CONCURRENT_CALLS`](crate::CONCURRENT_CALLS) at once
+/// (its instance slots; a call waits up to its deadline for one, then fails
+/// with [`DecisionError::Busy`]); a caller that must bound CPU or memory more
+/// tightly (at most `memory_limit` per call in flight) holds a [`CallGate`](crate::CallGate)
+/// of its own around calls.
 pub struct LoadedPolicy {
     engine: Arc<EngineInner>,
     pre: PoolPolicyPre<StoreState>,
@@ -144,7 +149,24 @@ impl LoadedPolicy {
     ) -> Result<R, DecisionError> {
         let config = &self.engine.config;
         let deadline = ctx.deadline.unwrap_or(config.deadline);
-        let limit = ctx.memory_limit.unwrap_or(config.memory_limit);
+        let limit = ctx
+            .memory_limit
+            .unwrap_or(config.memory_limit)
+            .min(MAX_MEMORY_LIMIT);
+        self.engine.slots.run(deadline, || {
+            self.call_in_slot(ctx, decision, deadline, limit, f)
+        })
+    }
+
+    /// [`Self::call`], once a slot is held.
+    fn call_in_slot<R>(
+        &self,
+        ctx: &CallCtx,
+        decision: &'static str,
+        deadline: Duration,
+        limit: usize,
+        f: impl FnOnce(&Decisions, &mut Store<StoreState>) -> wasmtime::Result<R>,
+    ) -> Result<R, DecisionError> {
         let stderr = StderrCapture::default();
         let log = GuestLog {
             pool: ctx.pool.clone(),

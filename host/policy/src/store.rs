@@ -14,13 +14,12 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::bindings::afxdp::policy::{host, types};
+use crate::slots::MAX_TABLE_ELEMENTS;
 
 /// Bytes of guest stderr kept per call; the rest is counted and dropped.
 pub const STDERR_CAPACITY: usize = 8 * 1024;
 /// Most bytes one `wasi:random` call may ask for.
 const MAX_RANDOM: u64 = 64 * 1024;
-/// Most table elements, per table.
-const MAX_TABLE_ELEMENTS: usize = 100_000;
 /// `host.log` messages let through per second, per policy (and the burst).
 pub const LOG_PER_SECOND: f64 = 20.0;
 /// Longest `host.log` message logged, bytes.
@@ -136,9 +135,14 @@ impl ResourceLimiter for Limiter {
         desired: usize,
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
+        // `maximum` is the memory's declared one; growing past it fails in
+        // the guest, as the spec says.
         if maximum.is_some_and(|m| desired > m) {
             return Ok(false);
         }
+        // The limit is at most a pool slot's size (`MAX_MEMORY_LIMIT`, which
+        // wasmtime checks after this), so running out is always reported as
+        // the limit.
         let more = desired.saturating_sub(current);
         let total = self.total.saturating_add(more);
         if total > self.limit {

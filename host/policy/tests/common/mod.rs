@@ -18,6 +18,7 @@ pub const GUESTS: &[&str] = &[
     "invalid-decision",
     "missing-export",
     "wrong-version",
+    "leftovers",
 ];
 
 fn guests_dir() -> PathBuf {
