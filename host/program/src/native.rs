@@ -37,7 +37,7 @@ use std::{
 use aya::{
     maps::Map,
     programs::{Program, Xdp},
-    Ebpf,
+    Ebpf, EbpfError, EbpfLoader,
 };
 use tracing::{debug, info, warn};
 
@@ -65,6 +65,37 @@ struct Record {
 pub struct NativeManager {
     pin_root: PathBuf,
     records: Mutex<HashMap<String, Record>>,
+    loader: ObjectLoader,
+}
+
+/// Loads eBPF objects against the kernel's BTF, read and parsed once.
+///
+/// aya's `Ebpf::load` reads and parses `/sys/kernel/btf/vmlinux` (megabytes,
+/// in 4 KiB sysfs reads) twice on every call; on an Allocate that was most of
+/// the time not spent inside `BPF_LINK_CREATE`. The kernel's BTF does not
+/// change while it runs, so one loader keeps it.
+struct ObjectLoader(Mutex<EbpfLoader<'static>>);
+
+impl ObjectLoader {
+    fn new() -> Self {
+        // `EbpfLoader::new` reads the kernel's BTF (none: no CO-RE relocations).
+        Self(Mutex::new(EbpfLoader::new()))
+    }
+
+    /// The built-in object, or the one at `path`.
+    fn load(&self, path: Option<&Path>) -> Result<Ebpf, EbpfError> {
+        let mut loader = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match path {
+            None => loader.load(builtin_object()),
+            Some(p) => loader.load_file(p),
+        }
+    }
+}
+
+impl std::fmt::Debug for ObjectLoader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ObjectLoader")
+    }
 }
 
 impl NativeManager {
@@ -83,6 +114,7 @@ impl NativeManager {
         let mgr = NativeManager {
             pin_root,
             records: Mutex::new(HashMap::new()),
+            loader: ObjectLoader::new(),
         };
         for (dir, mode) in [("maps", 0o711), ("links", 0o700), ("meta", 0o700)] {
             mkdir(&mgr.pin_root.join(dir), mode, true)?;
@@ -227,14 +259,13 @@ impl NativeManager {
             None => "built-in".to_string(),
             Some(p) => p.display().to_string(),
         };
-        let mut ebpf = match req.program {
-            None => Ebpf::load(builtin_object()),
-            Some(p) => Ebpf::load_file(p),
-        }
-        .map_err(|e| ProgramError::Load {
-            object: object_name.clone(),
-            source: Box::new(e),
-        })?;
+        let mut ebpf = self
+            .loader
+            .load(req.program)
+            .map_err(|e| ProgramError::Load {
+                object: object_name.clone(),
+                source: Box::new(e),
+            })?;
 
         if !matches!(ebpf.map(XSKS_MAP_NAME), Some(Map::XskMap(_))) {
             return Err(ProgramError::BadObject {
