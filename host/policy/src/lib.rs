@@ -32,7 +32,11 @@
 //!   before use), linked once ([`PolicyEngine::load`]).
 //! - **A fresh `Store` per call**, with an epoch deadline, a memory limit and
 //!   deny-all WASI; a trap, a timeout or a memory failure ends that call
-//!   only. The same [`LoadedPolicy`] and engine keep serving.
+//!   only. The same [`LoadedPolicy`] and engine keep serving. The instance
+//!   lives in a pooled slot whose memory is reset to the component's image
+//!   between calls (the `slots` module): fresh in content, without mapping
+//!   and faulting in new pages each time. At most
+//!   [`EngineConfig::concurrent_calls`] calls run at once.
 //! - **Failures are answers**: every way a call can fail is a
 //!   [`DecisionError`] variant, told apart by wasmtime trap codes and the
 //!   limiter's flag, never by message text. The pool's [`FailurePolicy`]
