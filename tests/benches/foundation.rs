@@ -169,14 +169,34 @@ async fn cni_latency(n: usize) -> (Vec<Duration>, Vec<Duration>) {
 }
 
 /// The kernel's own cost of what CNI ADD must do, in process and without
-/// exec: move a 4-queue veth into a netns and bring it up, then move it back.
-/// On this kernel `__dev_change_net_namespace` waits in `rcu_barrier()`
-/// (seen with `perf record -e sched:sched_switch -g`), the floor under ADD.
-fn netns_move_floor(n: usize) -> (Vec<Duration>, Vec<Duration>) {
+/// exec: move a 4-queue veth into a netns and bring it up, then move it back;
+/// with `xdp`, the veth carries the built-in program in native mode, as an
+/// allocated device does. On this kernel `__dev_change_net_namespace` waits
+/// in `rcu_barrier()` (seen with `perf record -e sched:sched_switch -g`), the
+/// floor under ADD.
+fn netns_move_floor(n: usize, xdp: bool) -> (Vec<Duration>, Vec<Duration>) {
+    use afxdp_program::{AttachRequest, NativeManager, ProgramManager, XdpMode};
     let pod = afxdp_testnet::Netns::new("afxfloor").expect("netns");
     let a = afxdp_testnet::unique_name("fl");
     let b = afxdp_testnet::unique_name("fl");
     let veth = afxdp_testnet::VethPair::new(&a, &b, 4).expect("veth");
+    let pins = afxdp_testnet::PinRoot::new().expect("pin root");
+    let programs = NativeManager::new(pins.path()).expect("program manager");
+    if xdp {
+        let ifindex = afxdp_netdev::get(&a)
+            .expect("netlink")
+            .expect("the veth")
+            .ifindex;
+        programs
+            .attach(&AttachRequest {
+                device: &a,
+                ifindex,
+                mode: XdpMode::Native,
+                program: None,
+                function: None,
+            })
+            .expect("attach");
+    }
     let host = afxdp_netdev::NetnsHandle::current().expect("host netns");
     let target = afxdp_netdev::NetnsHandle::open(pod.path()).expect("pod netns");
     let (mut into, mut back) = (Vec::with_capacity(n), Vec::with_capacity(n));
@@ -188,6 +208,9 @@ fn netns_move_floor(n: usize) -> (Vec<Duration>, Vec<Duration>) {
         let t = std::time::Instant::now();
         afxdp_netdev::move_link(&a, &target, &host).expect("move back");
         back.push(t.elapsed());
+    }
+    if xdp {
+        programs.detach(&a).expect("detach");
     }
     drop(veth);
     (into, back)
@@ -209,7 +232,8 @@ fn main() {
         let alloc_pinned = allocate_latency(Sharing::Pinned, false, n).await;
         let alloc_prepared = allocate_latency(Sharing::Uds, true, n).await;
         let (add, del) = cni_latency(n.min(100)).await;
-        let (floor_in, floor_back) = netns_move_floor(n.min(100));
+        let (floor_in, floor_back) = netns_move_floor(n.min(100), false);
+        let (xdp_in, xdp_back) = netns_move_floor(n.min(100), true);
         println!("\nafxdp-rs foundation bench (ms)");
         println!(
             "{:<34} {:>6} {:>10} {:>10} {:>10}",
@@ -234,5 +258,7 @@ fn main() {
         row("afxdp-cni DEL (exec)", del, None);
         row("kernel: veth into netns + up", floor_in, None);
         row("kernel: veth back to host netns", floor_back, None);
+        row("kernel: XDP veth into netns + up", xdp_in, None);
+        row("kernel: XDP veth back to host", xdp_back, None);
     });
 }

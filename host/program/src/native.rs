@@ -68,28 +68,48 @@ pub struct NativeManager {
     loader: ObjectLoader,
 }
 
-/// Loads eBPF objects against the kernel's BTF, read and parsed once.
+/// Loads eBPF objects without re-reading the kernel's BTF on every attach.
 ///
 /// aya's `Ebpf::load` reads and parses `/sys/kernel/btf/vmlinux` (megabytes,
-/// in 4 KiB sysfs reads) twice on every call; on an Allocate that was most of
-/// the time not spent inside `BPF_LINK_CREATE`. The kernel's BTF does not
-/// change while it runs, so one loader keeps it.
-struct ObjectLoader(Mutex<EbpfLoader<'static>>);
+/// in 4 KiB sysfs reads) twice per call; on an Allocate that was most of the
+/// time not spent inside `BPF_LINK_CREATE`. `EbpfLoader::new` parses it once
+/// and a loader can be reused, so:
+/// - the built-in program (no CO-RE relocations) goes through one loader
+///   whose BTF is dropped right after it is built (parsed BTF is tens of
+///   MiB; a node agent should not hold it for nothing);
+/// - other objects may need CO-RE relocations: they go through a second
+///   loader that keeps the kernel's BTF, made on the first such load (the
+///   kernel's BTF does not change while it runs).
+struct ObjectLoader {
+    builtin: Mutex<EbpfLoader<'static>>,
+    with_btf: Mutex<Option<EbpfLoader<'static>>>,
+}
 
 impl ObjectLoader {
     fn new() -> Self {
-        // `EbpfLoader::new` reads the kernel's BTF (none: no CO-RE relocations).
-        Self(Mutex::new(EbpfLoader::new()))
+        let mut builtin = EbpfLoader::new();
+        builtin.btf(None);
+        Self {
+            builtin: Mutex::new(builtin),
+            with_btf: Mutex::new(None),
+        }
     }
 
     /// The built-in object, or the one at `path`.
     fn load(&self, path: Option<&Path>) -> Result<Ebpf, EbpfError> {
-        let mut loader = self.0.lock().unwrap_or_else(|p| p.into_inner());
         match path {
-            None => loader.load(builtin_object()),
-            Some(p) => loader.load_file(p),
+            None => lock(&self.builtin).load(builtin_object()),
+            Some(p) => lock(&self.with_btf)
+                .get_or_insert_with(EbpfLoader::new)
+                .load_file(p),
         }
     }
+}
+
+/// The data behind `m`, poisoned or not: every user here keeps its data
+/// usable across a panic (a loader mutates nothing while loading).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl std::fmt::Debug for ObjectLoader {
@@ -132,7 +152,7 @@ impl NativeManager {
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Record>> {
         // A panic while holding the lock leaves bpffs consistent (every
         // change is guarded), so the map is still usable.
-        self.records.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.records)
     }
 
     fn map_dir(&self, device: &str) -> PathBuf {
