@@ -20,7 +20,9 @@ use wasmtime::{Enabled, InstanceAllocationStrategy, PoolingAllocationConfig};
 /// Default calls (stores) of one engine alive at once, all policies and
 /// pools together ([`EngineConfig::concurrent_calls`](crate::EngineConfig)).
 /// A call beyond waits for a slot, at most its deadline; a pool's own
-/// `maxConcurrentCalls` usually bounds it first.
+/// `maxConcurrentCalls` usually bounds it first (a call that waited there
+/// may wait here too: each wait is bounded by the deadline, and a slot
+/// frees within microseconds unless calls run to their deadlines).
 pub const CONCURRENT_CALLS: usize = 64;
 /// Most calls an engine may be configured to run at once.
 pub(crate) const MAX_CONCURRENT_CALLS: usize = 1024;
@@ -40,8 +42,11 @@ const CORE_INSTANCES_PER_CALL: u32 = 32;
 /// Most elements of one table.
 pub(crate) const MAX_TABLE_ELEMENTS: usize = 100_000;
 /// Bytes of a slot's memory (and of a table) restored in place after a call
-/// instead of released. A small decision writes a few dozen pages.
-const KEEP_RESIDENT: usize = 1 << 20;
+/// instead of released. The example policies' decisions run as fast with
+/// this as with 1 MiB (`cargo bench -p afxdp-policy --bench examples`); it
+/// bounds what idle slots keep resident (at most `2 × concurrent_calls`
+/// memories, 32 MiB at the default).
+const KEEP_RESIDENT: usize = 256 << 10;
 
 /// How the engine allocates instances for `calls` calls at once, and
 /// whether slots are reset by `PAGEMAP_SCAN` (else `madvise`).
