@@ -41,13 +41,8 @@ async fn lab_with(policy: serde_json::Value) -> Lab {
 async fn push(reg: &Registry, name: &str) -> (String, String) {
     let wasm = policy_wasm(name);
     let cache = tempfile::tempdir().expect("tempdir");
-    let fetcher = afxdp_oci::Fetcher::new(afxdp_oci::FetcherConfig {
-        cache_dir: cache.path().to_path_buf(),
-        auth: afxdp_oci::Auth::Anonymous,
-        insecure_registries: Vec::new(),
-        timeout: Duration::from_secs(10),
-    })
-    .expect("fetcher");
+    let fetcher = afxdp_oci::Fetcher::new(afxdp_oci::FetcherConfig::anonymous(cache.path()))
+        .expect("fetcher");
     let pinned = fetcher
         .push(&format!("{}/afxdp/{name}:v1", reg.addr()), &wasm)
         .await
@@ -448,13 +443,8 @@ async fn bytecode_image_chosen_by_pod_label_is_pulled_and_attached() {
     let (ibl_ref, _) = push(&reg, "image-by-label").await;
     // The agent's own redirect program, shipped as a bpfman bytecode image.
     let cache = tempfile::tempdir().expect("tempdir");
-    let fetcher = afxdp_oci::Fetcher::new(afxdp_oci::FetcherConfig {
-        cache_dir: cache.path().to_path_buf(),
-        auth: afxdp_oci::Auth::Anonymous,
-        insecure_registries: Vec::new(),
-        timeout: Duration::from_secs(10),
-    })
-    .expect("fetcher");
+    let fetcher = afxdp_oci::Fetcher::new(afxdp_oci::FetcherConfig::anonymous(cache.path()))
+        .expect("fetcher");
     let programs = [("xsk_redirect".to_string(), "xdp".to_string())].into();
     let maps = [("xsks_map".to_string(), "xskmap".to_string())].into();
     let image = fetcher

@@ -73,10 +73,7 @@ fn insecure_list(r: &PolicyRef, insecure: bool) -> Vec<String> {
 }
 
 pub fn run(cmd: ImageCommand) -> anyhow::Result<bool> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("tokio runtime")?;
+    let rt = crate::runtime()?;
     rt.block_on(async move {
         match cmd {
             ImageCommand::Push {

@@ -55,6 +55,15 @@ enum ConfigCommand {
     Check { path: PathBuf },
 }
 
+/// The single-threaded runtime of the commands that talk to a registry.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    use anyhow::Context;
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("tokio runtime")
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {

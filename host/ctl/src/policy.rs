@@ -274,10 +274,7 @@ async fn load(policy: &str) -> anyhow::Result<Arc<LoadedPolicy>> {
 }
 
 pub fn run(cmd: PolicyCommand) -> anyhow::Result<bool> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("tokio runtime")?;
+    let rt = crate::runtime()?;
     rt.block_on(async move {
         match cmd {
             PolicyCommand::Push { wasm, reference } => {

@@ -125,10 +125,9 @@ impl PolicyStore {
             None => afxdp_oci::Auth::Anonymous,
         };
         let fetcher = afxdp_oci::Fetcher::new(afxdp_oci::FetcherConfig {
-            cache_dir: paths.oci_cache.clone(),
             auth,
             insecure_registries,
-            timeout: Duration::from_secs(10),
+            ..afxdp_oci::FetcherConfig::anonymous(&paths.oci_cache)
         })
         .map_err(|e| PolicyLoadError::Engine(e.to_string()))?;
         Ok(Self {

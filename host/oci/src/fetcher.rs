@@ -53,6 +53,23 @@ pub struct FetcherConfig {
     pub timeout: Duration,
 }
 
+impl FetcherConfig {
+    /// Timeout of [`FetcherConfig::anonymous`].
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+    /// Anonymous pulls into `cache_dir`, plain HTTP for loopback registries
+    /// only, [`Self::DEFAULT_TIMEOUT`]; change fields with struct update
+    /// syntax (`FetcherConfig { auth, ..FetcherConfig::anonymous(dir) }`).
+    pub fn anonymous(cache_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            cache_dir: cache_dir.into(),
+            auth: Auth::Anonymous,
+            insecure_registries: Vec::new(),
+            timeout: Self::DEFAULT_TIMEOUT,
+        }
+    }
+}
+
 /// A verified policy artifact.
 #[derive(Debug, Clone)]
 pub struct Fetched {

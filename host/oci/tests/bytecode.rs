@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
-use std::time::Duration;
 
 use afxdp_oci::bytecode::{
     LABEL_BPF_FUNCTION_NAME, LABEL_FILENAME, LABEL_MAPS, LABEL_PROGRAMS, LABEL_PROGRAM_NAME,
@@ -20,7 +19,7 @@ use afxdp_oci::media_types::{
     WASM_LAYER_MEDIA_TYPE,
 };
 use afxdp_oci::{
-    sha256_digest, Auth, Fetcher, FetcherConfig, OciError, PolicyRef, PullPolicy,
+    sha256_digest, Fetcher, FetcherConfig, OciError, PolicyRef, PullPolicy,
     DEFAULT_BYTECODE_FILE_NAME,
 };
 use afxdp_testnet::registry::Registry;
@@ -32,13 +31,7 @@ use serde_json::{json, Value};
 const WASM_A: &[u8] = b"\0asm\x0d\0\x01\0";
 
 fn fetcher(cache: &Path) -> Fetcher {
-    Fetcher::new(FetcherConfig {
-        cache_dir: cache.to_path_buf(),
-        auth: Auth::Anonymous,
-        insecure_registries: vec![],
-        timeout: Duration::from_secs(10),
-    })
-    .expect("fetcher")
+    Fetcher::new(FetcherConfig::anonymous(cache)).expect("fetcher")
 }
 
 fn mode(p: &Path) -> u32 {

@@ -24,10 +24,8 @@ const WASM_B: &[u8] = b"\0asm\x0d\0\x01\0\x00\x03\x01b!";
 
 fn fetcher(cache: &Path, auth: Auth) -> Fetcher {
     Fetcher::new(FetcherConfig {
-        cache_dir: cache.to_path_buf(),
         auth,
-        insecure_registries: vec![],
-        timeout: Duration::from_secs(10),
+        ..FetcherConfig::anonymous(cache)
     })
     .expect("fetcher")
 }

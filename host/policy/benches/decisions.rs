@@ -9,9 +9,9 @@
 mod common;
 mod stats;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use stats::{percentiles, time, us};
+use stats::{load_times, percentiles, time, us};
 
 use afxdp_policy::{sha256_digest, CallCtx, EngineConfig, Netdev, Pod, PolicyEngine};
 
@@ -85,42 +85,17 @@ fn main() {
         "p50 ≤ 30",
     );
 
-    let dir = tempfile::tempdir().unwrap();
-    let cached = || {
-        PolicyEngine::new(EngineConfig {
-            cache_dir: Some(dir.path().to_path_buf()),
-            ..EngineConfig::default()
-        })
-        .unwrap()
-    };
-    // Write the artifact once.
-    cached().load(&wasm, &digest).unwrap();
-    let samples = (0..loads)
-        .map(|_| {
-            let e = cached();
-            let start = Instant::now();
-            let p = e.load(&wasm, &digest).unwrap();
-            let t = start.elapsed();
-            drop(p);
-            t
-        })
-        .collect();
+    let times = load_times(&wasm, &digest, loads, loads.min(5));
     row(
         "load from precompiled cache (+metadata)",
         loads,
-        samples,
+        times.cached,
         "≤ 5000",
     );
-
-    let samples = (0..loads.min(5))
-        .map(|_| {
-            let e = PolicyEngine::new(EngineConfig::default()).unwrap();
-            let start = Instant::now();
-            let p = e.load(&wasm, &digest).unwrap();
-            let t = start.elapsed();
-            drop(p);
-            t
-        })
-        .collect();
-    row("first load: compile (+metadata)", loads.min(5), samples, "");
+    row(
+        "first load: compile (+metadata)",
+        loads.min(5),
+        times.compiled,
+        "",
+    );
 }

@@ -29,7 +29,7 @@ use std::fmt::Debug;
 use std::hint::black_box as bb;
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use afxdp_policy::{
     sha256_digest, CallCtx, Decision, DecisionError, EngineConfig, FilterRule, FlowType,
@@ -52,7 +52,7 @@ mod policy_image_by_label;
 mod policy_numa_spread;
 mod stats;
 
-use stats::{percentiles, time, us};
+use stats::{load_times, percentiles, time, us};
 
 /// Decision p50 target, µs.
 const DECISION_P50_US: f64 = 30.0;
@@ -580,44 +580,14 @@ fn bench<P: sdk::Policy>(ex: &Example, wasm: &[u8], n: usize, loads: usize) {
     drop(p);
     drop(engine);
 
-    let dir = tempfile::tempdir().unwrap();
-    let cached = || {
-        PolicyEngine::new(EngineConfig {
-            cache_dir: Some(dir.path().to_path_buf()),
-            ..EngineConfig::default()
-        })
-        .unwrap()
-    };
-    // Write the artifact once.
-    cached().load(wasm, &digest).unwrap();
-    let samples = (0..loads)
-        .map(|_| {
-            let e = cached();
-            let start = Instant::now();
-            let p = e.load(wasm, &digest).unwrap();
-            let t = start.elapsed();
-            drop(p);
-            t
-        })
-        .collect();
+    let times = load_times(wasm, &digest, loads, loads.min(5));
     load_row(
         name,
         "load: cache (+metadata)",
-        samples,
+        times.cached,
         Some(CACHE_LOAD_US),
     );
-
-    let samples = (0..loads.min(5))
-        .map(|_| {
-            let e = PolicyEngine::new(EngineConfig::default()).unwrap();
-            let start = Instant::now();
-            let p = e.load(wasm, &digest).unwrap();
-            let t = start.elapsed();
-            drop(p);
-            t
-        })
-        .collect();
-    load_row(name, "load: compile (+metadata)", samples, None);
+    load_row(name, "load: compile (+metadata)", times.compiled, None);
 }
 
 fn main() {

@@ -3,6 +3,8 @@
 
 use std::time::{Duration, Instant};
 
+use afxdp_policy::{EngineConfig, PolicyEngine};
+
 /// p50, p99 and max of a sample set.
 #[derive(Debug, Clone, Copy)]
 pub struct Percentiles {
@@ -36,4 +38,42 @@ pub fn time<T>(n: usize, mut f: impl FnMut() -> T) -> Vec<Duration> {
 /// Microseconds.
 pub fn us(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
+}
+
+/// Wall times of loading `wasm` (with its metadata call) into a fresh
+/// engine: `cached` loads from a precompiled artifact (written once before),
+/// then `compiled` loads that compile it (no cache).
+pub struct LoadTimes {
+    pub cached: Vec<Duration>,
+    pub compiled: Vec<Duration>,
+}
+
+/// [`LoadTimes`] over `cached` and `compiled` loads.
+pub fn load_times(wasm: &[u8], digest: &str, cached: usize, compiled: usize) -> LoadTimes {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = |cache: bool| {
+        PolicyEngine::new(EngineConfig {
+            cache_dir: cache.then(|| dir.path().to_path_buf()),
+            ..EngineConfig::default()
+        })
+        .expect("engine")
+    };
+    let loads = |n: usize, cache: bool| -> Vec<Duration> {
+        (0..n)
+            .map(|_| {
+                let e = engine(cache);
+                let start = Instant::now();
+                let p = e.load(wasm, digest).expect("load");
+                let t = start.elapsed();
+                drop(p);
+                t
+            })
+            .collect()
+    };
+    // Write the artifact once.
+    engine(true).load(wasm, digest).expect("load");
+    LoadTimes {
+        cached: loads(cached, true),
+        compiled: loads(compiled, false),
+    }
 }
