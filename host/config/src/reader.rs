@@ -57,6 +57,9 @@ pub(crate) enum Keys {
 /// character is mapped through upper then lower case, so `ſ` matches `s`
 /// and the Kelvin sign matches `k`.
 pub(crate) fn go_fold(s: &str) -> String {
+    if s.is_ascii() {
+        return s.to_ascii_lowercase();
+    }
     s.chars()
         .flat_map(char::to_uppercase)
         .flat_map(char::to_lowercase)
@@ -68,6 +71,9 @@ pub(crate) fn go_fold(s: &str) -> String {
 pub(crate) struct ObjReader<'a> {
     path: JsonPath,
     entries: &'a [(String, Json)],
+    /// With [`Keys::GoFold`], each entry's key folded once (a lookup folds
+    /// only the key asked for); empty with [`Keys::Exact`].
+    folded: Vec<String>,
     consumed: Vec<bool>,
     keys: Keys,
     known: Vec<&'static str>,
@@ -81,6 +87,10 @@ impl<'a> ObjReader<'a> {
             Json::Object(entries) => Some(ObjReader {
                 path: path.clone(),
                 entries,
+                folded: match keys {
+                    Keys::Exact => Vec::new(),
+                    Keys::GoFold => entries.iter().map(|(k, _)| go_fold(k)).collect(),
+                },
                 consumed: vec![false; entries.len()],
                 keys,
                 known: Vec::new(),
@@ -101,27 +111,33 @@ impl<'a> ObjReader<'a> {
         self.path.key(canonical)
     }
 
-    fn matches(&self, key: &str, canonical: &str) -> bool {
+    /// Whether entry `i` has the key `canonical` (an ASCII schema key).
+    fn is_key(&self, i: usize, canonical: &str) -> bool {
         match self.keys {
-            Keys::Exact => key == canonical,
-            Keys::GoFold => go_fold(key) == go_fold(canonical),
+            Keys::Exact => self.entries[i].0 == canonical,
+            // The folded key is lower case, and folding an ASCII key is
+            // ASCII lower-casing: no allocation per lookup.
+            Keys::GoFold => self.folded[i].eq_ignore_ascii_case(canonical),
         }
+    }
+
+    /// Indices of the entries whose key is `canonical`, in file order.
+    fn hits<'s>(&'s self, canonical: &'s str) -> impl DoubleEndedIterator<Item = usize> + 's {
+        (0..self.entries.len()).filter(move |&i| self.is_key(i, canonical))
     }
 
     /// True when the object has `canonical` among its keys (without
     /// consuming it).
     pub fn has(&self, canonical: &str) -> bool {
-        self.entries.iter().any(|(k, _)| self.matches(k, canonical))
+        self.hits(canonical).next().is_some()
     }
 
     /// Number of elements of the array under `canonical` (0 when absent or
     /// not an array), without consuming the key.
     pub fn array_len(&self, canonical: &str) -> usize {
-        self.entries
-            .iter()
-            .rev()
-            .find(|(k, _)| self.matches(k, canonical))
-            .map_or(0, |(_, v)| match v {
+        self.hits(canonical)
+            .next_back()
+            .map_or(0, |i| match &self.entries[i].1 {
                 Json::Array(a) => a.len(),
                 _ => 0,
             })
@@ -132,22 +148,22 @@ impl<'a> ObjReader<'a> {
     /// Go does). With [`Keys::GoFold`], `null` is treated as absent.
     pub fn take(&mut self, canonical: &'static str, ctx: &mut Ctx) -> Option<(JsonPath, &'a Json)> {
         self.known.push(canonical);
-        let hits: Vec<usize> = (0..self.entries.len())
-            .filter(|&i| self.matches(&self.entries[i].0, canonical))
-            .collect();
-        let &last = hits.last()?;
-        for &i in &hits {
-            self.consumed[i] = true;
+        let mut last = None;
+        let mut others = Vec::new();
+        for i in 0..self.entries.len() {
+            if self.is_key(i, canonical) {
+                self.consumed[i] = true;
+                if let Some(prev) = last.replace(i) {
+                    others.push(format!("{:?}", self.entries[prev].0));
+                }
+            }
         }
-        let (key, value) = &self.entries[last];
+        let (key, value) = &self.entries[last?];
         let path = self.path.key(key);
-        if hits.len() > 1 {
+        if !others.is_empty() {
             ctx.errors.push(ConfigError::DuplicateKey {
                 path: path.clone(),
-                others: hits[..hits.len() - 1]
-                    .iter()
-                    .map(|&i| format!("{:?}", self.entries[i].0))
-                    .collect(),
+                others,
             });
         }
         if self.keys == Keys::GoFold && *value == Json::Null {

@@ -214,3 +214,56 @@ fn every_error_has_its_path() {
         ["pools[0].name", "pools[0].mode", "pools[0].devices[0].pci"]
     );
 }
+
+/// Duplicate pool names, env var collisions and repeated node hostnames are
+/// found against the *first* entry that has them, however far apart they
+/// are in a big file (the checks are one pass with a map, not pairwise).
+#[test]
+fn duplicates_far_apart_in_big_configs_name_the_first_entry() {
+    for v1 in [false, true] {
+        let mut pools: Vec<String> = (0..3000)
+            .map(|i| {
+                if v1 {
+                    format!(r#"{{"name":"p{i}","selectors":{{"drivers":[{{"name":"ice"}}]}}}}"#)
+                } else {
+                    format!(r#"{{"name":"p{i}","mode":"primary","drivers":[{{"name":"ice"}}]}}"#)
+                }
+            })
+            .collect();
+        pools[2998] = pools[7].clone();
+        pools[2999] = pools[7].replace("\"p7\"", "\"P7\"");
+        let nodes: Vec<String> = (0..2000)
+            .map(|i| format!(r#"{{"hostname":"n{i}","drivers":[{{"name":"ice"}}]}}"#))
+            .chain([r#"{"hostname":"N3","drivers":[{"name":"ice"}]}"#.to_owned()])
+            .collect();
+        let nodes_pool = if v1 {
+            format!(
+                r#"{{"name":"nodes","selectors":{{"nodes":[{}]}}}}"#,
+                nodes.join(",")
+            )
+        } else {
+            format!(
+                r#"{{"name":"nodes","mode":"primary","nodes":[{}]}}"#,
+                nodes.join(",")
+            )
+        };
+        pools.push(nodes_pool);
+        let head = if v1 {
+            r#""apiVersion":"afxdp.io/v1alpha1","#
+        } else {
+            ""
+        };
+        let text = format!(r#"{{{head}"pools":[{}]}}"#, pools.join(","));
+        let form = if v1 { "v1alpha1" } else { "upstream" };
+        let sel = if v1 { "selectors.nodes" } else { "nodes" };
+        assert_eq!(
+            errors(&text),
+            [
+                format!(r#"pools[3000].{sel}[2000].hostname: node "N3" is already configured by pools[3000].{sel}[3]"#),
+                r#"pools[2998].name: duplicate pool name "p7" (also pools[7])"#.to_owned(),
+                r#"pools[2999].name: pool name "P7" maps to the same environment variable AFXDP_DEVICES_P7 as pool "p7" (pools[7])"#.to_owned(),
+            ],
+            "{form}"
+        );
+    }
+}
