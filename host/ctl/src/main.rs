@@ -127,8 +127,10 @@ fn main() -> ExitCode {
         Command::Lab(args) => {
             let filter = tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+            // Colour only on a terminal, never in a redirected log.
             tracing_subscriber::fmt()
                 .with_env_filter(filter)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                 .with_writer(std::io::stderr)
                 .init();
             match lab::run(args) {

@@ -1,10 +1,13 @@
 //! afxdp-dp, the node agent binary.
 
-use std::path::PathBuf;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
 use afxdp_dp::daemon::{Daemon, Options};
 
@@ -56,9 +59,25 @@ struct Cli {
     /// skips the attach (free devices then always carry the program).
     #[arg(long, env = "AFXDP_PREPARE_ATTACHMENTS")]
     prepare_attachments: bool,
-    /// Log format: text or json.
-    #[arg(long, env = "AFXDP_LOG_FORMAT", default_value = "text")]
-    log_format: String,
+    /// Log format (default: the config file's logFormat, else text).
+    #[arg(long, env = "AFXDP_LOG_FORMAT", value_enum)]
+    log_format: Option<LogFormatArg>,
+}
+
+/// `--log-format` values; anything else is a usage error naming these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormatArg {
+    Text,
+    Json,
+}
+
+impl From<LogFormatArg> for afxdp_config::LogFormat {
+    fn from(f: LogFormatArg) -> Self {
+        match f {
+            LogFormatArg::Text => afxdp_config::LogFormat::Text,
+            LogFormatArg::Json => afxdp_config::LogFormat::Json,
+        }
+    }
 }
 
 /// Accept upstream's single-dash `-config` spelling.
@@ -71,22 +90,101 @@ fn normalized_args() -> Vec<String> {
         .collect()
 }
 
-fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let b = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if format == "json" {
-        b.json().init();
-    } else {
-        b.init();
+/// Where and how afxdp-dp logs. Each setting comes from the command line
+/// (or its env var) when given, else from the config file, else the
+/// default; `RUST_LOG`, when set, replaces the level as the filter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct LogSettings {
+    level: afxdp_config::LogLevel,
+    format: afxdp_config::LogFormat,
+    /// Appended to; `None` = stderr.
+    file: Option<PathBuf>,
+}
+
+impl LogSettings {
+    fn resolve(cli_format: Option<LogFormatArg>, config: Option<&afxdp_config::Config>) -> Self {
+        LogSettings {
+            level: config.map(|c| c.log_level).unwrap_or_default(),
+            format: cli_format
+                .map(Into::into)
+                .or(config.map(|c| c.log_format))
+                .unwrap_or_default(),
+            file: config.and_then(|c| c.log_file.clone()),
+        }
     }
 }
 
-fn main() -> anyhow::Result<()> {
+/// Opens `path` for appending, creating its directory.
+fn open_log_file(path: &Path) -> std::io::Result<std::fs::File> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+}
+
+/// Installs the global subscriber. Colour only on a terminal (never in a
+/// file, a pipe or a container log). A log file that cannot be opened is
+/// reported on stderr, which is then used. Returns whether logs go to a
+/// file.
+fn init_logging(settings: &LogSettings) -> bool {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(settings.level.as_str()));
+    let mut file_error = None;
+    let file = settings
+        .file
+        .as_deref()
+        .and_then(|p| match open_log_file(p) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                file_error = Some(format!("cannot open log file {}: {e}", p.display()));
+                None
+            }
+        });
+    let to_file = file.is_some();
+    let (writer, ansi) = match file {
+        Some(f) => (BoxMakeWriter::new(std::sync::Mutex::new(f)), false),
+        None => (
+            BoxMakeWriter::new(std::io::stderr),
+            std::io::stderr().is_terminal(),
+        ),
+    };
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(writer);
+    match settings.format {
+        afxdp_config::LogFormat::Json => b.json().init(),
+        afxdp_config::LogFormat::Text => b.init(),
+    }
+    if let Some(e) = file_error {
+        tracing::error!("{e}; logging to stderr");
+    }
+    to_file
+}
+
+fn main() -> ExitCode {
     let cli = Cli::parse_from(normalized_args());
-    init_logging(&cli.log_format);
+    // Read once here for the log settings only; an invalid config is
+    // reported by the daemon (logged with the defaults).
+    let config = afxdp_config::load(&cli.config).ok();
+    let to_file = init_logging(&LogSettings::resolve(cli.log_format, config.as_ref()));
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), config = %cli.config.display(), "afxdp-dp starting");
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            if to_file {
+                eprintln!("afxdp-dp: {e:#}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     let node_name = match cli.node_name {
         Some(n) => n,
         None => nix::unistd::gethostname()
@@ -123,4 +221,62 @@ fn main() -> anyhow::Result<()> {
         daemon.stop().await;
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use afxdp_config::{LogFormat, LogLevel};
+
+    fn config(text: &str) -> afxdp_config::Config {
+        afxdp_config::parse(text).expect("valid config")
+    }
+
+    #[test]
+    fn log_settings_flag_over_config_over_default() {
+        let c = config(
+            r#"{"apiVersion":"afxdp.io/v1alpha1","logLevel":"debug","logFormat":"json",
+                "logFile":"/var/log/afxdp/dp.log","pools":[]}"#,
+        );
+        let from_config = LogSettings::resolve(None, Some(&c));
+        assert_eq!(
+            from_config,
+            LogSettings {
+                level: LogLevel::Debug,
+                format: LogFormat::Json,
+                file: Some(PathBuf::from("/var/log/afxdp/dp.log")),
+            }
+        );
+        let flag = LogSettings::resolve(Some(LogFormatArg::Text), Some(&c));
+        assert_eq!(flag.format, LogFormat::Text, "the flag wins");
+        assert_eq!(flag.level, LogLevel::Debug);
+        let defaults = LogSettings::resolve(None, None);
+        assert_eq!(
+            defaults,
+            LogSettings {
+                level: LogLevel::Info,
+                format: LogFormat::Text,
+                file: None,
+            }
+        );
+        // Upstream files give level and file (no format).
+        let up = config(r#"{"logLevel":"warning","logFile":"afxdp-dp.log","pools":[]}"#);
+        let s = LogSettings::resolve(Some(LogFormatArg::Json), Some(&up));
+        assert_eq!(s.level, LogLevel::Warn);
+        assert_eq!(s.format, LogFormat::Json);
+        assert_eq!(
+            s.file.as_deref(),
+            Some(Path::new("/var/log/afxdp-k8s-plugins/afxdp-dp.log"))
+        );
+    }
+
+    #[test]
+    fn unknown_log_format_is_a_usage_error() {
+        let e = Cli::try_parse_from(["afxdp-dp", "--log-format", "yaml"]).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("yaml") && msg.contains("text") && msg.contains("json"),
+            "{msg}"
+        );
+    }
 }
