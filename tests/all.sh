@@ -10,6 +10,8 @@ cargo fmt --manifest-path policies/Cargo.toml --all -- --check
 # The example policies (wasm32-wasip2 components) the end-to-end tests load.
 cargo build --manifest-path policies/Cargo.toml --target wasm32-wasip2 --release --locked
 export AFXDP_POLICY_WASM_DIR="$PWD/policies/target/wasm32-wasip2/release" AFXDP_REQUIRE_POLICY_WASM=1
+# The hostile test guests (a panicking policy, ...) the end-to-end tests load too.
+cargo build --manifest-path host/policy/tests/guests/Cargo.toml --target wasm32-wasip2 --release --locked --target-dir target/policy-guests
 cargo build --workspace --all-targets --locked
 cargo clippy --workspace --all-targets --locked -- -D warnings
 log=$(mktemp)

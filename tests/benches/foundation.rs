@@ -8,6 +8,7 @@
 
 use std::time::{Duration, Instant};
 
+use afxdp_dp::agent::ReleaseBy;
 use afxdp_lab::{cni, Lab, LabConfig, Sharing, RESOURCE};
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -92,7 +93,7 @@ async fn allocate_latency(sharing: Sharing, prepared: bool, n: usize) -> Vec<Dur
     }
     {
         let (a, d) = (agent.clone(), nic.clone());
-        tokio::task::spawn_blocking(move || a.release(&d))
+        tokio::task::spawn_blocking(move || a.release(&d, ReleaseBy::Operator))
             .await
             .expect("join")
             .expect("release");
@@ -107,7 +108,7 @@ async fn allocate_latency(sharing: Sharing, prepared: bool, n: usize) -> Vec<Dur
         samples.push(t.elapsed());
         let a = agent.clone();
         let d = nic.clone();
-        tokio::task::spawn_blocking(move || a.release(&d))
+        tokio::task::spawn_blocking(move || a.release(&d, ReleaseBy::Operator))
             .await
             .expect("join")
             .expect("release");

@@ -48,3 +48,28 @@ pub fn xdp_attached_in(netns: &afxdp_testnet::Netns, device: &str) -> bool {
         .map(|o| o.contains("prog/xdp"))
         .unwrap_or(false)
 }
+
+/// Run `probe` (the `afxdp-handshake-probe` binary) inside `netns` as the pod
+/// `namespace/pod`, in `mode` (see the binary); its stderr when it fails.
+/// A process of its own: the daemon checks a peer's netns by its pid.
+pub fn handshake_probe(
+    probe: &Path,
+    netns: &afxdp_testnet::Netns,
+    sock: &Path,
+    device: &str,
+    (namespace, pod): (&str, &str),
+    mode: &str,
+) -> Result<(), String> {
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", netns.name()])
+        .arg(probe)
+        .arg(sock)
+        .args([device, namespace, pod, mode])
+        .output()
+        .map_err(|e| format!("running the probe: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}

@@ -282,3 +282,84 @@ fn afxdpctl_policy_build_produces_the_component() {
     let bytes = std::fs::read(&path).expect("component written");
     assert_eq!(&bytes[..4], b"\0asm");
 }
+
+/// A panicking guest (it writes to stderr, then traps) is a decision error
+/// carrying the guest's panic message in every afxdpctl command that calls
+/// a policy; no command aborts (wasmtime-wasi's stderr once panicked on the
+/// CLI's async runtime: "Cannot start a runtime from within a runtime").
+#[test]
+fn afxdpctl_reports_a_panicking_policy_as_a_decision_error() {
+    let ctl = bins::find("afxdpctl").expect("afxdpctl built");
+    let guest = afxdp_testnet::test_guest("panic");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let request = r#"{"decision":"select-program","device":{"name":"eth1","rxQueues":2}}"#;
+    let req = dir.path().join("req.json");
+    std::fs::write(&req, request).expect("write");
+    let no_abort = |out: &std::process::Output| {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "exit code: {out:?}");
+        // A Rust panic of afxdpctl itself exits 101; this was its message.
+        assert!(
+            !stderr.contains("Cannot start a runtime"),
+            "afxdpctl panicked: {stderr}"
+        );
+    };
+
+    // run: the error as JSON, with the guest's message.
+    let out = Command::new(&ctl)
+        .args(["policy", "run", "--request"])
+        .arg(&req)
+        .arg(&guest)
+        .output()
+        .expect("run");
+    no_abort(&out);
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(answer["error"], "trap", "{answer}");
+    let message = answer["message"].as_str().expect("message");
+    assert!(message.contains("deliberate panic"), "{message}");
+
+    // test: a case expecting the trap passes; one expecting an answer fails.
+    let cases = dir.path().join("cases");
+    std::fs::create_dir(&cases).expect("mkdir");
+    let case = |key: &str, value: &str| {
+        let mut c: serde_json::Value = serde_json::from_str(request).expect("request");
+        c[key] = value.into();
+        c.to_string()
+    };
+    std::fs::write(cases.join("a-trap.json"), case("expectError", "trap")).expect("write");
+    std::fs::write(cases.join("b-answer.json"), case("expect", "builtin")).expect("write");
+    let out = Command::new(&ctl)
+        .args(["policy", "test"])
+        .arg(&cases)
+        .arg(&guest)
+        .output()
+        .expect("run");
+    no_abort(&out);
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        report.contains("ok   ") && report.contains("a-trap.json"),
+        "{report}"
+    );
+    assert!(
+        report.contains("FAIL") && report.contains("deliberate panic"),
+        "{report}"
+    );
+    assert!(report.contains("1 passed, 1 failed"), "{report}");
+
+    // simulate: the error names the pod and carries the message.
+    let inventory = dir.path().join("inventory.json");
+    std::fs::write(&inventory, r#"[{"name":"eth0","rxQueues":2}]"#).expect("write");
+    let out = Command::new(&ctl)
+        .args(["policy", "simulate", "--inventory"])
+        .arg(&inventory)
+        .args(["--pods", "1", "--per-pod", "1"])
+        .arg(&guest)
+        .output()
+        .expect("run");
+    no_abort(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("pod-0") && stderr.contains("deliberate panic"),
+        "{stderr}"
+    );
+}

@@ -1,14 +1,15 @@
-//! The UDS handshake against the real daemon: the peer is checked against
-//! kubelet's PodResources by namespace and name; refusals get the right nak and
-//! leak no file descriptor (afxdp-dp runs in this process, so /proc/self/fd
-//! counts the server's FDs too).
+//! The UDS handshake against the real daemon: the peer must be the pod CNI
+//! ADD plumbed the device for (namespace and name), held by it in kubelet's
+//! PodResources, and a process inside that pod's netns, whatever the client
+//! sends; refusals get the right nak and leak no file descriptor (afxdp-dp
+//! runs in this process, so /proc/self/fd counts the server's FDs too).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use afxdp_e2e::open_fds;
 use afxdp_handshake::{Client, HandshakeError, PodRef, Response, Step};
-use afxdp_lab::{Lab, LabConfig, Sharing, RESOURCE};
+use afxdp_lab::{cni, Lab, LabConfig, Sharing, RESOURCE};
 
 fn refused(r: Result<impl std::fmt::Debug, HandshakeError>, step: Step, nak: Response) {
     match r {
@@ -19,57 +20,27 @@ fn refused(r: Result<impl std::fmt::Debug, HandshakeError>, step: Step, nak: Res
     }
 }
 
-fn run_refusals(sock: PathBuf, device: String) {
-    let t = Duration::from_secs(5);
-    let mut c = Client::connect(&sock, t).expect("connect");
-    // Garbage, including non-UTF-8 → /nak.
-    let (r, fd) = c.raw_request(b"\xff\xfe garbage", None).expect("answer");
-    assert_eq!(r, Response::Nak);
-    assert!(fd.is_none());
-    let (r, _) = c.raw_request(b"/frobnicate, x", None).expect("answer");
-    assert_eq!(r, Response::Nak);
-    // The map before a successful /connect → /fd_nak.
-    refused(c.xsk_map_fd(&device), Step::XskMapFd, Response::FdNak);
-    // Wrong pod, wrong namespace → /host_nak.
+fn probe(netns: &afxdp_testnet::Netns, sock: &Path, device: &str, mode: &str) {
+    let bin = Path::new(env!("CARGO_BIN_EXE_afxdp-handshake-probe"));
+    if let Err(e) = afxdp_e2e::handshake_probe(bin, netns, sock, device, ("team-a", "p1"), mode) {
+        panic!("probe {mode}: {e}");
+    }
+}
+
+/// The same pod name from this process, in the host netns: refused
+/// (before the fix, a name-only `/connect` was enough).
+fn outside_the_pod(sock: PathBuf) {
+    let mut c = Client::connect(&sock, Duration::from_secs(5)).expect("connect");
     refused(
-        c.hello(&PodRef::name("intruder")),
+        c.hello(&PodRef::name("p1")),
         Step::Connect,
         Response::HostNak,
     );
     refused(
-        c.hello(&PodRef::namespaced("team-b", "p1")),
+        c.hello(&PodRef::namespaced("team-a", "p1")),
         Step::Connect,
         Response::HostNak,
     );
-    // The holder, by name (as DPDK sends it) and namespaced → /host_ok.
-    c.hello(&PodRef::name("p1")).expect("holder by name");
-    c.hello(&PodRef::namespaced("team-a", "p1"))
-        .expect("holder namespaced");
-    assert_eq!(c.version().expect("version"), "0.1");
-    // A second connection while the first session is open → /host_nak.
-    let mut second = Client::connect(&sock, t).expect("second connect");
-    refused(
-        second.hello(&PodRef::namespaced("team-a", "p1")),
-        Step::Connect,
-        Response::HostNak,
-    );
-    drop(second);
-    // Another device through this device's socket, or an unknown one → /fd_nak.
-    refused(c.xsk_map_fd("afxnodev0"), Step::XskMapFd, Response::FdNak);
-    // The real map: an FD of a BPF map.
-    let map = c.xsk_map_fd(&device).expect("map fd");
-    let link = std::fs::read_link(format!(
-        "/proc/self/fd/{}",
-        std::os::fd::AsRawFd::as_raw_fd(&map)
-    ))
-    .expect("readlink");
-    assert_eq!(link.to_string_lossy(), "anon_inode:bpf-map");
-    drop(map);
-    c.fin().expect("fin");
-    // A new session may start after the first ended (container restart).
-    let mut again = Client::connect(&sock, t).expect("reconnect");
-    again.hello(&PodRef::name("p1")).expect("holder again");
-    again.fin().expect("fin");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -93,11 +64,29 @@ async fn refusals_get_the_right_nak_and_leak_no_fd() {
     let sock = host_dir.join("afxdp.sock");
     assert!(sock.exists());
 
-    let before = open_fds();
-    let (s, d) = (sock.clone(), device.clone());
-    tokio::task::spawn_blocking(move || run_refusals(s, d))
+    // Before CNI ADD nobody is the device's pod.
+    let netns = afxdp_testnet::Netns::new("afxhs").expect("netns");
+    probe(&netns, &sock, &device, "refused");
+    let conf = cni::net_conf(&device, &lab.paths.node_api, "1.1.0");
+    let add = cni::exec(
+        &lab.cni,
+        "ADD",
+        "c-p1",
+        Some(netns.path()),
+        "net1",
+        "team-a",
+        "p1",
+        &conf,
+    )
+    .expect("exec ADD");
+    assert!(add.success, "ADD: {} {}", add.stdout, add.stderr);
+
+    let s = sock.clone();
+    tokio::task::spawn_blocking(move || outside_the_pod(s))
         .await
-        .expect("refusal cases");
+        .expect("outside the pod");
+    let before = open_fds();
+    probe(&netns, &sock, &device, "holder");
     // The server closes its side asynchronously: allow it a moment.
     let deadline = Instant::now() + Duration::from_secs(3);
     while open_fds() != before && Instant::now() < deadline {
@@ -107,16 +96,18 @@ async fn refusals_get_the_right_nak_and_leak_no_fd() {
 
     // Once kubelet no longer lists the pod, even the former holder is refused.
     lab.kubelet().remove_pod("team-a", "p1");
-    let s = sock.clone();
-    tokio::task::spawn_blocking(move || {
-        let mut c = Client::connect(&s, Duration::from_secs(5)).expect("connect");
-        refused(
-            c.hello(&PodRef::name("p1")),
-            Step::Connect,
-            Response::HostNak,
-        );
-    })
-    .await
-    .expect("after removal");
+    probe(&netns, &sock, &device, "refused");
+    let del = cni::exec(
+        &lab.cni,
+        "DEL",
+        "c-p1",
+        Some(netns.path()),
+        "net1",
+        "team-a",
+        "p1",
+        &conf,
+    )
+    .expect("exec DEL");
+    assert!(del.success, "DEL: {} {}", del.stdout, del.stderr);
     lab.teardown().await.expect("teardown");
 }

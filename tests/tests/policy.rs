@@ -161,17 +161,20 @@ async fn every_allocation_is_decided_by_exactly_one_digest_during_rollout() {
     let agent = lab.daemon.as_ref().expect("daemon").agent.clone();
     let worker = {
         let agent = agent.clone();
-        tokio::task::spawn_blocking(move || {
+        // Spawned now: it runs while the policy rolls.
+        tokio::spawn(afxdp_policy::Blocking::spawn(move |b| {
             let mut seen = Vec::new();
             for _ in 0..60 {
                 agent
-                    .allocate("lab", std::slice::from_ref(&nic), Default::default())
+                    .allocate(b, "lab", std::slice::from_ref(&nic), Default::default())
                     .expect("allocate");
                 seen.push(agent.allocation(&nic).expect("recorded").decided_by);
-                agent.release(&nic).expect("release");
+                agent
+                    .release(&nic, afxdp_dp::agent::ReleaseBy::Operator)
+                    .expect("release");
             }
             seen
-        })
+        }))
     };
     for i in 0..6 {
         let r = if i % 2 == 0 { &b_ref } else { &a_ref };
@@ -185,7 +188,7 @@ async fn every_allocation_is_decided_by_exactly_one_digest_during_rollout() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let seen = worker.await.expect("worker");
+    let seen = worker.await.expect("worker").expect("blocking task");
     let (a, b) = (format!("policy {a_digest}"), format!("policy {b_digest}"));
     assert!(seen.iter().all(|d| *d == a || *d == b), "{seen:?}");
     assert!(
@@ -222,6 +225,105 @@ async fn unloadable_policy_follows_the_failure_policy() {
     lab.pods[0]
         .wait_total(sent, Duration::from_secs(10))
         .expect("traffic");
+    lab.teardown().await.expect("teardown");
+}
+
+/// A policy that cannot load at start (here: its file is not there yet; in
+/// production a registry down with no cache) is retried with backoff: once it
+/// can load, the `Fail` pool allocates again without anyone touching the config.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_that_failed_to_load_at_start_is_retried() {
+    afxdp_testnet::require_root();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wasm = dir.path().join("default.wasm");
+    let mut lab = lab_with(serde_json::json!({ "file": wasm, "failurePolicy": "Fail" })).await;
+    let policies = lab.daemon.as_ref().expect("daemon").policies.clone();
+    let failure = policies
+        .failure("lab")
+        .expect("the load failure is exposed");
+    assert!(failure.reason.contains("default.wasm"), "{failure:?}");
+    let err = lab
+        .kubelet()
+        .admit_pod("ns", "early", "app", RESOURCE, 1)
+        .await
+        .expect_err("refused while the policy is not loaded");
+    assert!(err.to_string().contains("policy is not loaded"), "{err}");
+    lab.kubelet().remove_pod("ns", "early");
+
+    std::fs::write(&wasm, policy_wasm("default")).expect("the policy appears");
+    assert!(
+        afxdp_testnet::wait_until(Duration::from_secs(15), Duration::from_millis(100), || {
+            policies.get("lab").is_some()
+        }),
+        "not retried: {:?}",
+        policies.failure("lab")
+    );
+    assert!(policies.failure("lab").is_none(), "failure not cleared");
+    lab.add_pod("later").await.expect("allocated once loaded");
+    let nic = lab.nics[0].name.clone();
+    let agent = lab.daemon.as_ref().expect("daemon").agent.clone();
+    let by = agent.allocation(&nic).expect("allocation").decided_by;
+    assert_eq!(
+        by,
+        format!(
+            "policy {}",
+            afxdp_oci::sha256_digest(&policy_wasm("default"))
+        )
+    );
+    lab.teardown().await.expect("teardown");
+}
+
+/// A panicking policy (it writes to stderr, then traps) is a decision error
+/// carrying its panic message at every daemon entry point: Allocate,
+/// GetPreferredAllocation and the node API's settings; the daemon serves on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_policy_is_a_decision_error_at_every_daemon_entry_point() {
+    afxdp_testnet::require_root();
+    let guest = afxdp_testnet::test_guest("panic");
+    let fail = serde_json::json!({ "file": guest, "failurePolicy": "Fail" });
+    let lab = lab_with(fail.clone()).await;
+    let nic = lab.nics[0].name.clone();
+    let err = lab
+        .kubelet()
+        .admit_pod("ns", "refused", "app", RESOURCE, 1)
+        .await
+        .expect_err("Allocate refused");
+    assert!(err.to_string().contains("deliberate panic"), "{err}");
+    // GetPreferredAllocation is advisory: an empty answer, not a crash.
+    let preferred = lab
+        .kubelet()
+        .preferred_allocation(RESOURCE, std::slice::from_ref(&nic), &[], 1)
+        .await
+        .expect("GetPreferredAllocation answered");
+    assert!(preferred.is_empty(), "{preferred:?}");
+    lab.teardown().await.expect("teardown");
+
+    // Ignore: the defaults decide, and the record says why.
+    let mut lab = lab_with(serde_json::json!({ "file": guest, "failurePolicy": "Ignore" })).await;
+    let nic = lab.nics[0].name.clone();
+    lab.add_pod("fallback")
+        .await
+        .expect("pod with the defaults");
+    let agent = lab.daemon.as_ref().expect("daemon").agent.clone();
+    let by = agent.allocation(&nic).expect("allocation").decided_by;
+    assert!(by.contains("deliberate panic"), "{by}");
+    // The node API under Fail: the settings call fails with the message.
+    lab.set_policy(&fail).await.expect("reload to Fail");
+    let ch = afxdp_proto::unix::connect(&lab.paths.node_api, Duration::from_secs(5))
+        .await
+        .expect("node API");
+    let status = afxdp_proto::nodeapi::node_api_client::NodeApiClient::new(ch)
+        .get_device_settings(afxdp_proto::nodeapi::DeviceRef {
+            device: nic.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("settings refused");
+    assert!(status.message().contains("deliberate panic"), "{status:?}");
+    let sent = lab.send(&nic, 8, 10).expect("send");
+    lab.pods[0]
+        .wait_total(sent, Duration::from_secs(10))
+        .expect("the pod still receives");
     lab.teardown().await.expect("teardown");
 }
 

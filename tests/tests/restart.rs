@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use afxdp_dp::daemon::Daemon;
-use afxdp_handshake::{Client, PodRef};
 use afxdp_lab::{Lab, LabConfig, Sharing, RESOURCE};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -53,15 +52,18 @@ async fn restarted_daemon_adopts_allocations_and_pods_keep_receiving() {
         })
         .await
         .expect("re-registered with the device");
+    // The claim CNI ADD recorded survived too: the pod's own process passes
+    // the peer check.
     let sock = PathBuf::from(&lab.pods[0].mounts[0].1).join("afxdp.sock");
-    let handshake = tokio::task::spawn_blocking(move || {
-        let mut c = Client::connect(&sock, Duration::from_secs(5))?;
-        c.hello(&PodRef::namespaced("lab", "survivor"))?;
-        c.fin()
-    })
-    .await
-    .expect("join");
-    handshake.expect("UDS handshake after restart");
+    afxdp_e2e::handshake_probe(
+        std::path::Path::new(env!("CARGO_BIN_EXE_afxdp-handshake-probe")),
+        &lab.pods[0].netns,
+        &sock,
+        &nic,
+        ("lab", "survivor"),
+        "hello",
+    )
+    .expect("UDS handshake after restart");
     let third = lab.send(&nic, 8, 10).expect("send");
     lab.pods[0]
         .wait_total(first + second + third, Duration::from_secs(10))
@@ -74,5 +76,63 @@ async fn restarted_daemon_adopts_allocations_and_pods_keep_receiving() {
         "program still attached after DEL"
     );
     assert!(agent.allocation(&nic).is_none());
+    lab.teardown().await.expect("teardown");
+}
+
+/// A restart over an unreadable or other-version state file keeps every live
+/// pod's program: the file is kept aside, the allocations are rebuilt from
+/// the pinned attachments, the pod keeps receiving, and its CNI DEL still
+/// releases the device.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_state_is_kept_aside_and_live_pods_keep_their_programs() {
+    afxdp_testnet::require_root();
+    let mut lab = Lab::start(LabConfig {
+        nics: 1,
+        sharing: Sharing::Uds,
+        ..Default::default()
+    })
+    .await
+    .expect("lab");
+    let nic = lab.nics[0].name.clone();
+    lab.add_pod("keeper").await.expect("pod");
+    let mut total = lab.send(&nic, 8, 10).expect("send");
+    lab.pods[0]
+        .wait_total(total, Duration::from_secs(10))
+        .expect("before restart");
+    let state_file = lab.paths.state_dir.join("allocations.json");
+    for bad in [&b"{not json"[..], br#"{"version":99,"allocations":{}}"#] {
+        lab.daemon.take().expect("daemon").stop().await;
+        std::fs::write(&state_file, bad).expect("spoil the state file");
+        lab.daemon = Some(
+            Daemon::start(lab.paths.daemon_options())
+                .await
+                .expect("restart over a bad state file"),
+        );
+        let kept: Vec<_> = std::fs::read_dir(&lab.paths.state_dir)
+            .expect("state dir")
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().contains(".unreadable-"))
+            .map(|e| std::fs::read(e.path()).expect("read the kept file"))
+            .collect();
+        assert!(
+            kept.iter().any(|k| k == bad),
+            "the bad file was not kept aside"
+        );
+        let agent = lab.daemon.as_ref().expect("daemon").agent.clone();
+        let alloc = agent.allocation(&nic).expect("allocation recovered");
+        assert!(alloc.recovered && alloc.pool == "lab", "{alloc:?}");
+        assert!(
+            afxdp_e2e::xdp_attached_in(&lab.pods[0].netns, &nic),
+            "the pod's program was detached"
+        );
+        total += lab.send(&nic, 8, 10).expect("send");
+        lab.pods[0]
+            .wait_total(total, Duration::from_secs(10))
+            .expect("after the restart");
+    }
+    let agent = lab.daemon.as_ref().expect("daemon").agent.clone();
+    lab.remove_pod("keeper").await.expect("remove");
+    assert!(agent.allocation(&nic).is_none(), "DEL did not release");
+    assert!(!afxdp_e2e::xdp_attached(&nic), "program still attached");
     lab.teardown().await.expect("teardown");
 }

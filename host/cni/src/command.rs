@@ -19,7 +19,19 @@ fn timeout(conf: &NetConf) -> Duration {
 }
 
 fn device_ref(env: &Env, device: &str) -> DeviceRef {
+    // The pod's netns identity (the UDS handshake checks its peer against it).
+    let (netns_dev, netns_ino) = env
+        .netns
+        .as_deref()
+        .and_then(|p| std::fs::metadata(p).ok())
+        .map(|m| {
+            use std::os::unix::fs::MetadataExt;
+            (m.dev(), m.ino())
+        })
+        .unwrap_or((0, 0));
     DeviceRef {
+        netns_dev,
+        netns_ino,
         device: device.to_string(),
         container_id: env.container_id.clone(),
         pod_namespace: env

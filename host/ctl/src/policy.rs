@@ -27,7 +27,7 @@ use clap::Subcommand;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use afxdp_policy::{CallCtx, DecisionError, EngineConfig, LoadedPolicy, PolicyEngine};
+use afxdp_policy::{Blocking, CallCtx, DecisionError, EngineConfig, LoadedPolicy, PolicyEngine};
 
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
@@ -161,7 +161,11 @@ fn rule_json(r: &afxdp_policy::FilterRule) -> Value {
 }
 
 /// Run `req` against `policy`; `Ok` holds the decision as JSON.
-fn decide(policy: &LoadedPolicy, req: &Request) -> anyhow::Result<Result<Value, DecisionError>> {
+fn decide(
+    b: &Blocking,
+    policy: &LoadedPolicy,
+    req: &Request,
+) -> anyhow::Result<Result<Value, DecisionError>> {
     let config = req.config.clone().unwrap_or_else(|| json!({})).to_string();
     let ctx = CallCtx::new(
         if req.pool.is_empty() {
@@ -185,8 +189,8 @@ fn decide(policy: &LoadedPolicy, req: &Request) -> anyhow::Result<Result<Value, 
             let d: Vec<&str> = m.decisions.iter().map(|d| d.as_str()).collect();
             Ok(json!({ "name": m.name, "version": m.version, "description": m.description, "decisions": d }))
         }
-        "validate-config" => policy.validate_config(&ctx).map(|()| json!("ok")),
-        "select-program" => policy.select_program(&ctx, &dev, &pod).map(|c| {
+        "validate-config" => policy.validate_config(b, &ctx).map(|()| json!("ok")),
+        "select-program" => policy.select_program(b, &ctx, &dev, &pod).map(|c| {
             let source = match &c.source {
                 afxdp_policy::ProgramSource::Builtin => json!("builtin"),
                 afxdp_policy::ProgramSource::File(p) => json!({ "file": p }),
@@ -195,14 +199,14 @@ fn decide(policy: &LoadedPolicy, req: &Request) -> anyhow::Result<Result<Value, 
             json!({ "source": source, "function": c.function, "mode": mode(c.mode), "priority": c.priority })
         }),
         "assign-queues" => policy
-            .assign_queues(&ctx, &dev, &pod)
+            .assign_queues(b, &ctx, &dev, &pod)
             .map(|q| json!({ "channels": q.channels, "queues": q.queues })),
         "filter-rules" => policy
-            .filter_rules(&ctx, &dev, &pod, &req.addresses)
+            .filter_rules(b, &ctx, &dev, &pod, &req.addresses)
             .map(|rules| Value::Array(rules.iter().map(rule_json).collect())),
         "preferred-allocation" => {
             let avail: Vec<_> = req.available.iter().map(DeviceJson::view).collect();
-            policy.preferred_allocation(&ctx, &avail, &req.must_include, req.size).map(|v| json!(v))
+            policy.preferred_allocation(b, &ctx, &avail, &req.must_include, req.size).map(|v| json!(v))
         }
         other => bail!("unknown decision {other:?}"),
     })
@@ -266,90 +270,107 @@ async fn read_policy(policy: &str) -> anyhow::Result<(Vec<u8>, String)> {
     Ok((f.wasm, f.layer_digest))
 }
 
-async fn load(policy: &str) -> anyhow::Result<Arc<LoadedPolicy>> {
-    let (bytes, digest) = read_policy(policy).await?;
+/// Fetch (on a runtime of its own) and load `policy`; the load and every
+/// later call run on this thread, outside any async runtime.
+fn load(b: &Blocking, policy: &str) -> anyhow::Result<Arc<LoadedPolicy>> {
+    let (bytes, digest) = crate::runtime()?.block_on(read_policy(policy))?;
     engine()?
-        .load(&bytes, &digest)
+        .load(b, &bytes, &digest)
         .with_context(|| format!("loading {policy}"))
 }
 
 pub fn run(cmd: PolicyCommand) -> anyhow::Result<bool> {
-    let rt = crate::runtime()?;
-    rt.block_on(async move {
-        match cmd {
-            PolicyCommand::Push { wasm, reference } => {
-                let bytes = std::fs::read(&wasm).with_context(|| format!("reading {}", wasm.display()))?;
-                let pinned = fetcher(&cache_dir())?.push(&reference, &bytes).await?;
-                println!("{pinned}");
-                Ok(true)
+    // Policy calls block (and a panicking guest's stderr needs a thread with
+    // no runtime entered): only the registry I/O runs on a runtime.
+    let b = Blocking::here()?;
+    match cmd {
+        PolicyCommand::Push { wasm, reference } => {
+            let bytes =
+                std::fs::read(&wasm).with_context(|| format!("reading {}", wasm.display()))?;
+            let pinned =
+                crate::runtime()?.block_on(fetcher(&cache_dir())?.push(&reference, &bytes))?;
+            println!("{pinned}");
+            Ok(true)
+        }
+        PolicyCommand::Inspect { policy } => {
+            let (bytes, digest) = crate::runtime()?.block_on(read_policy(&policy))?;
+            let loaded = engine()?.load(&b, &bytes, &digest)?;
+            let m = loaded.metadata();
+            let d: Vec<&str> = m.decisions.iter().map(|d| d.as_str()).collect();
+            let out = json!({ "digest": digest, "bytes": bytes.len(), "name": m.name, "version": m.version,
+                "description": m.description, "decisions": d });
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            Ok(true)
+        }
+        PolicyCommand::Run { request, policy } => {
+            let req: Request = serde_json::from_slice(
+                &std::fs::read(&request)
+                    .with_context(|| format!("reading {}", request.display()))?,
+            )
+            .with_context(|| format!("parsing {}", request.display()))?;
+            let loaded = load(&b, &policy)?;
+            let out = match decide(&b, &loaded, &req)? {
+                Ok(v) => v,
+                Err(e) => error_json(&e),
+            };
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            Ok(out.get("error").is_none())
+        }
+        PolicyCommand::Build { dir } => build(&dir),
+        PolicyCommand::Simulate {
+            inventory,
+            pods,
+            per_pod,
+            config,
+            policy,
+        } => {
+            let text = std::fs::read(&inventory)
+                .with_context(|| format!("reading {}", inventory.display()))?;
+            let devices: Vec<DeviceJson> = serde_json::from_slice(&text)
+                .with_context(|| format!("parsing {}", inventory.display()))?;
+            let loaded = load(&b, &policy)?;
+            simulate(&b, &loaded, &devices, pods, per_pod, &config)?;
+            Ok(true)
+        }
+        PolicyCommand::Test { cases, policy } => {
+            let loaded = load(&b, &policy)?;
+            run_cases(&b, &loaded, &cases)
+        }
+    }
+}
+
+/// `policy test`: every `*.json` case of `cases` against `loaded`.
+fn run_cases(b: &Blocking, loaded: &LoadedPolicy, cases: &Path) -> anyhow::Result<bool> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(cases)
+        .with_context(|| format!("reading {}", cases.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    let (mut passed, mut failed) = (0, 0);
+    for f in &files {
+        let req: Request = serde_json::from_slice(&std::fs::read(f)?)
+            .with_context(|| format!("parsing {}", f.display()))?;
+        let got = decide(b, loaded, &req)?;
+        let verdict = match (&got, &req.expect, &req.expect_error) {
+            (Ok(v), Some(e), None) if v == e => Ok(()),
+            (Err(err), None, Some(kind)) if err.kind() == kind => Ok(()),
+            (Ok(v), _, _) => Err(format!("got {v}")),
+            (Err(err), _, _) => Err(format!("got error {}: {err}", err.kind())),
+        };
+        match verdict {
+            Ok(()) => {
+                passed += 1;
+                println!("ok   {}", f.display());
             }
-            PolicyCommand::Inspect { policy } => {
-                let (bytes, digest) = read_policy(&policy).await?;
-                let loaded = engine()?.load(&bytes, &digest)?;
-                let m = loaded.metadata();
-                let d: Vec<&str> = m.decisions.iter().map(|d| d.as_str()).collect();
-                let out = json!({ "digest": digest, "bytes": bytes.len(), "name": m.name, "version": m.version,
-                    "description": m.description, "decisions": d });
-                println!("{}", serde_json::to_string_pretty(&out)?);
-                Ok(true)
-            }
-            PolicyCommand::Run { request, policy } => {
-                let req: Request = serde_json::from_slice(
-                    &std::fs::read(&request).with_context(|| format!("reading {}", request.display()))?,
-                )
-                .with_context(|| format!("parsing {}", request.display()))?;
-                let loaded = load(&policy).await?;
-                let out = match decide(&loaded, &req)? {
-                    Ok(v) => v,
-                    Err(e) => error_json(&e),
-                };
-                println!("{}", serde_json::to_string_pretty(&out)?);
-                Ok(out.get("error").is_none())
-            }
-            PolicyCommand::Build { dir } => build(&dir),
-            PolicyCommand::Simulate { inventory, pods, per_pod, config, policy } => {
-                let text = std::fs::read(&inventory).with_context(|| format!("reading {}", inventory.display()))?;
-                let devices: Vec<DeviceJson> =
-                    serde_json::from_slice(&text).with_context(|| format!("parsing {}", inventory.display()))?;
-                let loaded = load(&policy).await?;
-                simulate(&loaded, &devices, pods, per_pod, &config)?;
-                Ok(true)
-            }
-            PolicyCommand::Test { cases, policy } => {
-                let loaded = load(&policy).await?;
-                let mut files: Vec<PathBuf> = std::fs::read_dir(&cases)
-                    .with_context(|| format!("reading {}", cases.display()))?
-                    .filter_map(|e| e.ok().map(|e| e.path()))
-                    .filter(|p| p.extension().is_some_and(|x| x == "json"))
-                    .collect();
-                files.sort();
-                let (mut passed, mut failed) = (0, 0);
-                for f in &files {
-                    let req: Request = serde_json::from_slice(&std::fs::read(f)?)
-                        .with_context(|| format!("parsing {}", f.display()))?;
-                    let got = decide(&loaded, &req)?;
-                    let verdict = match (&got, &req.expect, &req.expect_error) {
-                        (Ok(v), Some(e), None) if v == e => Ok(()),
-                        (Err(err), None, Some(kind)) if err.kind() == kind => Ok(()),
-                        (Ok(v), _, _) => Err(format!("got {v}")),
-                        (Err(err), _, _) => Err(format!("got error {}: {err}", err.kind())),
-                    };
-                    match verdict {
-                        Ok(()) => {
-                            passed += 1;
-                            println!("ok   {}", f.display());
-                        }
-                        Err(why) => {
-                            failed += 1;
-                            println!("FAIL {}: {why}", f.display());
-                        }
-                    }
-                }
-                println!("{passed} passed, {failed} failed");
-                Ok(failed == 0 && passed > 0)
+            Err(why) => {
+                failed += 1;
+                println!("FAIL {}: {why}", f.display());
             }
         }
-    })
+    }
+    println!("{passed} passed, {failed} failed");
+    Ok(failed == 0 && passed > 0)
 }
 
 /// `cargo build --release --target wasm32-wasip2` in `dir`; prints the component.
@@ -411,6 +432,7 @@ fn build(dir: &Path) -> anyhow::Result<bool> {
 /// Admit `pods` pods of `per_pod` devices each, as kubelet does: preferred
 /// allocation from the free devices, then the queue plan per device.
 fn simulate(
+    b: &Blocking,
     policy: &LoadedPolicy,
     devices: &[DeviceJson],
     pods: usize,
@@ -432,7 +454,7 @@ fn simulate(
         };
         let picks = if policy.makes(afxdp_policy::Decision::PreferredAllocation) {
             policy
-                .preferred_allocation(&ctx, &free, &[], per_pod)
+                .preferred_allocation(b, &ctx, &free, &[], per_pod)
                 .map_err(|e| anyhow::anyhow!("pod-{i}: {e}"))?
         } else {
             afxdp_policy::defaults::preferred_allocation(&free, &[], per_pod)
@@ -448,7 +470,7 @@ fn simulate(
             let dev = free.remove(pos);
             let plan = if policy.makes(afxdp_policy::Decision::AssignQueues) {
                 policy
-                    .assign_queues(&ctx, &dev, &pod)
+                    .assign_queues(b, &ctx, &dev, &pod)
                     .map_err(|e| anyhow::anyhow!("pod-{i} {name}: {e}"))?
             } else {
                 afxdp_policy::defaults::queue_plan(&dev)

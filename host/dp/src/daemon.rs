@@ -16,7 +16,7 @@ use crate::nodeapi::{self, NodeApiService};
 use crate::policies::{PolicyPaths, PolicyStore};
 use crate::pool::Inventory;
 use crate::sharing::UdsServers;
-use crate::state::{StateFile, StateStore};
+use crate::state::StateStore;
 
 /// Everything the daemon needs to know to start (the command line).
 #[derive(Debug, Clone)]
@@ -86,10 +86,17 @@ impl Daemon {
         let state = tokio::task::spawn_blocking({
             let store = store.clone();
             let programs = programs.clone();
-            move || reconcile(&store, programs.as_ref())
+            let uds_root = opts.state_dir.join("uds");
+            let (config, node) = (config.clone(), opts.node_name.clone());
+            move || {
+                let pool_of = |device: &str| pool_by_name(&config, &node, device);
+                crate::recover::reconcile(&store, programs.as_ref(), &pool_of, &uds_root)
+            }
         })
         .await
-        .map_err(|e| setup("reconcile")(e.to_string()))??;
+        .map_err(|e| setup("reconcile")(e.to_string()))?
+        .map_err(|e| setup("state")(e.to_string()))?
+        .state;
 
         let (netdevs, default_route) = tokio::task::spawn_blocking(|| {
             Ok::<_, afxdp_netdev::NetdevError>((
@@ -142,11 +149,13 @@ impl Daemon {
             let _ = policies.reconcile(pool).await;
         }
 
+        let claims = Arc::new(std::sync::OnceLock::new());
         let backend = Arc::new(HandshakeBackend {
             runtime: tokio::runtime::Handle::current(),
             pod_resources: opts.pod_resources_socket.clone(),
             programs: programs.clone(),
             timeout: Duration::from_secs(5),
+            agent: claims.clone(),
         });
         let uds = UdsServers::new(opts.state_dir.join("uds"), backend);
         let images = Arc::new(crate::images::ImageResolver::new(
@@ -167,6 +176,7 @@ impl Daemon {
                 ),
             ),
         ));
+        let _ = claims.set(Arc::downgrade(&agent));
         agent
             .resume_sharing()
             .map_err(|e| setup("resume UDS servers")(e.to_string()))?;
@@ -190,6 +200,11 @@ impl Daemon {
         tasks.push(tokio::spawn(watch_config(
             reloader.clone(),
             opts.config_poll,
+            shutdown_rx.clone(),
+        )));
+        // Policies that failed to load (registry down, no cache) are retried.
+        tasks.push(tokio::spawn(retry_policies(
+            reloader.clone(),
             shutdown_rx.clone(),
         )));
 
@@ -351,6 +366,47 @@ impl Reloader {
     }
 }
 
+impl Reloader {
+    /// Load again every configured policy that is not in force (a failed
+    /// load); `true` when none is left. Holds the config lock, so a reload
+    /// and a retry never interleave.
+    async fn retry_failed_policies(&self) -> bool {
+        let last = self.last_good.lock().await;
+        let mut all_loaded = true;
+        for pool in self.policies.pending(&last.pools) {
+            match self.policies.reconcile(pool).await {
+                Ok(()) => tracing::info!(pool = %pool.name, "policy loaded on retry"),
+                Err(_) => all_loaded = false,
+            }
+        }
+        all_loaded
+    }
+}
+
+/// First and longest wait between retries of policies that failed to load.
+const POLICY_RETRY: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(60));
+
+/// Retry failed policy loads, backing off from 1 s to 60 s while they keep
+/// failing (the pool's failurePolicy answers meanwhile; the failure and its
+/// attempt count are in [`PolicyStore::failure`]).
+async fn retry_policies(reloader: Arc<Reloader>, mut shutdown: watch::Receiver<bool>) {
+    let (first, longest) = POLICY_RETRY;
+    let mut wait = first;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.changed() => {
+                if *shutdown.borrow() { return; }
+            }
+        }
+        wait = if reloader.retry_failed_policies().await {
+            first
+        } else {
+            (wait * 2).min(longest)
+        };
+    }
+}
+
 fn file_stamp(path: &std::path::Path) -> Option<(std::time::SystemTime, u64)> {
     let m = std::fs::metadata(path).ok()?;
     Some((m.modified().ok()?, m.len()))
@@ -416,49 +472,19 @@ async fn bring_up_pool_devices(
     .unwrap_or_default()
 }
 
-/// Reconcile persisted allocations with the attachments the kernel still holds:
-/// adopt what matches, forget allocations whose program is gone, detach programs
-/// nobody remembers.
-pub fn reconcile(
-    store: &StateStore,
-    programs: &dyn ProgramManager,
-) -> Result<StateFile, StartError> {
-    let mut state = match store.load() {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "state unreadable; starting empty and detaching leftovers");
-            StateFile {
-                version: crate::state::STATE_VERSION,
-                ..Default::default()
-            }
-        }
+/// The pool that would hold `device` by its name alone (a device in a pod's
+/// netns shows nothing else): for allocations recovered from the kernel.
+fn pool_by_name(config: &afxdp_config::Config, node: &str, device: &str) -> Option<String> {
+    let facts = afxdp_config::selector::DeviceFacts {
+        name: device,
+        driver: None,
+        pci: None,
+        mac: None,
+        has_addresses: false,
+        is_primary_host_interface: false,
     };
-    let attached: Vec<String> = programs
-        .attachments()
+    afxdp_config::selector::assign_pools(config, node, std::slice::from_ref(&facts))
         .into_iter()
-        .map(|a| a.device)
-        .collect();
-    let before = state.allocations.len();
-    state.allocations.retain(|dev, _| {
-        let keep = attached.contains(dev);
-        if !keep {
-            tracing::warn!(device = %dev, "allocation without attachment dropped");
-        }
-        keep
-    });
-    for dev in &attached {
-        if !state.allocations.contains_key(dev) {
-            tracing::warn!(device = %dev, "attachment without allocation; detaching");
-            if let Err(e) = programs.detach(dev) {
-                tracing::error!(device = %dev, error = %e, "detaching leftover failed");
-            }
-        }
-    }
-    if state.allocations.len() != before {
-        store
-            .save(&state)
-            .map_err(|e| setup("state")(e.to_string()))?;
-    }
-    tracing::info!(adopted = state.allocations.len(), "state reconciled");
-    Ok(state)
+        .find(|(_, names)| names.iter().any(|n| n == device))
+        .map(|(pool, _)| pool)
 }

@@ -55,9 +55,11 @@ impl PoolPlugin {
 pub fn allocate_status(e: &AllocateError) -> Status {
     let msg = e.to_string();
     match e {
-        AllocateError::UnknownPool(_) | AllocateError::NotInPool { .. } => {
-            Status::invalid_argument(msg)
-        }
+        AllocateError::UnknownPool(_)
+        | AllocateError::NotInPool { .. }
+        | AllocateError::Duplicate(_) => Status::invalid_argument(msg),
+        AllocateError::Busy(_) => Status::unavailable(msg),
+        AllocateError::NotOwner { .. } => Status::permission_denied(msg),
         AllocateError::NotPresent(_)
         | AllocateError::Unhealthy { .. }
         | AllocateError::Unsupported { .. } => Status::failed_precondition(msg),
@@ -101,22 +103,25 @@ impl DevicePlugin for PoolPlugin {
         &self,
         req: Request<dp::PreferredAllocationRequest>,
     ) -> Result<Response<dp::PreferredAllocationResponse>, Status> {
-        let container_responses = req
-            .into_inner()
-            .container_requests
-            .into_iter()
-            .map(|c| {
-                let size = usize::try_from(c.allocation_size).unwrap_or(0);
-                dp::ContainerPreferredAllocationResponse {
-                    device_i_ds: self.agent.preferred(
-                        &self.pool,
+        let requests = req.into_inner().container_requests;
+        let (agent, pool) = (self.agent.clone(), self.pool.clone());
+        // Policy calls block: on the blocking pool, never on this thread.
+        let container_responses = afxdp_policy::Blocking::spawn(move |b| {
+            requests
+                .into_iter()
+                .map(|c| dp::ContainerPreferredAllocationResponse {
+                    device_i_ds: agent.preferred(
+                        b,
+                        &pool,
                         &c.available_device_i_ds,
                         &c.must_include_device_i_ds,
-                        size,
+                        usize::try_from(c.allocation_size).unwrap_or(0),
                     ),
-                }
-            })
-            .collect();
+                })
+                .collect()
+        })
+        .await
+        .map_err(|e| Status::unavailable(e.to_string()))?;
         Ok(Response::new(dp::PreferredAllocationResponse {
             container_responses,
         }))
@@ -132,11 +137,11 @@ impl DevicePlugin for PoolPlugin {
             let pool = self.pool.clone();
             let pod = self.pod_for(&c.devices_i_ds).await;
             let span = tracing::info_span!("allocate", pool = %pool, devices = ?c.devices_i_ds, pod = %format!("{}/{}", pod.namespace, pod.name));
-            let grant = tokio::task::spawn_blocking(move || {
-                span.in_scope(|| agent.allocate(&pool, &c.devices_i_ds, pod))
+            let grant = afxdp_policy::Blocking::spawn(move |b| {
+                span.in_scope(|| agent.allocate(b, &pool, &c.devices_i_ds, pod))
             })
             .await
-            .map_err(|e| Status::internal(format!("allocate task: {e}")))?
+            .map_err(|e| Status::unavailable(e.to_string()))?
             .map_err(|e| {
                 tracing::error!(pool = %self.pool, error = %e, "allocate failed");
                 allocate_status(&e)

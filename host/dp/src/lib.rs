@@ -7,7 +7,8 @@
 //! [`agent`] (allocate/release, the sync core), [`deviceplugin`] (kubelet API,
 //! registration, restart watch), [`sharing`] (UDS servers, mount paths),
 //! [`handshake_backend`] + [`podresources`] (who may get a map), [`nodeapi`]
-//! (CNI ↔ daemon), [`state`] (crash-safe persistence), [`daemon`] (wiring).
+//! (CNI ↔ daemon), [`state`] (crash-safe persistence), [`recover`] (state vs.
+//! kernel at start), [`daemon`] (wiring).
 
 pub mod admitting;
 pub mod agent;
@@ -20,5 +21,6 @@ pub mod podresources;
 pub mod pods;
 pub mod policies;
 pub mod pool;
+pub mod recover;
 pub mod sharing;
 pub mod state;

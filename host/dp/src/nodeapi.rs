@@ -7,7 +7,7 @@ use tonic::{Request, Response, Status};
 
 use afxdp_proto::nodeapi::{self as api, node_api_server::NodeApi, node_api_server::NodeApiServer};
 
-use crate::agent::{Agent, ReleaseError};
+use crate::agent::{Agent, Claimant, NetnsId, ReleaseBy, ReleaseError, Released};
 
 pub struct NodeApiService {
     agent: Arc<Agent>,
@@ -43,7 +43,20 @@ impl NodeApiService {
 fn release_status(e: &ReleaseError) -> Status {
     match e {
         ReleaseError::Detach { .. } => Status::internal(e.to_string()),
-        ReleaseError::State(_) => Status::unavailable(e.to_string()),
+        ReleaseError::Busy(_) | ReleaseError::State(_) => Status::unavailable(e.to_string()),
+    }
+}
+
+/// The container a CNI request comes from.
+fn claimant(r: &api::DeviceRef) -> Claimant {
+    Claimant {
+        container_id: r.container_id.clone(),
+        pod_namespace: r.pod_namespace.clone(),
+        pod_name: r.pod_name.clone(),
+        netns: (r.netns_ino != 0).then_some(NetnsId {
+            dev: r.netns_dev,
+            ino: r.netns_ino,
+        }),
     }
 }
 
@@ -67,11 +80,13 @@ impl NodeApi for NodeApiService {
         let pod = self.pod(&r.pod_namespace, &r.pod_name).await;
         let agent = self.agent.clone();
         let device = r.device.clone();
-        let settings =
-            tokio::task::spawn_blocking(move || agent.device_settings(&device, pod, &addresses))
-                .await
-                .map_err(|e| Status::internal(format!("settings task: {e}")))?
-                .map_err(|e| crate::deviceplugin::allocate_status(&e))?;
+        let who = claimant(&r);
+        let settings = afxdp_policy::Blocking::spawn(move |b| {
+            agent.device_settings(b, &device, &who, pod, &addresses)
+        })
+        .await
+        .map_err(|e| Status::unavailable(e.to_string()))?
+        .map_err(|e| crate::deviceplugin::allocate_status(&e))?;
         let out = match settings {
             Some(s) => api::DeviceSettings {
                 device: s.allocation.device.clone(),
@@ -104,12 +119,16 @@ impl NodeApi for NodeApiService {
         }
         let agent = self.agent.clone();
         let span = tracing::info_span!("release", device = %r.device, container = %r.container_id);
-        let released =
-            tokio::task::spawn_blocking(move || span.in_scope(|| agent.release(&r.device)))
-                .await
-                .map_err(|e| Status::internal(format!("release task: {e}")))?
-                .map_err(|e| release_status(&e))?;
-        Ok(Response::new(api::ReleaseResult { released }))
+        let who = claimant(&r);
+        let released = tokio::task::spawn_blocking(move || {
+            span.in_scope(|| agent.release(&r.device, ReleaseBy::Cni(&who)))
+        })
+        .await
+        .map_err(|e| Status::internal(format!("release task: {e}")))?
+        .map_err(|e| release_status(&e))?;
+        Ok(Response::new(api::ReleaseResult {
+            released: released == Released::Freed,
+        }))
     }
 }
 

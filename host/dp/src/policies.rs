@@ -80,14 +80,22 @@ pub enum PolicyLoadError {
     Engine(String),
 }
 
+/// A pool's configured policy that failed to load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadFailure {
+    pub reason: String,
+    /// Loads in a row that failed (at start, on reload, on retry).
+    pub attempts: u32,
+}
+
 /// Every pool's policy in force.
 pub struct PolicyStore {
     engine: PolicyEngine,
     fetcher: Arc<afxdp_oci::Fetcher>,
     current: RwLock<BTreeMap<String, Arc<PoolPolicy>>>,
-    /// Pools whose configured policy could not be loaded and that have none
-    /// in force: why (a `Fail` pool refuses allocations with this).
-    unavailable: RwLock<BTreeMap<String, String>>,
+    /// Pools whose configured policy failed to load (the latest error and
+    /// how many loads in a row failed); the daemon retries them with backoff.
+    failures: RwLock<BTreeMap<String, LoadFailure>>,
     /// Per pool, the gate its policy calls pass through.
     gates: Mutex<BTreeMap<String, Arc<CallGate>>>,
 }
@@ -134,7 +142,7 @@ impl PolicyStore {
             engine,
             fetcher: Arc::new(fetcher),
             current: RwLock::new(BTreeMap::new()),
-            unavailable: RwLock::new(BTreeMap::new()),
+            failures: RwLock::new(BTreeMap::new()),
             gates: Mutex::new(BTreeMap::new()),
         })
     }
@@ -156,19 +164,52 @@ impl PolicyStore {
 
     /// Why `pool` has no policy in force although its config names one.
     pub fn unavailable(&self, pool: &str) -> Option<String> {
-        self.unavailable
+        if self.get(pool).is_some() {
+            return None;
+        }
+        self.failure(pool).map(|f| f.reason)
+    }
+
+    /// The last failed load of `pool`'s configured policy, while it is not
+    /// the one in force (cleared by a successful load).
+    pub fn failure(&self, pool: &str) -> Option<LoadFailure> {
+        self.failures
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(pool)
             .cloned()
     }
 
-    fn set_unavailable(&self, pool: &str, why: Option<String>) {
-        let mut u = self.unavailable.write().unwrap_or_else(|p| p.into_inner());
-        match why {
-            Some(w) => u.insert(pool.to_string(), w),
-            None => u.remove(pool),
-        };
+    fn record(&self, pool: &str, outcome: Result<(), &PolicyLoadError>) {
+        let mut f = self.failures.write().unwrap_or_else(|p| p.into_inner());
+        match outcome {
+            Ok(()) => {
+                f.remove(pool);
+            }
+            Err(e) => {
+                let attempts = f.get(pool).map_or(0, |old| old.attempts) + 1;
+                f.insert(
+                    pool.to_string(),
+                    LoadFailure {
+                        reason: e.to_string(),
+                        attempts,
+                    },
+                );
+            }
+        }
+    }
+
+    /// The pools of `pools` whose configured policy is not the one in force
+    /// (its load failed): what the daemon retries.
+    pub fn pending<'a>(&self, pools: &'a [PoolConfig]) -> Vec<&'a PoolConfig> {
+        pools
+            .iter()
+            .filter(|p| match (&p.policy, self.get(&p.name)) {
+                (Some(cfg), Some(cur)) => cur.config != *cfg,
+                (Some(_), None) => true,
+                (None, _) => false,
+            })
+            .collect()
     }
 
     /// Fetch, verify, compile and validate `cfg` for `pool` (does not install it).
@@ -223,16 +264,16 @@ impl PolicyStore {
         let d = digest.clone();
         let c = ctx.clone();
         let p = pool.to_string();
-        let loaded = tokio::task::spawn_blocking(move || {
+        let loaded = afxdp_policy::Blocking::spawn(move |b| {
             let loaded = engine
-                .load(&wasm, &d)
+                .load(b, &wasm, &d)
                 .map_err(|source| PolicyLoadError::Load {
                     pool: p.clone(),
                     digest: d.clone(),
                     source,
                 })?;
             loaded
-                .validate_config(&c)
+                .validate_config(b, &c)
                 .map_err(|source| PolicyLoadError::Config {
                     pool: p,
                     digest: d,
@@ -301,25 +342,24 @@ impl PolicyStore {
         match (&pool.policy, current) {
             (None, Some(_)) => {
                 self.remove(&pool.name);
-                self.set_unavailable(&pool.name, None);
+                self.record(&pool.name, Ok(()));
                 Ok(())
             }
             (None, None) => {
-                self.set_unavailable(&pool.name, None);
+                self.record(&pool.name, Ok(()));
                 Ok(())
             }
             (Some(cfg), Some(cur)) if cur.config == *cfg => Ok(()),
             (Some(cfg), _) => match self.load(&pool.name, cfg).await {
                 Ok(p) => {
                     self.install(p);
-                    self.set_unavailable(&pool.name, None);
+                    self.record(&pool.name, Ok(()));
                     Ok(())
                 }
                 Err(e) => {
-                    tracing::error!(pool = %pool.name, error = %e, "policy not loaded; the previous one stays in force");
-                    if self.get(&pool.name).is_none() {
-                        self.set_unavailable(&pool.name, Some(e.to_string()));
-                    }
+                    self.record(&pool.name, Err(&e));
+                    let attempts = self.failure(&pool.name).map_or(1, |f| f.attempts);
+                    tracing::error!(pool = %pool.name, error = %e, attempts, "policy not loaded; the previous one stays in force, retried with backoff");
                     Err(e)
                 }
             },

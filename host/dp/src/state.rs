@@ -45,6 +45,15 @@ pub struct Allocation {
     /// afxdp-dp could tell at Allocate (pools with a policy); empty otherwise.
     #[serde(default)]
     pub pod: String,
+    /// The container CNI ADD plumbed the device into (see [`crate::agent::claim`]);
+    /// `None` until the first ADD.
+    #[serde(default)]
+    pub claim: Option<crate::agent::Claim>,
+    /// Rebuilt from the kernel after the state file was unreadable (see
+    /// [`crate::recover`]): who plumbed it is unknown, so a CNI DEL from any
+    /// container releases it.
+    #[serde(default)]
+    pub recovered: bool,
 }
 
 impl Allocation {
@@ -134,6 +143,16 @@ impl StateStore {
         Ok(state)
     }
 
+    /// Move an unreadable state file out of the way, keeping it for the
+    /// operator: `allocations.json.unreadable-<unix secs>`.
+    pub fn set_aside(&self) -> Result<PathBuf, StateError> {
+        let mut name = self.path.as_os_str().to_owned();
+        name.push(format!(".unreadable-{}", Allocation::now()));
+        let aside = PathBuf::from(name);
+        fs::rename(&self.path, &aside).map_err(io_err("rename", &self.path))?;
+        Ok(aside)
+    }
+
     /// Replace the state atomically: a crash leaves either the old or the new file.
     pub fn save(&self, state: &StateFile) -> Result<(), StateError> {
         let dir = self.path.parent().unwrap_or(Path::new("."));
@@ -157,10 +176,10 @@ impl StateStore {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn sample(dev: &str) -> Allocation {
+    pub(crate) fn sample(dev: &str) -> Allocation {
         Allocation {
             pool: "p".into(),
             device: dev.into(),
@@ -189,6 +208,8 @@ mod tests {
             decided_by: "default (no policy)".into(),
             program: "builtin".into(),
             pod: String::new(),
+            claim: None,
+            recovered: false,
         }
     }
 

@@ -11,7 +11,7 @@ mod stats;
 
 use std::time::Duration;
 
-use stats::{load_times, percentiles, time, us};
+use stats::{blk, load_times, percentiles, time, us};
 
 use afxdp_policy::{sha256_digest, CallCtx, EngineConfig, Netdev, Pod, PolicyEngine};
 
@@ -40,7 +40,7 @@ fn main() {
     );
 
     let engine = PolicyEngine::new(EngineConfig::default()).unwrap();
-    let p = engine.load(&wasm, &digest).unwrap();
+    let p = engine.load(&blk(), &wasm, &digest).unwrap();
     let ctx = CallCtx::new("bench", r#"{"queues":2,"port":4791}"#);
     let dev = Netdev {
         numa_node: Some(0),
@@ -52,36 +52,41 @@ fn main() {
     let addrs = ["10.1.2.3".parse().unwrap(), "fd00::1".parse().unwrap()];
     // Warm up (page in code, first-touch allocations).
     for _ in 0..20 {
-        p.assign_queues(&ctx, &dev, &pod).unwrap();
+        p.assign_queues(&blk(), &ctx, &dev, &pod).unwrap();
     }
     row(
         "validate-config",
         n,
-        time(n, || p.validate_config(&ctx).unwrap()),
+        time(n, || p.validate_config(&blk(), &ctx).unwrap()),
         "",
     );
     row(
         "select-program",
         n,
-        time(n, || p.select_program(&ctx, &dev, &pod).unwrap()),
+        time(n, || p.select_program(&blk(), &ctx, &dev, &pod).unwrap()),
         "p50 ≤ 30",
     );
     row(
         "assign-queues",
         n,
-        time(n, || p.assign_queues(&ctx, &dev, &pod).unwrap()),
+        time(n, || p.assign_queues(&blk(), &ctx, &dev, &pod).unwrap()),
         "p50 ≤ 30",
     );
     row(
         "filter-rules (2 addresses)",
         n,
-        time(n, || p.filter_rules(&ctx, &dev, &pod, &addrs).unwrap()),
+        time(n, || {
+            p.filter_rules(&blk(), &ctx, &dev, &pod, &addrs).unwrap()
+        }),
         "p50 ≤ 30",
     );
     row(
         "preferred-allocation (8 devices)",
         n,
-        time(n, || p.preferred_allocation(&ctx, &avail, &[], 2).unwrap()),
+        time(n, || {
+            p.preferred_allocation(&blk(), &ctx, &avail, &[], 2)
+                .unwrap()
+        }),
         "p50 ≤ 30",
     );
 

@@ -52,7 +52,7 @@ mod policy_image_by_label;
 mod policy_numa_spread;
 mod stats;
 
-use stats::{load_times, percentiles, time, us};
+use stats::{blk, load_times, percentiles, time, us};
 
 /// Decision p50 target, µs.
 const DECISION_P50_US: f64 = 30.0;
@@ -469,7 +469,7 @@ fn bench<P: sdk::Policy>(ex: &Example, wasm: &[u8], n: usize, loads: usize) {
     let digest = sha256_digest(wasm);
     let engine = PolicyEngine::new(EngineConfig::default()).unwrap();
     let p: std::sync::Arc<LoadedPolicy> = engine
-        .load(wasm, &digest)
+        .load(&blk(), wasm, &digest)
         .unwrap_or_else(|e| panic!("{name}: loading the component: {e}"));
 
     let meta = sdk::runtime::metadata::<P>();
@@ -500,7 +500,7 @@ fn bench<P: sdk::Policy>(ex: &Example, wasm: &[u8], n: usize, loads: usize) {
         "validate-config",
         n,
         false,
-        || p.validate_config(bb(&ctx)),
+        || p.validate_config(&blk(), bb(&ctx)),
         || sdk::runtime::validate_config::<P>(bb(&pool.config_json)),
         |()| (),
     );
@@ -513,14 +513,14 @@ fn bench<P: sdk::Policy>(ex: &Example, wasm: &[u8], n: usize, loads: usize) {
                 what,
                 n,
                 true,
-                || p.select_program(bb(&ctx), bb(dev), bb(pod)),
+                || p.select_program(&blk(), bb(&ctx), bb(dev), bb(pod)),
                 || sdk::runtime::select_program::<P>(bb(&pool), bb(&sdev), bb(&spod)),
                 host_program,
             ),
             Decision::SelectProgram => not_made(
                 name,
                 decision,
-                p.select_program(&ctx, dev, pod),
+                p.select_program(&blk(), &ctx, dev, pod),
                 sdk::runtime::select_program::<P>(&pool, &sdev, &spod),
             ),
             Decision::AssignQueues if made => compare(
@@ -528,14 +528,14 @@ fn bench<P: sdk::Policy>(ex: &Example, wasm: &[u8], n: usize, loads: usize) {
                 what,
                 n,
                 true,
-                || p.assign_queues(bb(&ctx), bb(dev), bb(pod)),
+                || p.assign_queues(&blk(), bb(&ctx), bb(dev), bb(pod)),
                 || sdk::runtime::assign_queues::<P>(bb(&pool), bb(&sdev), bb(&spod)),
                 host_plan,
             ),
             Decision::AssignQueues => not_made(
                 name,
                 decision,
-                p.assign_queues(&ctx, dev, pod),
+                p.assign_queues(&blk(), &ctx, dev, pod),
                 sdk::runtime::assign_queues::<P>(&pool, &sdev, &spod),
             ),
             Decision::FilterRules if made => compare(
@@ -543,14 +543,14 @@ fn bench<P: sdk::Policy>(ex: &Example, wasm: &[u8], n: usize, loads: usize) {
                 &format!("{what} ({} addr)", addrs.len()),
                 n,
                 true,
-                || p.filter_rules(bb(&ctx), bb(dev), bb(pod), bb(addrs)),
+                || p.filter_rules(&blk(), bb(&ctx), bb(dev), bb(pod), bb(addrs)),
                 || sdk::runtime::filter_rules::<P>(bb(&pool), bb(&sdev), bb(&spod), bb(&saddrs)),
                 |rules| rules.into_iter().map(host_rule).collect::<Vec<_>>(),
             ),
             Decision::FilterRules => not_made(
                 name,
                 decision,
-                p.filter_rules(&ctx, dev, pod, addrs),
+                p.filter_rules(&blk(), &ctx, dev, pod, addrs),
                 sdk::runtime::filter_rules::<P>(&pool, &sdev, &spod, &saddrs),
             ),
             Decision::PreferredAllocation if made => compare(
@@ -558,7 +558,7 @@ fn bench<P: sdk::Policy>(ex: &Example, wasm: &[u8], n: usize, loads: usize) {
                 &format!("{what} ({}→{size})", avail.len()),
                 n,
                 true,
-                || p.preferred_allocation(bb(&ctx), bb(avail), bb(must), size),
+                || p.preferred_allocation(&blk(), bb(&ctx), bb(avail), bb(must), size),
                 || {
                     sdk::runtime::preferred_allocation::<P>(
                         bb(&pool),
@@ -572,7 +572,7 @@ fn bench<P: sdk::Policy>(ex: &Example, wasm: &[u8], n: usize, loads: usize) {
             Decision::PreferredAllocation => not_made(
                 name,
                 decision,
-                p.preferred_allocation(&ctx, avail, must, size),
+                p.preferred_allocation(&blk(), &ctx, avail, must, size),
                 sdk::runtime::preferred_allocation::<P>(&pool, &savail, must, size as u32),
             ),
         }

@@ -12,6 +12,7 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Engine, OptLevel};
 
 use crate::bindings::{PoolPolicy, DECISIONS_EXPORT, DECISIONS_EXPORT_PREFIX};
+use crate::blocking::Blocking;
 use crate::cache::{self, ArtifactCache, CacheMiss};
 use crate::error::PolicyError;
 use crate::gate::CallGate;
@@ -279,7 +280,12 @@ impl PolicyEngine {
     /// # Errors
     /// See [`PolicyError`]; the previous policy of a pool should stay in
     /// place when this fails.
-    pub fn load(&self, wasm: &[u8], digest: &str) -> Result<Arc<LoadedPolicy>, PolicyError> {
+    pub fn load(
+        &self,
+        b: &Blocking,
+        wasm: &[u8],
+        digest: &str,
+    ) -> Result<Arc<LoadedPolicy>, PolicyError> {
         let hex = digest_hex(digest)?;
         let actual = cache::hex(&Sha256::digest(wasm));
         if actual != hex {
@@ -307,7 +313,7 @@ impl PolicyEngine {
             .map_err(|e| PolicyError::Link(e.into_boxed_dyn_error()))?;
         let pre = crate::bindings::PoolPolicyPre::new(pre)
             .map_err(|e| PolicyError::Link(e.into_boxed_dyn_error()))?;
-        let policy = Arc::new(LoadedPolicy::new(self.inner.clone(), pre, digest)?);
+        let policy = Arc::new(LoadedPolicy::new(b, self.inner.clone(), pre, digest)?);
         loaded.insert(digest.to_string(), Arc::downgrade(&policy));
         tracing::info!(
             digest,

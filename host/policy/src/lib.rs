@@ -8,19 +8,20 @@
 //! the `oci` module's job) and knows nothing of kubelet.
 //!
 //! ```no_run
-//! use afxdp_policy::{defaults, CallCtx, EngineConfig, FailurePolicy, Netdev, Pod, PolicyEngine};
+//! use afxdp_policy::{defaults, Blocking, CallCtx, EngineConfig, FailurePolicy, Netdev, Pod, PolicyEngine};
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! # let (wasm, digest) = (Vec::<u8>::new(), String::new());
 //! let engine = PolicyEngine::new(EngineConfig::default())?;
-//! let policy = engine.load(&wasm, &digest)?; // bytes of the OCI layer, its sha256 digest
+//! let b = Blocking::here()?; // not on an async runtime's thread
+//! let policy = engine.load(&b, &wasm, &digest)?; // bytes of the OCI layer, its sha256 digest
 //! let ctx = CallCtx::new("fast", r#"{"queues": 2}"#);
-//! policy.validate_config(&ctx)?;
+//! policy.validate_config(&b, &ctx)?;
 //! let dev = Netdev::new("eth1", 4);
 //! let plan = defaults::decide(
 //!     &ctx.pool,
 //!     policy.digest(),
 //!     FailurePolicy::Ignore,
-//!     policy.assign_queues(&ctx, &dev, &Pod::default()),
+//!     policy.assign_queues(&b, &ctx, &dev, &Pod::default()),
 //!     || defaults::queue_plan(&dev),
 //! )?;
 //! # Ok(()) }
@@ -43,12 +44,15 @@
 //!   turns it into an error or the [`defaults`] ([`decide`]).
 //! - **Every decision is validated** ([`validate`]) before it leaves the
 //!   crate; WIT-generated types never do (conversions live in one module).
-//! - **Blocking**: loading and calls run on the calling thread (use
-//!   `spawn_blocking` from async code; WASI's sync bindings must not run on an
-//!   async runtime's worker).
+//! - **Blocking**: loading and calls run on the calling thread and take a
+//!   [`Blocking`] proof that it may block: [`Blocking::here`] where no async
+//!   runtime is entered, [`Blocking::spawn`] from async code (WASI's sync
+//!   bindings panic on an async runtime's thread, so a policy cannot be
+//!   called there at all).
 #![deny(missing_docs)]
 
 mod bindings;
+mod blocking;
 mod cache;
 mod convert;
 pub mod defaults;
@@ -62,6 +66,7 @@ mod store;
 mod types;
 pub mod validate;
 
+pub use blocking::{Blocking, Cancelled, OnAsyncThread};
 pub use convert::MAX_STRING;
 pub use defaults::{decide, Decided, DecidedBy, FailurePolicy};
 pub use engine::{EngineConfig, PolicyEngine, EPOCH_TICK};

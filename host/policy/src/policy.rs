@@ -8,6 +8,7 @@ use wasmtime::{Store, Trap};
 
 use crate::bindings::exports::afxdp::policy::decisions::Guest as Decisions;
 use crate::bindings::PoolPolicyPre;
+use crate::blocking::Blocking;
 use crate::convert;
 use crate::engine::EngineInner;
 use crate::error::{DecisionError, PolicyError};
@@ -59,7 +60,8 @@ impl CallCtx {
 ///   stuck at the Unix epoch, and deterministic randomness.
 ///
 /// `Send + Sync`: calls may come from many threads at once; each runs on the
-/// calling thread and blocks it (use `spawn_blocking` from async code). The
+/// calling thread and blocks it (each takes a [`Blocking`] proof: from async
+/// code, [`Blocking::spawn`]). The
 /// engine runs at most [`CONCURRENT_CALLS`](crate::CONCURRENT_CALLS) at once
 /// (its instance slots; a call waits up to its deadline for one, then fails
 /// with [`DecisionError::Busy`]); a caller that must bound CPU or memory more
@@ -90,6 +92,7 @@ enum Phase {
 impl LoadedPolicy {
     /// Wrap a linked component and ask it for its metadata.
     pub(crate) fn new(
+        b: &Blocking,
         engine: Arc<EngineInner>,
         pre: PoolPolicyPre<StoreState>,
         digest: &str,
@@ -107,7 +110,9 @@ impl LoadedPolicy {
             },
         };
         let raw = policy
-            .call(&CallCtx::default(), "metadata", |g, s| g.call_metadata(s))
+            .call(b, &CallCtx::default(), "metadata", |g, s| {
+                g.call_metadata(s)
+            })
             .map_err(PolicyError::Metadata)?;
         let (metadata, unknown) = convert::metadata(raw).map_err(|e| match e {
             DecisionError::InvalidDecision { detail } => PolicyError::InvalidMetadata { detail },
@@ -143,6 +148,7 @@ impl LoadedPolicy {
     /// Run `f` against a fresh instance under the call's limits.
     fn call<R>(
         &self,
+        _proof: &Blocking,
         ctx: &CallCtx,
         decision: &'static str,
         f: impl FnOnce(&Decisions, &mut Store<StoreState>) -> wasmtime::Result<R>,
@@ -228,8 +234,8 @@ impl LoadedPolicy {
     /// # Errors
     /// [`DecisionError::Guest`] (usually `invalid-input`) when the policy
     /// refuses the config; any other variant when the call failed.
-    pub fn validate_config(&self, ctx: &CallCtx) -> Result<(), DecisionError> {
-        self.call(ctx, "validate-config", |g, s| {
+    pub fn validate_config(&self, b: &Blocking, ctx: &CallCtx) -> Result<(), DecisionError> {
+        self.call(b, ctx, "validate-config", |g, s| {
             g.call_validate_config(s, &ctx.config_json)
         })?
         .map_err(convert::guest_error)
@@ -242,6 +248,7 @@ impl LoadedPolicy {
     /// [`DecisionError::InvalidDecision`].
     pub fn select_program(
         &self,
+        b: &Blocking,
         ctx: &CallCtx,
         device: &Netdev,
         pod: &Pod,
@@ -252,7 +259,7 @@ impl LoadedPolicy {
             convert::pod(pod),
         );
         let raw = self
-            .call(ctx, "select-program", |g, s| {
+            .call(b, ctx, "select-program", |g, s| {
                 g.call_select_program(s, &pool, &dev, &pod)
             })?
             .map_err(convert::guest_error)?;
@@ -268,6 +275,7 @@ impl LoadedPolicy {
     /// [`DecisionError::InvalidDecision`].
     pub fn assign_queues(
         &self,
+        b: &Blocking,
         ctx: &CallCtx,
         device: &Netdev,
         pod: &Pod,
@@ -278,7 +286,7 @@ impl LoadedPolicy {
             convert::pod(pod),
         );
         let raw = self
-            .call(ctx, "assign-queues", |g, s| {
+            .call(b, ctx, "assign-queues", |g, s| {
                 g.call_assign_queues(s, &pool, &dev, &pod)
             })?
             .map_err(convert::guest_error)?;
@@ -295,6 +303,7 @@ impl LoadedPolicy {
     /// [`DecisionError::InvalidDecision`].
     pub fn filter_rules(
         &self,
+        b: &Blocking,
         ctx: &CallCtx,
         device: &Netdev,
         pod: &Pod,
@@ -307,7 +316,7 @@ impl LoadedPolicy {
             convert::addresses(addresses),
         );
         let raw = self
-            .call(ctx, "filter-rules", |g, s| {
+            .call(b, ctx, "filter-rules", |g, s| {
                 g.call_filter_rules(s, &pool, &dev, &pod, &addrs)
             })?
             .map_err(convert::guest_error)?;
@@ -336,6 +345,7 @@ impl LoadedPolicy {
     /// [`validate::preferred_allocation`] is [`DecisionError::InvalidDecision`].
     pub fn preferred_allocation(
         &self,
+        b: &Blocking,
         ctx: &CallCtx,
         available: &[Netdev],
         must_include: &[String],
@@ -345,7 +355,7 @@ impl LoadedPolicy {
         let avail: Vec<_> = available.iter().map(convert::netdev).collect();
         let wire_size = u32::try_from(size).unwrap_or(u32::MAX);
         let raw = self
-            .call(ctx, "preferred-allocation", |g, s| {
+            .call(b, ctx, "preferred-allocation", |g, s| {
                 g.call_preferred_allocation(s, &pool, &avail, must_include, wire_size)
             })?
             .map_err(convert::guest_error)?;

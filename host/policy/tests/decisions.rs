@@ -2,6 +2,7 @@
 //! import, the failure policy, and concurrent calls.
 
 mod common;
+use common::blk;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -35,11 +36,14 @@ fn same_digest_loads_once() {
 #[test]
 fn validate_config_accepts_and_refuses() {
     let p = common::load("well-behaved");
-    p.validate_config(&CallCtx::new("p", r#"{"mode":"generic","queues":2}"#))
-        .unwrap();
-    p.validate_config(&CallCtx::new("p", "")).unwrap();
+    p.validate_config(
+        &blk(),
+        &CallCtx::new("p", r#"{"mode":"generic","queues":2}"#),
+    )
+    .unwrap();
+    p.validate_config(&blk(), &CallCtx::new("p", "")).unwrap();
     let err = p
-        .validate_config(&CallCtx::new("p", r#"{"bogus":1}"#))
+        .validate_config(&blk(), &CallCtx::new("p", r#"{"bogus":1}"#))
         .unwrap_err();
     assert!(
         matches!(err, DecisionError::Guest { code: GuestErrorCode::InvalidInput, ref message } if message.contains("bogus")),
@@ -52,7 +56,9 @@ fn select_program_follows_config_and_annotations() {
     let p = common::load("well-behaved");
     let ctx = CallCtx::new("p", r#"{"mode":"generic","priority":7}"#);
     let mut pod = Pod::default();
-    let c = p.select_program(&ctx, &dev("eth0", 2), &pod).unwrap();
+    let c = p
+        .select_program(&blk(), &ctx, &dev("eth0", 2), &pod)
+        .unwrap();
     assert_eq!(
         c,
         ProgramChoice {
@@ -64,19 +70,24 @@ fn select_program_follows_config_and_annotations() {
     );
     pod.annotations
         .insert("afxdp.io/program".into(), "/opt/xdp/prog.o".into());
-    let c = p.select_program(&ctx, &dev("eth0", 2), &pod).unwrap();
+    let c = p
+        .select_program(&blk(), &ctx, &dev("eth0", 2), &pod)
+        .unwrap();
     assert_eq!(c.source, ProgramSource::File("/opt/xdp/prog.o".into()));
 
     // The policy passes through whatever it is given: the host refuses it.
     pod.annotations
         .insert("afxdp.io/program".into(), "relative.o".into());
-    let err = p.select_program(&ctx, &dev("eth0", 2), &pod).unwrap_err();
+    let err = p
+        .select_program(&blk(), &ctx, &dev("eth0", 2), &pod)
+        .unwrap_err();
     assert!(
         matches!(err, DecisionError::InvalidDecision { .. }),
         "{err:?}"
     );
     let err = p
         .select_program(
+            &blk(),
             &CallCtx::new("p", r#"{"priority":0}"#),
             &dev("eth0", 2),
             &Pod::default(),
@@ -93,14 +104,14 @@ fn assign_queues_and_filter_rules() {
     let p = common::load("well-behaved");
     let ctx = CallCtx::new("p", r#"{"queues":2,"port":4791}"#);
     let plan = p
-        .assign_queues(&ctx, &dev("eth0", 4), &Pod::default())
+        .assign_queues(&blk(), &ctx, &dev("eth0", 4), &Pod::default())
         .unwrap();
     assert_eq!(plan.queues, vec![0, 1]);
     assert_eq!(plan.channels, None);
 
     let addrs: Vec<IpAddr> = vec!["10.1.2.3".parse().unwrap(), "fd00::7".parse().unwrap()];
     let rules = p
-        .filter_rules(&ctx, &dev("eth0", 4), &Pod::default(), &addrs)
+        .filter_rules(&blk(), &ctx, &dev("eth0", 4), &Pod::default(), &addrs)
         .unwrap();
     assert_eq!(rules.len(), 2);
     assert_eq!(
@@ -122,6 +133,7 @@ fn assign_queues_and_filter_rules() {
     // No port configured: no rules.
     assert!(p
         .filter_rules(
+            &blk(),
             &CallCtx::new("p", "{}"),
             &dev("eth0", 4),
             &Pod::default(),
@@ -137,16 +149,17 @@ fn preferred_allocation_is_checked() {
     let ctx = CallCtx::new("p", "{}");
     let avail = vec![dev("c", 1), dev("a", 1), dev("b", 1)];
     let got = p
-        .preferred_allocation(&ctx, &avail, &["c".to_string()], 2)
+        .preferred_allocation(&blk(), &ctx, &avail, &["c".to_string()], 2)
         .unwrap();
     assert_eq!(got, vec!["c", "a"]);
     assert!(p
-        .preferred_allocation(&ctx, &avail, &[], 0)
+        .preferred_allocation(&blk(), &ctx, &avail, &[], 0)
         .unwrap()
         .is_empty());
     // More than available: all of them.
     assert_eq!(
-        p.preferred_allocation(&ctx, &avail, &[], 5).unwrap(),
+        p.preferred_allocation(&blk(), &ctx, &avail, &[], 5)
+            .unwrap(),
         vec!["a", "b", "c"]
     );
 }
@@ -156,6 +169,7 @@ fn guest_refusal_is_a_guest_error() {
     let p = common::load("well-behaved");
     let err = p
         .assign_queues(
+            &blk(),
             &CallCtx::new("deny-pool", r#"{"deny":true}"#),
             &dev("eth0", 1),
             &Pod::default(),
@@ -174,7 +188,7 @@ fn host_log_is_rate_limited_and_harmless() {
     // 200 calls, each logging once: the bucket lets ~20 through, the calls
     // all succeed.
     for _ in 0..200 {
-        p.assign_queues(&ctx, &dev("eth0", 2), &Pod::default())
+        p.assign_queues(&blk(), &ctx, &dev("eth0", 2), &Pod::default())
             .unwrap();
     }
 }
@@ -184,7 +198,7 @@ fn decide_ignore_falls_back_and_fail_returns_the_error() {
     let p = common::load("well-behaved");
     let ctx = CallCtx::new("decide-pool", r#"{"deny":true}"#);
     let d = dev("eth0", 3);
-    let r = p.assign_queues(&ctx, &d, &Pod::default());
+    let r = p.assign_queues(&blk(), &ctx, &d, &Pod::default());
     let got = decide(
         &ctx.pool,
         p.digest(),
@@ -208,7 +222,12 @@ fn decide_ignore_falls_back_and_fail_returns_the_error() {
         "decide-pool",
         p.digest(),
         FailurePolicy::Fail,
-        p.assign_queues(&CallCtx::new("decide-pool", "{}"), &d, &Pod::default()),
+        p.assign_queues(
+            &blk(),
+            &CallCtx::new("decide-pool", "{}"),
+            &d,
+            &Pod::default(),
+        ),
         || defaults::queue_plan(&d),
     )
     .unwrap();
@@ -234,7 +253,9 @@ fn concurrent_calls_from_many_threads() {
                 };
                 pod.name = format!("pod-{t}");
                 for _ in 0..50 {
-                    let plan = p.assign_queues(&ctx, &dev("eth0", 4), &pod).unwrap();
+                    let plan = p
+                        .assign_queues(&blk(), &ctx, &dev("eth0", 4), &pod)
+                        .unwrap();
                     assert_eq!(plan.queues, vec![0]);
                 }
             });

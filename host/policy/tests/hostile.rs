@@ -3,6 +3,7 @@
 //! serving.
 
 mod common;
+use common::blk;
 
 use std::time::{Duration, Instant};
 
@@ -27,16 +28,17 @@ fn each_decision(p: &LoadedPolicy, ctx: &CallCtx, mut check: impl FnMut(&str, De
     let avail = [d.clone(), Netdev::new("eth1", 1)];
     let calls: [(&str, &Call); 4] = [
         ("select-program", &|| {
-            p.select_program(ctx, &d, &pod).map(|_| ())
+            p.select_program(&blk(), ctx, &d, &pod).map(|_| ())
         }),
         ("assign-queues", &|| {
-            p.assign_queues(ctx, &d, &pod).map(|_| ())
+            p.assign_queues(&blk(), ctx, &d, &pod).map(|_| ())
         }),
         ("filter-rules", &|| {
-            p.filter_rules(ctx, &d, &pod, &addrs).map(|_| ())
+            p.filter_rules(&blk(), ctx, &d, &pod, &addrs).map(|_| ())
         }),
         ("preferred-allocation", &|| {
-            p.preferred_allocation(ctx, &avail, &[], 1).map(|_| ())
+            p.preferred_allocation(&blk(), ctx, &avail, &[], 1)
+                .map(|_| ())
         }),
     ];
     for (decision, call) in calls {
@@ -50,11 +52,12 @@ fn each_decision(p: &LoadedPolicy, ctx: &CallCtx, mut check: impl FnMut(&str, De
 /// serves the well-behaved policy.
 fn still_serving(hostile: &LoadedPolicy) {
     hostile
-        .validate_config(&CallCtx::new("p", "{}"))
+        .validate_config(&blk(), &CallCtx::new("p", "{}"))
         .expect("the same LoadedPolicy keeps serving");
     let good = common::load("well-behaved");
     let plan = good
         .assign_queues(
+            &blk(),
             &CallCtx::new("good", r#"{"queues":2}"#),
             &dev(),
             &Pod::default(),
@@ -88,7 +91,7 @@ fn infinite_loop_times_out() {
     // The engine default deadline (100 ms) applies without an override.
     let start = Instant::now();
     let err = p
-        .validate_config(&CallCtx::new("loop", "loop"))
+        .validate_config(&blk(), &CallCtx::new("loop", "loop"))
         .unwrap_err();
     assert_eq!(
         err,
@@ -106,7 +109,7 @@ fn sleeping_is_refused_not_waited_for() {
     let p = common::load("infinite-loop");
     let start = Instant::now();
     let err = p
-        .validate_config(&CallCtx::new("sleep", "sleep"))
+        .validate_config(&blk(), &CallCtx::new("sleep", "sleep"))
         .unwrap_err();
     assert!(start.elapsed() < SLACK, "{:?}", start.elapsed());
     assert!(
@@ -129,7 +132,7 @@ fn memory_bomb_hits_the_limit() {
         ..CallCtx::new("bomb", "{}")
     };
     let err = p
-        .assign_queues(&small, &dev(), &Pod::default())
+        .assign_queues(&blk(), &small, &dev(), &Pod::default())
         .unwrap_err();
     assert_eq!(err, DecisionError::MemoryExceeded { limit: 8 << 20 });
     // Below the component's initial memory: instantiation itself fails, as a
@@ -138,7 +141,7 @@ fn memory_bomb_hits_the_limit() {
         memory_limit: Some(64 * 1024),
         ..CallCtx::new("bomb", "{}")
     };
-    let err = p.validate_config(&tiny).unwrap_err();
+    let err = p.validate_config(&blk(), &tiny).unwrap_err();
     assert_eq!(err, DecisionError::MemoryExceeded { limit: 64 * 1024 });
     still_serving(&p);
 }
@@ -185,7 +188,13 @@ fn huge_outputs_are_refused() {
     // The same policy with a small answer is accepted: the refusal is about
     // size, not the policy.
     let rules = p
-        .filter_rules(&CallCtx::new("huge", "10"), &dev(), &Pod::default(), &[])
+        .filter_rules(
+            &blk(),
+            &CallCtx::new("huge", "10"),
+            &dev(),
+            &Pod::default(),
+            &[],
+        )
         .unwrap();
     assert_eq!(rules.len(), 10);
 }

@@ -2,6 +2,7 @@
 //! artifact cache.
 
 mod common;
+use common::blk;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
@@ -9,7 +10,7 @@ use std::path::Path;
 use afxdp_policy::{sha256_digest, CallCtx, EngineConfig, Netdev, Pod, PolicyEngine, PolicyError};
 
 fn load(engine: &PolicyEngine, wasm: &[u8]) -> Result<(), PolicyError> {
-    engine.load(wasm, &sha256_digest(wasm)).map(|_| ())
+    engine.load(&blk(), wasm, &sha256_digest(wasm)).map(|_| ())
 }
 
 #[test]
@@ -59,15 +60,19 @@ fn digest_is_checked() {
     let e = common::engine();
     let other = sha256_digest(b"something else");
     assert!(matches!(
-        e.load(&wasm, &other),
+        e.load(&blk(), &wasm, &other),
         Err(PolicyError::DigestMismatch { .. })
     ));
     assert!(matches!(
-        e.load(&wasm, "sha256:nothex"),
+        e.load(&blk(), &wasm, "sha256:nothex"),
         Err(PolicyError::BadDigest { .. })
     ));
     assert!(matches!(
-        e.load(&wasm, &sha256_digest(&wasm).replace("sha256:", "md5:")),
+        e.load(
+            &blk(),
+            &wasm,
+            &sha256_digest(&wasm).replace("sha256:", "md5:")
+        ),
         Err(PolicyError::BadDigest { .. })
     ));
 }
@@ -81,9 +86,10 @@ fn cached_engine(dir: &Path) -> PolicyEngine {
 }
 
 fn works(engine: &PolicyEngine, wasm: &[u8]) {
-    let p = engine.load(wasm, &sha256_digest(wasm)).unwrap();
+    let p = engine.load(&blk(), wasm, &sha256_digest(wasm)).unwrap();
     let plan = p
         .assign_queues(
+            &blk(),
             &CallCtx::new("c", r#"{"queues":1}"#),
             &Netdev::new("eth0", 2),
             &Pod::default(),

@@ -3,6 +3,7 @@
 //! after a trap), and the engine never runs more calls than it has slots.
 
 mod common;
+use common::blk;
 
 use std::sync::{Arc, Barrier};
 use std::thread;
@@ -21,13 +22,13 @@ fn ctx(config: &str) -> CallCtx {
 }
 
 fn check(p: &LoadedPolicy) {
-    p.validate_config(&ctx("check"))
+    p.validate_config(&blk(), &ctx("check"))
         .expect("a call starts from the initial image");
 }
 
 /// The memory size the guest sees at entry, in pages.
 fn pages(p: &LoadedPolicy) -> String {
-    match p.validate_config(&ctx("size")) {
+    match p.validate_config(&blk(), &ctx("size")) {
         Err(DecisionError::Guest { message, .. }) => message,
         other => panic!("expected the size answer, got {other:?}"),
     }
@@ -51,7 +52,7 @@ fn nothing_survives_a_trap() {
     let initial = pages(&p);
     for _ in 0..10 {
         let err = p
-            .validate_config(&ctx("trap"))
+            .validate_config(&blk(), &ctx("trap"))
             .expect_err("the guest traps");
         assert!(matches!(err, DecisionError::Trap { .. }), "{err:?}");
         check(&p);
@@ -94,7 +95,7 @@ fn calls_beyond_the_slots_wait_then_are_busy() {
     let load = |name: &str| {
         let wasm = common::guest(name);
         engine
-            .load(&wasm, &afxdp_policy::sha256_digest(&wasm))
+            .load(&blk(), &wasm, &afxdp_policy::sha256_digest(&wasm))
             .expect("load")
     };
     let (looping, good) = (load("infinite-loop"), load("well-behaved"));
@@ -109,7 +110,7 @@ fn calls_beyond_the_slots_wait_then_are_busy() {
                     deadline: Some(holding),
                     ..CallCtx::new("hold", "loop")
                 };
-                p.validate_config(&ctx)
+                p.validate_config(&blk(), &ctx)
             })
         })
         .collect();
@@ -123,7 +124,7 @@ fn calls_beyond_the_slots_wait_then_are_busy() {
     // once they all do, it must wait 50 ms and be refused. Give the holders
     // half their hold to get going (a busy machine may be slow to run them).
     let err = loop {
-        match good.validate_config(&extra) {
+        match good.validate_config(&blk(), &extra) {
             Err(e) => break e,
             Ok(()) if started.elapsed() < holding / 2 => thread::sleep(Duration::from_millis(20)),
             Ok(()) => panic!("a call found a free slot while {slots} calls held them all"),
@@ -137,6 +138,6 @@ fn calls_beyond_the_slots_wait_then_are_busy() {
         let r = h.join().expect("a holding thread panicked");
         assert!(matches!(r, Err(DecisionError::Timeout { .. })), "{r:?}");
     }
-    good.validate_config(&ctx("{}"))
+    good.validate_config(&blk(), &ctx("{}"))
         .expect("the engine serves once slots are free");
 }

@@ -39,6 +39,31 @@ pub fn policy_component(name: &str) -> PathBuf {
     file
 }
 
+/// The built test guest `name` (`panic`, `infinite-loop`, ... of
+/// `host/policy/tests/guests`): `$AFXDP_TEST_GUEST_DIR/guest_<name>.wasm`,
+/// else under the workspace's `target/policy-guests` (tests/all.sh builds
+/// them first, as afxdp-policy's own tests do).
+///
+/// # Panics
+/// When the file is not there, saying how to build it.
+pub fn test_guest(name: &str) -> PathBuf {
+    let dir = std::env::var_os("AFXDP_TEST_GUEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| guest_target_dir().join("wasm32-wasip2/release"));
+    let file = dir.join(format!("guest_{}.wasm", name.replace('-', "_")));
+    assert!(
+        file.is_file(),
+        "{} missing: build the test guests first (cargo build --manifest-path host/policy/tests/guests/Cargo.toml --target wasm32-wasip2 --release --target-dir target/policy-guests; tests/all.sh does)",
+        file.display()
+    );
+    file
+}
+
+/// Where the test guests are built: `<workspace>/target/policy-guests`.
+pub fn guest_target_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/policy-guests")
+}
+
 use std::fs::File;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};

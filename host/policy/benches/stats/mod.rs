@@ -3,7 +3,12 @@
 
 use std::time::{Duration, Instant};
 
-use afxdp_policy::{EngineConfig, PolicyEngine};
+use afxdp_policy::{Blocking, EngineConfig, PolicyEngine};
+
+/// Benches run on plain threads: policy calls may block there.
+pub fn blk() -> Blocking {
+    Blocking::here().expect("benches run outside any async runtime")
+}
 
 /// p50, p99 and max of a sample set.
 #[derive(Debug, Clone, Copy)]
@@ -63,7 +68,7 @@ pub fn load_times(wasm: &[u8], digest: &str, cached: usize, compiled: usize) -> 
             .map(|_| {
                 let e = engine(cache);
                 let start = Instant::now();
-                let p = e.load(wasm, digest).expect("load");
+                let p = e.load(&blk(), wasm, digest).expect("load");
                 let t = start.elapsed();
                 drop(p);
                 t
@@ -71,7 +76,7 @@ pub fn load_times(wasm: &[u8], digest: &str, cached: usize, compiled: usize) -> 
             .collect()
     };
     // Write the artifact once.
-    engine(true).load(wasm, digest).expect("load");
+    engine(true).load(&blk(), wasm, digest).expect("load");
     LoadTimes {
         cached: loads(cached, true),
         compiled: loads(compiled, false),

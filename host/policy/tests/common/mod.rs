@@ -6,7 +6,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, OnceLock};
 
-use afxdp_policy::{EngineConfig, LoadedPolicy, PolicyEngine};
+use afxdp_policy::{Blocking, EngineConfig, LoadedPolicy, PolicyEngine};
+
+/// Tests run on plain threads: policy calls may block there.
+pub fn blk() -> Blocking {
+    Blocking::here().expect("tests run outside any async runtime")
+}
 
 /// Every guest under tests/guests/.
 pub const GUESTS: &[&str] = &[
@@ -26,11 +31,12 @@ fn guests_dir() -> PathBuf {
 }
 
 /// Build every guest once (`cargo build --release --target wasm32-wasip2`
-/// in their own workspace, target dir under this workspace's target dir).
+/// in their own workspace, into `target/policy-guests`, where the end-to-end
+/// tests find them too: `afxdp_testnet::test_guest`).
 fn build() -> &'static Path {
     static OUT: OnceLock<PathBuf> = OnceLock::new();
     OUT.get_or_init(|| {
-        let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("policy-guests");
+        let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/policy-guests");
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let out = Command::new(cargo)
             .args([
@@ -74,6 +80,6 @@ pub fn engine() -> &'static PolicyEngine {
 pub fn load(name: &str) -> Arc<LoadedPolicy> {
     let wasm = guest(name);
     engine()
-        .load(&wasm, &afxdp_policy::sha256_digest(&wasm))
+        .load(&blk(), &wasm, &afxdp_policy::sha256_digest(&wasm))
         .unwrap_or_else(|e| panic!("loading {name}: {e:?}"))
 }

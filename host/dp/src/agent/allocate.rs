@@ -1,0 +1,320 @@
+//! Allocate: reserve the devices, decide, attach and share each one outside
+//! the lock, then commit and persist (see `transaction`).
+
+use std::path::PathBuf;
+use std::sync::PoisonError;
+
+use afxdp_policy::Blocking;
+use afxdp_program::AttachRequest;
+
+use super::decide::{decide, decided_by, PolicySnapshot};
+use super::transaction::Undo;
+use super::{attach_mode, queues_env_name, Agent, AllocateError, ContainerGrant};
+use crate::policies;
+use crate::pool::{self, Inventory};
+use crate::sharing::{self, SharingKind};
+use crate::state::Allocation;
+
+/// What one allocation works from, taken under the lock.
+struct Plan {
+    cfg: afxdp_config::PoolConfig,
+    /// The requested devices as the inventory saw them.
+    devices: Vec<afxdp_netdev::NetDev>,
+    /// Requested devices kubelet had given out before (no CNI DEL came).
+    stale: Vec<String>,
+    policy: PolicySnapshot,
+}
+
+/// The program a decision names, ready for the program manager.
+struct Program {
+    object: Option<PathBuf>,
+    function: Option<String>,
+    /// `builtin`, `file <path>`, `image <pinned ref>`.
+    desc: String,
+}
+
+impl Agent {
+    /// Allocate `devices` of `pool` to one container of `pod` (as far as it
+    /// is known; `requested` is set here): decide, attach, share, persist. On
+    /// any error, every step done so far is undone. Blocks (policy calls,
+    /// image pulls, attach, fsync); the agent's lock is held only to reserve
+    /// the devices and to commit.
+    pub fn allocate(
+        &self,
+        b: &Blocking,
+        pool_name: &str,
+        devices: &[String],
+        mut pod: afxdp_policy::Pod,
+    ) -> Result<ContainerGrant, AllocateError> {
+        pod.requested = u32::try_from(devices.len()).unwrap_or(u32::MAX);
+        let mut inner = self.lock_idle(devices).map_err(AllocateError::Busy)?;
+        let plan = self.plan(&inner, pool_name, devices)?;
+        let _reserved = self.reserve(&mut inner, devices);
+        drop(inner);
+
+        self.clear_stale(&plan.stale)?;
+        let mut undo = Undo::new(self);
+        let mut made = Vec::with_capacity(plan.devices.len());
+        for nd in &plan.devices {
+            made.push(self.allocate_device(b, &plan, nd, &pod, &mut undo)?);
+        }
+        self.commit(&made)?;
+        undo.disarm();
+        self.publish(pool_name);
+        for a in &made {
+            tracing::info!(pool = pool_name, device = %a.device, program_id = a.program_id, sharing = a.sharing.as_str(), "allocated");
+        }
+        Ok(grant(pool_name, &made))
+    }
+
+    /// Check the request against the inventory (under the lock).
+    fn plan(
+        &self,
+        inner: &super::Inner,
+        pool_name: &str,
+        devices: &[String],
+    ) -> Result<Plan, AllocateError> {
+        let pool = inner
+            .inventory
+            .pool(pool_name)
+            .ok_or_else(|| AllocateError::UnknownPool(pool_name.into()))?;
+        let mut seen = std::collections::BTreeSet::new();
+        let mut plan = Plan {
+            cfg: pool.config.clone(),
+            devices: Vec::with_capacity(devices.len()),
+            stale: Vec::new(),
+            policy: self.snapshot(&pool.config),
+        };
+        for device in devices {
+            if !seen.insert(device) {
+                return Err(AllocateError::Duplicate(device.clone()));
+            }
+            let dev = pool
+                .devices
+                .get(device)
+                .ok_or_else(|| AllocateError::NotInPool {
+                    pool: pool_name.into(),
+                    device: device.clone(),
+                })?;
+            if inner.state.allocations.contains_key(device) {
+                plan.stale.push(device.clone());
+            }
+            if !dev.present {
+                return Err(AllocateError::NotPresent(device.clone()));
+            }
+            if !Inventory::is_healthy(dev, false) {
+                return Err(AllocateError::Unhealthy {
+                    device: device.clone(),
+                    state: dev.netdev.state,
+                });
+            }
+            plan.devices.push(dev.netdev.clone());
+        }
+        Ok(plan)
+    }
+
+    /// Kubelet allocates a device again (a new pod after an old one went
+    /// without a CNI DEL): start from a clean slate for it.
+    fn clear_stale(&self, stale: &[String]) -> Result<(), AllocateError> {
+        if stale.is_empty() {
+            return Ok(());
+        }
+        for device in stale {
+            tracing::warn!(device, "device was still allocated; re-allocating");
+            self.stop_uds(device);
+            if let Err(e) = self.programs.detach(device) {
+                tracing::warn!(device, error = %e, "detach before re-allocation failed");
+            }
+            self.lock().state.allocations.remove(device);
+        }
+        self.persist()?;
+        Ok(())
+    }
+
+    /// Decide, attach and share one device (no lock held).
+    fn allocate_device(
+        &self,
+        b: &Blocking,
+        plan: &Plan,
+        nd: &afxdp_netdev::NetDev,
+        pod: &afxdp_policy::Pod,
+        undo: &mut Undo<'_>,
+    ) -> Result<Allocation, AllocateError> {
+        let (cfg, device) = (&plan.cfg, &nd.name);
+        let view = policies::netdev_view(nd);
+        let choice = decide(
+            &plan.policy,
+            &cfg.name,
+            afxdp_policy::Decision::SelectProgram,
+            |p| p.call(|l, ctx| l.select_program(b, ctx, &view, pod)),
+            || policies::configured_program(cfg),
+        )?;
+        let queues = decide(
+            &plan.policy,
+            &cfg.name,
+            afxdp_policy::Decision::AssignQueues,
+            |p| p.call(|l, ctx| l.assign_queues(b, ctx, &view, pod)),
+            || policies::configured_queues(cfg, &view),
+        )?;
+        let program = self.program(&cfg.name, &choice.value)?;
+        let att = self.attach(&AttachRequest {
+            device,
+            ifindex: nd.ifindex,
+            mode: attach_mode(choice.value.mode),
+            program: program.object.as_deref(),
+            function: program.function.as_deref(),
+        })?;
+        undo.attached(device);
+        let (sharing, host_dir) = self.share(cfg, device, &att, undo)?;
+        Ok(Allocation {
+            pool: cfg.name.clone(),
+            device: device.clone(),
+            ifindex: att.ifindex,
+            program_id: att.program_id,
+            sharing,
+            host_dir,
+            queues: queues.value.queues.clone(),
+            channels: queues.value.channels.unwrap_or(0),
+            allocated_at: Allocation::now(),
+            netdev: nd.clone(),
+            decided_by: decided_by(&choice.by, &queues.by),
+            pod: super::claim::pod_key(&pod.namespace, &pod.name),
+            program: match &program.function {
+                Some(f) => format!("{} ({f})", program.desc),
+                None => program.desc,
+            },
+            claim: None,
+            recovered: false,
+        })
+    }
+
+    /// Resolve the decided program (pulling a bytecode image if it names one).
+    fn program(
+        &self,
+        pool: &str,
+        choice: &afxdp_policy::ProgramChoice,
+    ) -> Result<Program, AllocateError> {
+        let function = choice.function.clone();
+        Ok(match &choice.source {
+            afxdp_policy::ProgramSource::Builtin => Program {
+                object: None,
+                function,
+                desc: "builtin".to_string(),
+            },
+            afxdp_policy::ProgramSource::File(path) => Program {
+                object: Some(path.clone()),
+                function,
+                desc: format!("file {}", path.display()),
+            },
+            afxdp_policy::ProgramSource::Image(image) => {
+                let Some(images) = &self.images else {
+                    return Err(AllocateError::Unsupported {
+                        pool: pool.into(),
+                        what: format!("bytecode image {image} (no image puller configured)"),
+                    });
+                };
+                let r = images
+                    .resolve(image, function.as_deref())
+                    .map_err(|source| AllocateError::Image {
+                        pool: pool.into(),
+                        source,
+                    })?;
+                Program {
+                    object: Some(r.object),
+                    function: r.function,
+                    desc: format!("image {}", r.pinned),
+                }
+            }
+        })
+    }
+
+    /// Attach; a free device may carry a prepared attachment (see
+    /// `prepare`): the same request returns it at once, another program or
+    /// mode replaces it.
+    fn attach(&self, req: &AttachRequest<'_>) -> Result<afxdp_program::Attachment, AllocateError> {
+        let attach_err = |source| AllocateError::Attach {
+            device: req.device.to_string(),
+            source,
+        };
+        match self.programs.attach(req) {
+            Err(afxdp_program::ProgramError::AlreadyAttached { .. }) => {
+                self.programs.detach(req.device).map_err(attach_err)?;
+                self.programs.attach(req)
+            }
+            other => other,
+        }
+        .map_err(attach_err)
+    }
+
+    /// Hand the map to the pod the pool's way: a UDS server or a pinned map.
+    fn share(
+        &self,
+        cfg: &afxdp_config::PoolConfig,
+        device: &str,
+        att: &afxdp_program::Attachment,
+        undo: &mut Undo<'_>,
+    ) -> Result<(SharingKind, PathBuf), AllocateError> {
+        match cfg.sharing {
+            afxdp_config::SharingMode::Uds => {
+                let dir = self
+                    .uds
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .start(device, cfg.uid, cfg.uds_timeout)?;
+                undo.uds_started(device);
+                Ok((SharingKind::Uds, dir))
+            }
+            afxdp_config::SharingMode::PinnedMap => {
+                self.programs
+                    .share_map_with(device, cfg.uid)
+                    .map_err(|source| AllocateError::SharePin {
+                        device: device.to_string(),
+                        source,
+                    })?;
+                Ok((SharingKind::Pinned, att.map_dir.clone()))
+            }
+            other => Err(AllocateError::Unsupported {
+                pool: cfg.name.clone(),
+                what: format!("sharing mode {other:?}"),
+            }),
+        }
+    }
+
+    /// Record `made` and persist it; on failure the record is taken back
+    /// (the caller's undo detaches).
+    fn commit(&self, made: &[Allocation]) -> Result<(), AllocateError> {
+        {
+            let mut inner = self.lock();
+            for a in made {
+                inner.state.allocations.insert(a.device.clone(), a.clone());
+            }
+        }
+        if let Err(e) = self.persist() {
+            let mut inner = self.lock();
+            for a in made {
+                inner.state.allocations.remove(&a.device);
+            }
+            return Err(e.into());
+        }
+        Ok(())
+    }
+}
+
+/// The Allocate answer for the devices just allocated.
+fn grant(pool_name: &str, made: &[Allocation]) -> ContainerGrant {
+    let mut grant = ContainerGrant::default();
+    for a in made {
+        grant
+            .mounts
+            .push((sharing::container_dir(&a.device), a.host_dir.clone()));
+        let queues: Vec<String> = a.queues.iter().map(u32::to_string).collect();
+        grant
+            .envs
+            .insert(queues_env_name(&a.device), queues.join(","));
+    }
+    let names: Vec<&str> = made.iter().map(|a| a.device.as_str()).collect();
+    grant
+        .envs
+        .insert(pool::devices_env_name(pool_name), names.join(" "));
+    grant
+}

@@ -1,0 +1,266 @@
+//! The node agent's core: allocate and release devices. Synchronous and
+//! blocking; the gRPC edges (device plugin, node API) call it from the
+//! blocking pool (`afxdp_policy::Blocking::spawn`: policy decisions need its
+//! proof).
+//!
+//! One lock (`inner`: inventory, state, devices in flight) is held only to
+//! reserve devices and to commit results; policy calls, image pulls, XDP
+//! attach/detach and fsync run outside it (`transaction`), so health events,
+//! releases and GetPreferredAllocation never wait behind a slow Allocate.
+//!
+//! - `transaction`: reserve / undo / commit / persist;
+//! - `allocate`: the Allocate steps; `release`: CNI settings and release;
+//! - `claim`: which container a device belongs to once plumbed;
+//! - `decide`: policy dispatch; `publish`: ListAndWatch lists; `links`: link events.
+
+mod allocate;
+pub mod claim;
+mod decide;
+mod error;
+mod links;
+mod publish;
+mod release;
+mod transaction;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+
+use tokio::sync::watch;
+
+use afxdp_program::{AttachRequest, ProgramManager};
+use afxdp_proto::deviceplugin as dp;
+
+pub use claim::{Claim, Claimant, NetnsId};
+pub use error::{AllocateError, ReleaseError};
+pub use release::{ReleaseBy, Released};
+
+use crate::images::ImageResolver;
+use crate::policies::{self, PolicyStore};
+use crate::pool::Inventory;
+use crate::sharing::{SharingKind, UdsServers};
+use crate::state::{Allocation, StateFile, StateStore};
+
+/// What afxdp-cni applies for an allocated device.
+#[derive(Debug, Clone)]
+pub struct DeviceSettings {
+    pub allocation: Allocation,
+    pub filter_rules: Vec<afxdp_policy::FilterRule>,
+    /// A rule the NIC refuses fails the ADD (policy failurePolicy Fail).
+    pub filters_required: bool,
+    pub policy_digest: Option<String>,
+}
+
+/// The answer to one container's Allocate.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ContainerGrant {
+    pub envs: BTreeMap<String, String>,
+    /// (container path, host path)
+    pub mounts: Vec<(PathBuf, PathBuf)>,
+}
+
+struct Inner {
+    inventory: Inventory,
+    state: StateFile,
+    /// Devices with an allocation or a release in flight (`transaction`).
+    busy: BTreeSet<String>,
+}
+
+/// The agent. Cheap to share (`Arc`).
+pub struct Agent {
+    /// Keep prepared attachments on free devices (re-prepare after release).
+    prepare: bool,
+    inner: Mutex<Inner>,
+    /// Signalled when devices stop being busy.
+    idle: Condvar,
+    /// The UDS servers (their own lock: starting one is quick, and never
+    /// needs the state).
+    uds: Mutex<UdsServers>,
+    /// Serializes state-file writes (`transaction`).
+    writer: Mutex<()>,
+    programs: Arc<dyn ProgramManager>,
+    policies: Option<Arc<PolicyStore>>,
+    /// Pulls the bytecode images policies choose; `None`: images are refused.
+    images: Option<Arc<ImageResolver>>,
+    store: StateStore,
+    /// One sender per pool: the ListAndWatch device list.
+    lists: BTreeMap<String, watch::Sender<Vec<dp::Device>>>,
+}
+
+impl Agent {
+    pub fn new(
+        inventory: Inventory,
+        state: StateFile,
+        store: StateStore,
+        programs: Arc<dyn ProgramManager>,
+        uds: UdsServers,
+        policies: Option<Arc<PolicyStore>>,
+    ) -> Self {
+        let lists = inventory
+            .pools()
+            .map(|p| {
+                let alloc = |d: &str| state.allocations.contains_key(d);
+                (
+                    p.config.name.clone(),
+                    watch::channel(inventory.device_list(&p.config.name, &alloc)).0,
+                )
+            })
+            .collect();
+        Self {
+            prepare: false,
+            inner: Mutex::new(Inner {
+                inventory,
+                state,
+                busy: BTreeSet::new(),
+            }),
+            idle: Condvar::new(),
+            uds: Mutex::new(uds),
+            writer: Mutex::new(()),
+            programs,
+            policies,
+            images: None,
+            store,
+            lists,
+        }
+    }
+
+    /// Turn attachment preparation on or off (see [`Agent::prepare_free_devices`]).
+    pub fn with_preparation(prepare: bool, agent: Agent) -> Agent {
+        Agent { prepare, ..agent }
+    }
+
+    /// Let policies choose bytecode images (pulled through `images`).
+    pub fn with_images(images: Arc<ImageResolver>, agent: Agent) -> Agent {
+        Agent {
+            images: Some(images),
+            ..agent
+        }
+    }
+
+    /// A pool's policy configuration changed (config reload): the inventory
+    /// keeps the new one (the policy store swaps the component).
+    pub fn set_pool_policy(&self, pool: &str, policy: Option<afxdp_config::PolicyConfig>) {
+        self.lock().inventory.set_policy(pool, policy);
+    }
+
+    /// Whether `pool` has a policy configured (its decisions may read the pod).
+    pub fn pool_has_policy(&self, pool: &str) -> bool {
+        self.lock()
+            .inventory
+            .pool(pool)
+            .is_some_and(|p| p.config.policy.is_some())
+    }
+
+    /// The claim CNI ADD recorded for `device`, if it is allocated and plumbed.
+    pub fn claim_of(&self, device: &str) -> Option<Claim> {
+        self.lock()
+            .state
+            .allocations
+            .get(device)
+            .and_then(|a| a.claim.clone())
+    }
+
+    /// Attach the pool's configured program to every free device ahead of
+    /// Allocate: attaching XDP costs a kernel RCU grace period or a driver
+    /// ring reset (10+ ms on veth, far more on NICs), which must not sit on
+    /// the kubelet's Allocate path. The program passes traffic until a pod
+    /// binds sockets, and its map reaches no one before the device is
+    /// allocated; a release detaches (dropping the map the pod saw) and
+    /// prepares a fresh one.
+    pub fn prepare_free_devices(&self) {
+        let inner = self.lock();
+        let free: Vec<(afxdp_config::PoolConfig, afxdp_netdev::NetDev)> = inner
+            .inventory
+            .pools()
+            .flat_map(|p| p.devices.values().map(move |d| (p, d)))
+            .filter(|(_, d)| d.present && !inner.state.allocations.contains_key(&d.netdev.name))
+            .map(|(p, d)| (p.config.clone(), d.netdev.clone()))
+            .collect();
+        drop(inner);
+        for (cfg, nd) in free {
+            self.prepare(&cfg, &nd);
+        }
+    }
+
+    /// Attach `cfg`'s configured program to the free device `nd` (best effort).
+    fn prepare(&self, cfg: &afxdp_config::PoolConfig, nd: &afxdp_netdev::NetDev) {
+        let choice = policies::configured_program(cfg);
+        let program = match &choice.source {
+            afxdp_policy::ProgramSource::Builtin => None,
+            afxdp_policy::ProgramSource::File(p) => Some(p.as_path()),
+            afxdp_policy::ProgramSource::Image(_) => return,
+        };
+        let req = AttachRequest {
+            device: &nd.name,
+            ifindex: nd.ifindex,
+            mode: attach_mode(choice.mode),
+            program,
+            function: choice.function.as_deref(),
+        };
+        match self.programs.attach(&req) {
+            Ok(a) => {
+                tracing::debug!(device = %nd.name, program_id = a.program_id, "attachment prepared")
+            }
+            Err(e) => {
+                tracing::warn!(device = %nd.name, error = %e, "preparing the attachment failed; Allocate will attach")
+            }
+        }
+    }
+
+    /// Restart the UDS servers of persisted UDS allocations (after a daemon restart).
+    pub fn resume_sharing(&self) -> Result<(), AllocateError> {
+        let uds: Vec<(String, u32, std::time::Duration)> = {
+            let inner = self.lock();
+            inner
+                .state
+                .allocations
+                .values()
+                .filter(|a| a.sharing == SharingKind::Uds)
+                .filter_map(|a| {
+                    let cfg = &inner.inventory.pool(&a.pool)?.config;
+                    Some((a.device.clone(), cfg.uid, cfg.uds_timeout))
+                })
+                .collect()
+        };
+        let mut servers = self.uds.lock().unwrap_or_else(PoisonError::into_inner);
+        for (device, uid, timeout) in uds {
+            servers.start(&device, uid, timeout)?;
+            tracing::info!(device = %device, "UDS server resumed");
+        }
+        Ok(())
+    }
+
+    /// Stop serving UDS (daemon shutdown); attachments and pins stay.
+    pub fn shutdown(&self) {
+        self.uds
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .shutdown();
+    }
+}
+
+/// Set a pool device in the host netns up if it is down (pool devices are the
+/// daemon's to manage); returns its fresh view, `None` when it is not here.
+pub fn bring_up(device: &str) -> Option<afxdp_netdev::NetDev> {
+    let nd = afxdp_netdev::get(device).ok().flatten()?;
+    if nd.admin_up {
+        return Some(nd);
+    }
+    let here = afxdp_netdev::NetnsHandle::current().ok()?;
+    match afxdp_netdev::set_link_up(&here, device) {
+        Ok(()) => tracing::info!(device, "set pool device up"),
+        Err(e) => tracing::warn!(device, error = %e, "cannot set pool device up"),
+    }
+    afxdp_netdev::get(device).ok().flatten()
+}
+
+/// The program manager's attach mode for a decided one.
+fn attach_mode(m: afxdp_policy::XdpMode) -> afxdp_program::XdpMode {
+    match m {
+        afxdp_policy::XdpMode::Native => afxdp_program::XdpMode::Native,
+        afxdp_policy::XdpMode::Generic => afxdp_program::XdpMode::Generic,
+        afxdp_policy::XdpMode::Auto => afxdp_program::XdpMode::Auto,
+    }
+}
+
+pub use afxdp_handshake::env::queues_env_name;

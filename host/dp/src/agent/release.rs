@@ -1,0 +1,165 @@
+//! CNI ADD's settings (which claim the device for the asking container) and
+//! release (CNI DEL, only from the claiming container; see `claim`).
+
+use afxdp_policy::Blocking;
+
+use super::claim::{self, AddVerdict, Claimant};
+use super::decide::decide;
+use super::{bring_up, Agent, AllocateError, DeviceSettings, ReleaseError};
+use crate::policies;
+use crate::state::Allocation;
+
+/// Who asks for a release.
+#[derive(Debug, Clone, Copy)]
+pub enum ReleaseBy<'a> {
+    /// A CNI DEL: releases only the container's own claim.
+    Cni(&'a Claimant),
+    /// The daemon's operator (tests, tools): releases whatever holds it.
+    Operator,
+}
+
+/// What a release did. Every variant is a success for CNI DEL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Released {
+    /// Detached, unpinned, freed, persisted.
+    Freed,
+    /// Nothing was allocated (already released, or a state dir on tmpfs
+    /// after a reboot).
+    NotAllocated,
+    /// Another container holds the device: nothing done.
+    NotOwner { holder: String },
+}
+
+impl Agent {
+    /// What CNI ADD applies to `device`: its allocation, the filter rules the
+    /// pool's policy decides for this pod, whether a refused rule must fail
+    /// the ADD, and who decided the rules. `Ok(None)`: not allocated. The
+    /// first ADD claims the device for `who` (persisted before answering);
+    /// an ADD from another pod's container is refused. Blocks (policy call).
+    pub fn device_settings(
+        &self,
+        b: &Blocking,
+        device: &str,
+        who: &Claimant,
+        pod: afxdp_policy::Pod,
+        addresses: &[std::net::IpAddr],
+    ) -> Result<Option<DeviceSettings>, AllocateError> {
+        let Some((alloc, cfg, claimed)) = self.claim(device, who)? else {
+            return Ok(None);
+        };
+        if claimed {
+            self.persist()?;
+        }
+        if !alloc.pod.is_empty() && !who.pod().is_empty() && alloc.pod != who.pod() {
+            tracing::warn!(device, decided_for = %alloc.pod, cni_pod = %who.pod(), "the device was allocated for another pod than the one plumbing it");
+        }
+        let snapshot = self.snapshot(&cfg);
+        let view = policies::netdev_view(&alloc.netdev);
+        let rules = decide(
+            &snapshot,
+            &cfg.name,
+            afxdp_policy::Decision::FilterRules,
+            |p| p.call(|l, ctx| l.filter_rules(b, ctx, &view, &pod, addresses)),
+            afxdp_policy::defaults::filter_rules,
+        )?;
+        let (filters_required, policy_digest) = snapshot.filters_required();
+        Ok(Some(DeviceSettings {
+            allocation: alloc,
+            filter_rules: rules.value,
+            filters_required,
+            policy_digest,
+        }))
+    }
+
+    /// Check (and record) `who`'s claim on `device` under the lock: the
+    /// allocation, its pool's config, and whether the claim changed.
+    #[allow(clippy::type_complexity)]
+    fn claim(
+        &self,
+        device: &str,
+        who: &Claimant,
+    ) -> Result<Option<(Allocation, afxdp_config::PoolConfig, bool)>, AllocateError> {
+        let mut inner = self.lock();
+        let Some(alloc) = inner.state.allocations.get(device) else {
+            return Ok(None);
+        };
+        let claimed = match claim::on_add(alloc, who) {
+            AddVerdict::Holds => false,
+            AddVerdict::Claim => true,
+            AddVerdict::Refuse { holder, claimant } => {
+                tracing::warn!(device, %holder, %claimant, "CNI ADD for a device another container holds");
+                return Err(AllocateError::NotOwner {
+                    device: device.into(),
+                    holder,
+                    claimant,
+                });
+            }
+        };
+        let pool = alloc.pool.clone();
+        let Some(cfg) = inner.inventory.pool(&pool).map(|p| p.config.clone()) else {
+            return Err(AllocateError::UnknownPool(pool));
+        };
+        let alloc = inner.state.allocations.get_mut(device).map(|a| {
+            if claimed {
+                tracing::info!(device, container = %who.container_id, pod = %who.pod(), "device claimed");
+                a.claim = Some(who.claim());
+            }
+            a.clone()
+        });
+        Ok(alloc.map(|a| (a, cfg, claimed)))
+    }
+
+    /// The allocation of `device`, if any (CNI ADD/CHECK ask for it).
+    pub fn allocation(&self, device: &str) -> Option<Allocation> {
+        self.lock().state.allocations.get(device).cloned()
+    }
+
+    /// Release `device`: stop its UDS server, detach its program, remove pins,
+    /// forget the allocation (persisted before returning). Idempotent. A CNI
+    /// DEL from a container that does not hold the device changes nothing.
+    /// Blocks (detach, fsync); the lock is held only to check and to commit.
+    pub fn release(&self, device: &str, by: ReleaseBy<'_>) -> Result<Released, ReleaseError> {
+        let devices = [device.to_string()];
+        let mut inner = self.lock_idle(&devices).map_err(ReleaseError::Busy)?;
+        let Some(alloc) = inner.state.allocations.get(device).cloned() else {
+            return Ok(Released::NotAllocated);
+        };
+        if let ReleaseBy::Cni(who) = by {
+            if let Err(holder) = claim::releases(&alloc, who) {
+                tracing::warn!(device, %holder, container = %who.container_id, pod = %who.pod(), "CNI DEL from a container that does not hold the device; nothing released");
+                return Ok(Released::NotOwner { holder });
+            }
+        }
+        let _reserved = self.reserve(&mut inner, &devices);
+        drop(inner);
+
+        self.stop_uds(device);
+        self.programs
+            .detach(device)
+            .map_err(|source| ReleaseError::Detach {
+                device: device.into(),
+                source,
+            })?;
+        self.lock().state.allocations.remove(device);
+        self.persist()?;
+        self.return_to_pool(&alloc);
+        tracing::info!(pool = %alloc.pool, device, "released");
+        Ok(Released::Freed)
+    }
+
+    /// The device is back in the host netns (CNI DEL moved it): up again,
+    /// prepared if the daemon prepares, published as free.
+    fn return_to_pool(&self, alloc: &Allocation) {
+        if let Some(nd) = bring_up(&alloc.device) {
+            let cfg = {
+                let mut inner = self.lock();
+                inner.inventory.device_seen(&nd);
+                inner.inventory.pool(&alloc.pool).map(|p| p.config.clone())
+            };
+            if let (true, Some(cfg)) = (self.prepare, cfg) {
+                self.prepare(&cfg, &nd);
+            }
+        }
+        self.publish(&alloc.pool);
+    }
+}

@@ -1,0 +1,153 @@
+//! Start-up reconciliation of the state file with what the kernel holds
+//! (DESIGN.md flow 1).
+//!
+//! - **Readable state**: adopt allocations whose pinned attachment is still
+//!   there, forget those whose program is gone, detach attachments nobody
+//!   remembers (a crash between attach and persist, prepared attachments).
+//! - **Unreadable or other-version state**: never destructive. The file is
+//!   kept aside (`allocations.json.unreadable-<unix secs>`), every pinned
+//!   attachment is adopted as a *recovered* allocation (its pool found by
+//!   the device's name, its sharing by the UDS directory the previous run
+//!   left), so live pods keep their programs and a later CNI DEL still
+//!   releases them; attachments no pool claims stay attached and are
+//!   reported.
+
+use std::path::{Path, PathBuf};
+
+use afxdp_program::{Attachment, ProgramManager};
+
+use crate::sharing::SharingKind;
+use crate::state::{Allocation, StateError, StateFile, StateStore, STATE_VERSION};
+
+/// What start-up reconciliation found.
+#[derive(Debug)]
+pub struct Reconciled {
+    pub state: StateFile,
+    /// Where an unreadable state file was kept, and why it was unreadable.
+    pub set_aside: Option<(PathBuf, String)>,
+    /// Attachments kept without an allocation: no pool claims their device.
+    pub unmatched: Vec<String>,
+}
+
+/// Reconcile `store` with `programs`' attachments. `pool_of` names the pool
+/// a device belongs to by its name (for recovered allocations); `uds_root`
+/// is where UDS servers keep their per-device directories. Blocks (file
+/// and bpffs I/O, detach).
+///
+/// # Errors
+/// Writing the reconciled state, or setting the unreadable file aside.
+pub fn reconcile(
+    store: &StateStore,
+    programs: &dyn ProgramManager,
+    pool_of: &dyn Fn(&str) -> Option<String>,
+    uds_root: &Path,
+) -> Result<Reconciled, StateError> {
+    let attached = programs.attachments();
+    let (state, set_aside, unmatched) = match store.load() {
+        Ok(state) => (adopt(state, &attached, programs), None, Vec::new()),
+        Err(e) => {
+            let aside = store.set_aside()?;
+            tracing::error!(error = %e, kept = %aside.display(), "state file unreadable; kept aside, recovering allocations from the kernel");
+            let (state, unmatched) = recover(&attached, pool_of, uds_root);
+            (state, Some((aside, e.to_string())), unmatched)
+        }
+    };
+    store.save(&state)?;
+    if !unmatched.is_empty() {
+        tracing::error!(devices = ?unmatched, "attachments no pool claims: left attached, not allocated; detach them by hand once their pods are gone");
+    }
+    tracing::info!(adopted = state.allocations.len(), "state reconciled");
+    Ok(Reconciled {
+        state,
+        set_aside,
+        unmatched,
+    })
+}
+
+/// A readable state against the kernel.
+fn adopt(
+    mut state: StateFile,
+    attached: &[Attachment],
+    programs: &dyn ProgramManager,
+) -> StateFile {
+    state.allocations.retain(|dev, _| {
+        let keep = attached.iter().any(|a| &a.device == dev);
+        if !keep {
+            tracing::warn!(device = %dev, "allocation without attachment dropped");
+        }
+        keep
+    });
+    for a in attached {
+        if !state.allocations.contains_key(&a.device) {
+            tracing::warn!(device = %a.device, "attachment without allocation; detaching");
+            if let Err(e) = programs.detach(&a.device) {
+                tracing::error!(device = %a.device, error = %e, "detaching leftover failed");
+            }
+        }
+    }
+    state
+}
+
+/// Allocations rebuilt from the kernel's attachments alone; the devices no
+/// pool claims.
+fn recover(
+    attached: &[Attachment],
+    pool_of: &dyn Fn(&str) -> Option<String>,
+    uds_root: &Path,
+) -> (StateFile, Vec<String>) {
+    let mut state = StateFile {
+        version: STATE_VERSION,
+        ..Default::default()
+    };
+    let mut unmatched = Vec::new();
+    for a in attached {
+        let Some(pool) = pool_of(&a.device) else {
+            unmatched.push(a.device.clone());
+            continue;
+        };
+        let alloc = recovered_allocation(a, pool, uds_root);
+        tracing::warn!(device = %a.device, pool = %alloc.pool, sharing = alloc.sharing.as_str(), program_id = a.program_id, "allocation recovered from the kernel");
+        state.allocations.insert(a.device.clone(), alloc);
+    }
+    (state, unmatched)
+}
+
+fn recovered_allocation(a: &Attachment, pool: String, uds_root: &Path) -> Allocation {
+    let uds_dir = uds_root.join(&a.device);
+    let (sharing, host_dir) = if uds_dir.is_dir() {
+        (SharingKind::Uds, uds_dir)
+    } else {
+        (SharingKind::Pinned, a.map_dir.clone())
+    };
+    Allocation {
+        pool,
+        device: a.device.clone(),
+        ifindex: a.ifindex,
+        program_id: a.program_id,
+        sharing,
+        host_dir,
+        queues: Vec::new(),
+        channels: 0,
+        allocated_at: Allocation::now(),
+        netdev: afxdp_netdev::NetDev {
+            name: a.device.clone(),
+            ifindex: a.ifindex,
+            driver: None,
+            pci: None,
+            mac: None,
+            numa_node: None,
+            rx_queues: 1,
+            tx_queues: 1,
+            speed_mbps: None,
+            addresses: Vec::new(),
+            state: afxdp_netdev::LinkState::Other,
+            admin_up: true,
+            mtu: 0,
+        },
+        decided_by: "recovered (state file unreadable)".to_string(),
+        program: format!("recovered (program id {})", a.program_id),
+        pod: String::new(),
+        claim: None,
+        recovered: true,
+    }
+}
