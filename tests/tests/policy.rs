@@ -327,6 +327,69 @@ async fn a_panicking_policy_is_a_decision_error_at_every_daemon_entry_point() {
     lab.teardown().await.expect("teardown");
 }
 
+/// A slow Allocate (here a policy spinning to its 2.5 s deadline in each of
+/// two decisions) holds no lock the rest of the agent needs: while it runs,
+/// another device is released, its link events are applied, and kubelet's
+/// GetPreferredAllocation is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_allocate_blocks_no_other_device() {
+    afxdp_testnet::require_root();
+    let guest = afxdp_testnet::test_guest("infinite-loop");
+    let lab = Lab::start(LabConfig {
+        nics: 2,
+        policy: Some(
+            serde_json::json!({ "file": guest, "failurePolicy": "Ignore", "timeoutMs": 2500 }),
+        ),
+        ..Default::default()
+    })
+    .await
+    .expect("lab");
+    let (first, second) = (lab.nics[0].name.clone(), lab.nics[1].name.clone());
+    let agent = lab.daemon.as_ref().expect("daemon").agent.clone();
+    let allocate = |device: String| {
+        let agent = agent.clone();
+        tokio::spawn(afxdp_policy::Blocking::spawn(move |b| {
+            agent.allocate(b, "lab", &[device], Default::default())
+        }))
+    };
+    allocate(first.clone())
+        .await
+        .expect("join")
+        .expect("blocking")
+        .expect("first allocation (defaults after the deadlines)");
+
+    let slow = allocate(second.clone());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!slow.is_finished(), "the policy did not spin");
+    let released = {
+        let (agent, d) = (agent.clone(), first.clone());
+        tokio::task::spawn_blocking(move || {
+            let nd = afxdp_netdev::get(&d).expect("lookup").expect("present");
+            agent.link_seen(&nd);
+            agent.release(&d, afxdp_dp::agent::ReleaseBy::Operator)
+        })
+        .await
+        .expect("join")
+        .expect("release")
+    };
+    assert_eq!(released, afxdp_dp::agent::Released::Freed);
+    let preferred = lab
+        .kubelet()
+        .preferred_allocation(RESOURCE, std::slice::from_ref(&first), &[], 1)
+        .await;
+    assert!(
+        !slow.is_finished(),
+        "the release and GetPreferredAllocation waited for the slow Allocate"
+    );
+    assert!(preferred.is_ok(), "{preferred:?}");
+    slow.await
+        .expect("join")
+        .expect("blocking")
+        .expect("second allocation");
+    assert!(agent.allocation(&first).is_none() && agent.allocation(&second).is_some());
+    lab.teardown().await.expect("teardown");
+}
+
 /// What afxdp-cni gets from the node API for `device` of pod `lab/<pod>`.
 async fn settings(lab: &Lab, device: &str, pod: &str) -> afxdp_proto::nodeapi::DeviceSettings {
     let ch = afxdp_proto::unix::connect(&lab.paths.node_api, Duration::from_secs(5))
