@@ -36,6 +36,29 @@ impl Dialect {
     }
 }
 
+/// Refuses a setting the schema knows but afxdp-dp cannot honour yet, so
+/// that no file silently means something the daemon does not do:
+/// `pools[0].mode: "cdq" (subfunctions) is not supported yet`. `what` names
+/// the value (and what it would do); `hint` follows, e.g. `; use "native"`.
+pub(crate) fn not_supported(path: &JsonPath, what: &str, hint: &str, ctx: &mut Ctx) {
+    ctx.invalid(path, format!("{what} is not supported yet{hint}"));
+}
+
+/// What a `cdq` pool mode is refused with (both forms).
+pub(crate) fn refuse_cdq(path: &JsonPath, ctx: &mut Ctx) {
+    not_supported(path, "\"cdq\" (subfunctions)", "; use \"primary\"", ctx);
+}
+
+/// What `requiresUnprivilegedBpf: true` is refused with (both forms).
+pub(crate) fn refuse_unprivileged_bpf(path: &JsonPath, ctx: &mut Ctx) {
+    not_supported(
+        path,
+        "true (taking devices only where kernel.unprivileged_bpf_disabled is 0)",
+        "",
+        ctx,
+    );
+}
+
 /// Interface names: 1 to 15 bytes of letters, digits, `_`, `-` and `.`
 /// (upstream allowed 50 characters, which can never match a netdev, and no
 /// `.`, which VLAN devices use).

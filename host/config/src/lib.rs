@@ -30,6 +30,18 @@
 //! `UdsServerDisable` rejected. See the `upstream` module source for the
 //! full list of accepted keys and legacy shapes.
 //!
+//! # Settings not supported yet
+//! Every key either form accepts takes effect in afxdp-dp. Settings whose
+//! feature does not exist yet are refused with `... is not supported yet`
+//! rather than accepted and ignored: pool `mode: "cdq"` (subfunctions),
+//! `programManager: "bpfman"` / upstream `bpfdClientEnable: true`,
+//! `sharing: "csi"` and `"none"` (upstream `UdsServerDisable` without
+//! `BpfMapPinningEnable`), `requiresUnprivilegedBpf: true` (upstream
+//! `RequiresUnprivilegedBpf`, legacy `requireUnprivilegedBpf`), non-empty
+//! upstream `ethtoolCmds`, and a policy's `insecure: true`. The model keeps
+//! their variants and fields for when they arrive. `tests/every_key.rs`
+//! walks every key the parser knows and checks which of the two it is.
+//!
 //! # Pool names
 //! A pool `p` is advertised as `afxdp/p` and its devices are listed to the
 //! container in `AFXDP_DEVICES_<P>`, the name upper-cased with `-` mapped to

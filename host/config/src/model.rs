@@ -39,8 +39,9 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Which program manager loads and attaches XDP programs.
     pub program_manager: ProgramManagerKind,
-    /// Also consider virtual netdevs (veth) as candidate devices. Upstream's
-    /// `kindCluster: true` (or `clusterType: "kind"`) sets it; the `lab` needs it.
+    /// Also consider virtual netdevs (veth, bridges, VLANs, ...; see
+    /// [`crate::selector`]) as candidate devices. Upstream's `kindCluster:
+    /// true` (or `clusterType: "kind"`) sets it; the `lab` needs it.
     pub include_virtual_devices: bool,
     /// The pools, in file order (which is also selection priority: the first
     /// pool that selects a device gets it).
@@ -77,15 +78,17 @@ pub struct PoolConfig {
     /// Custom XDP program; `None` = the built-in AF_XDP redirect program.
     pub program: Option<ProgramSource>,
     /// Only take devices on nodes that allow unprivileged BPF
-    /// (`kernel.unprivileged_bpf_disabled = 0`); the daemon checks the node.
+    /// (`kernel.unprivileged_bpf_disabled = 0`). Always `false` for now: the
+    /// daemon does not check the node yet, so both forms refuse `true`.
     pub requires_unprivileged_bpf: bool,
     /// Which netdevs belong to the pool.
     pub selector: Selector,
     /// Requested combined channel (queue) count for each device, if any.
     pub channels: Option<u32>,
     /// Upstream `ethtoolCmds`: ethtool argument strings applied at allocation
-    /// (`-device-` and `-ip-` are substituted). Empty in the richer form,
-    /// where filter rules come from the pool policy.
+    /// (`-device-` and `-ip-` are substituted). Always empty for now (both
+    /// forms refuse commands: not supported yet); in the richer form filter
+    /// rules come from the pool policy.
     pub ethtool_cmds: Vec<String>,
     /// The pool's Wasm policy; `None` = the built-in decisions.
     pub policy: Option<PolicyConfig>,
@@ -118,7 +121,8 @@ pub enum PolicySource {
         reference: String,
         /// Required for tags; `None` for digest references.
         pull_policy: Option<PullPolicy>,
-        /// Allow plain HTTP to a non-loopback registry.
+        /// Allow plain HTTP to a non-loopback registry. Always `false` for
+        /// now (`insecure: true` is refused: not supported yet).
         insecure: bool,
     },
     /// A component file on the node (absolute path; its sha256 is its identity).
@@ -230,7 +234,8 @@ pub enum PoolMode {
     #[default]
     Primary,
     /// Intel CDQ: subfunctions are created on each primary device and each
-    /// pod gets one (`secondary` limits how many per device).
+    /// pod gets one (`secondary` limits how many per device). Not supported
+    /// yet: the parser refuses it.
     Cdq,
 }
 
@@ -256,11 +261,12 @@ pub enum SharingMode {
     /// pod (hostPath). Upstream: `UdsServerDisable` + `BpfMapPinningEnable`.
     PinnedMap,
     /// bpfman loads the program and its CSI driver mounts the map. Upstream:
-    /// `UdsServerDisable` with `bpfdClientEnable`.
+    /// `UdsServerDisable` with `bpfdClientEnable`. Not supported yet: the
+    /// parser refuses it.
     Csi,
     /// Nothing is loaded; the pod gets the raw netdev and brings its own
     /// program (it needs the privileges for that). Upstream:
-    /// `UdsServerDisable` alone.
+    /// `UdsServerDisable` alone. Not supported yet: the parser refuses it.
     Unmanaged,
 }
 
@@ -307,7 +313,8 @@ pub enum ProgramManagerKind {
     /// aya, in process (default).
     #[default]
     Native,
-    /// bpfman over its gRPC socket (upstream `bpfdClientEnable`).
+    /// bpfman over its gRPC socket (upstream `bpfdClientEnable`). Not
+    /// supported yet: the parser refuses it.
     Bpfman,
 }
 

@@ -15,8 +15,8 @@
 //! |---|---|---|
 //! | `ref` | `registry/repo@sha256:<64 hex>`; a tag (`repo:tag`) only with `pullPolicy` | - |
 //! | `file` | absolute path of a component on the node (instead of `ref`) | - |
-//! | `pullPolicy` | `IfNotPresent` `Always` (tags only) | - |
-//! | `insecure` | plain HTTP to a non-loopback registry | `false` |
+//! | `pullPolicy` | `IfNotPresent` `Always` (tags only; on a digest: a warning, no effect) | - |
+//! | `insecure` | `false`; `true` (plain HTTP to a non-loopback registry) is refused: not supported yet (loopback registries use HTTP anyway) | `false` |
 //! | `failurePolicy` | `Fail` (the allocation fails) `Ignore` (built-in default, warning) | `Fail` |
 //! | `timeoutMs` | deadline per decision, 1..=10000 | 100 |
 //! | `memoryMiB` | memory cap per decision, 1..=1024 | 32 |
@@ -65,7 +65,15 @@ pub(crate) fn parse(v: &Json, path: &JsonPath, ctx: &mut Ctx) -> Option<PolicyCo
             None
         }
     });
-    let insecure = obj.bool("insecure", ctx).is_some_and(|(_, b)| b);
+    if let Some((p, true)) = obj.bool("insecure", ctx) {
+        crate::common::not_supported(
+            &p,
+            "true (plain HTTP to a non-loopback registry)",
+            "; loopback registries are reached over HTTP without it",
+            ctx,
+        );
+    }
+    let insecure = false;
     let source = match (reference, file) {
         (Some((p, r)), None) => match pinned(r) {
             None => {
@@ -92,7 +100,8 @@ pub(crate) fn parse(v: &Json, path: &JsonPath, ctx: &mut Ctx) -> Option<PolicyCo
                 }
                 Some(PolicySource::Oci {
                     reference: r.to_owned(),
-                    pull_policy,
+                    // A digest is fetched once and served from the cache.
+                    pull_policy: pull_policy.filter(|_| !is_pinned),
                     insecure,
                 })
             }

@@ -24,6 +24,12 @@
 //! 4. A device belongs to **one pool at most**: the first pool (in file
 //!    order) that selects it wins, later pools skip it.
 //!
+//! **Virtual netdevs** (veth, bridges, VLANs, tunnels, bonds: a device
+//! without a PCI address whose driver is one of [`VIRTUAL_DRIVERS`]) are
+//! taken by driver selectors only with [`Config::include_virtual_devices`]
+//! (upstream `kindCluster`); a device named in `devices` is taken either
+//! way, as for `excludeAddressed`.
+//!
 //! Never taken, whatever the selectors: the node's primary host interface
 //! (the default-route netdev, [`DeviceFacts::is_primary_host_interface`])
 //! and `lo`. Upstream's name-prefix blacklist (`eth`, `eno`, `docker`, ...)
@@ -74,6 +80,34 @@ pub struct PoolAssignment {
     pub devices: Vec<AssignedDevice>,
 }
 
+/// Drivers of virtual netdevs, as `ethtool -i` names them.
+pub const VIRTUAL_DRIVERS: &[&str] = &[
+    "veth",
+    "bridge",
+    "dummy",
+    "tun",
+    "macvlan",
+    "ipvlan",
+    "vxlan",
+    "geneve",
+    "bonding",
+    "team",
+    "vrf",
+    "netkit",
+    "802.1Q VLAN Support",
+    "openvswitch",
+    "wireguard",
+    "ifb",
+    "nlmon",
+];
+
+impl DeviceFacts<'_> {
+    /// A virtual netdev (see the [module docs](self)).
+    pub fn is_virtual(&self) -> bool {
+        self.pci.is_none() && self.driver.is_some_and(|d| VIRTUAL_DRIVERS.contains(&d))
+    }
+}
+
 fn never_taken(dev: &DeviceFacts<'_>) -> bool {
     dev.is_primary_host_interface || dev.name == "lo"
 }
@@ -121,8 +155,9 @@ impl Selector {
     }
 
     /// Whether this selector selects `dev` on `node_name`. This is the
-    /// per-device predicate only: `max_devices` limits and the
-    /// first-pool-wins rule need the whole device list, see [`assign_pools`].
+    /// per-device predicate only: `max_devices` limits, the first-pool-wins
+    /// rule and [`Config::include_virtual_devices`] (for driver entries)
+    /// need the whole config and device list, see [`assign_pools`].
     pub fn matches(&self, node_name: &str, dev: &DeviceFacts<'_>) -> bool {
         if never_taken(dev) {
             return false;
@@ -136,6 +171,7 @@ fn select_for_pool(
     pool: &PoolConfig,
     node_name: &str,
     sorted: &[&DeviceFacts<'_>],
+    include_virtual: bool,
     taken: &mut HashSet<String>,
 ) -> Vec<AssignedDevice> {
     let (drivers, devices) = pool.selector.effective(node_name);
@@ -153,7 +189,7 @@ fn select_for_pool(
     }
     for sel in drivers {
         let mut count = 0u32;
-        for dev in sorted {
+        for dev in sorted.iter().filter(|d| include_virtual || !d.is_virtual()) {
             if sel.max_devices.is_some_and(|max| count >= max) {
                 break;
             }
@@ -173,9 +209,7 @@ fn select_for_pool(
 /// Assigns the node's devices to pools, with the details the daemon needs
 /// (secondary counts). Every pool of the config appears once, in config
 /// order, possibly with no device (upstream would not advertise such a
-/// pool; the caller decides). Pools flagged
-/// [`PoolConfig::requires_unprivileged_bpf`] are included: checking the
-/// node's sysctl is the caller's job, as is skipping such pools.
+/// pool; the caller decides).
 pub fn assign_pools_detailed(
     config: &Config,
     node_name: &str,
@@ -190,7 +224,13 @@ pub fn assign_pools_detailed(
         .iter()
         .map(|pool| PoolAssignment {
             pool: pool.name.clone(),
-            devices: select_for_pool(pool, node_name, &sorted, &mut taken),
+            devices: select_for_pool(
+                pool,
+                node_name,
+                &sorted,
+                config.include_virtual_devices,
+                &mut taken,
+            ),
         })
         .collect()
 }

@@ -20,6 +20,14 @@
 //!   (`cndp` = primary), `timeout`, `requireUnprivilegedBpf`, absolute
 //!   `logFile` paths, no pool `mode`.
 //!
+//! # Not supported yet (refused)
+//! `mode: "cdq"` (pool or legacy top level), `bpfdClientEnable: true` /
+//! `BpfdClientEnable: true`, `UdsServerDisable: true` without
+//! `BpfMapPinningEnable`, `RequiresUnprivilegedBpf: true` (and legacy
+//! `requireUnprivilegedBpf`), non-empty `ethtoolCmds`: see the crate docs.
+//! Secondary counts in a primary pool are dropped with a warning, as
+//! before.
+//!
 //! # Defaults filled in for older files
 //! A pool without `mode` gets the top-level legacy `mode`, else `primary`
 //! (with a warning). Bare-string drivers skip addressed devices, as those
@@ -50,8 +58,17 @@ const UDS_TIMEOUT_MAX: i64 = 300;
 struct Legacy {
     mode: Option<PoolMode>,
     timeout: Option<Duration>,
-    requires_unprivileged_bpf: bool,
-    bpfd: bool,
+}
+
+/// `bpfdClientEnable: true` (the Red Hat fork's switch to bpfman), top level
+/// or per pool.
+fn refuse_bpfd(path: &JsonPath, ctx: &mut Ctx) {
+    common::not_supported(
+        path,
+        "true (bpfman loads the programs)",
+        " (afxdp-dp has only its native, aya-based manager)",
+        ctx,
+    );
 }
 
 pub(crate) fn parse(root: &Json, ctx: &mut Ctx) -> Option<Config> {
@@ -97,8 +114,8 @@ pub(crate) fn parse(root: &Json, ctx: &mut Ctx) -> Option<Config> {
     }
 
     let mut legacy = Legacy::default();
-    if let Some((_, b)) = obj.bool("bpfdClientEnable", ctx) {
-        legacy.bpfd = b;
+    if let Some((p, true)) = obj.bool("bpfdClientEnable", ctx) {
+        refuse_bpfd(&p, ctx);
     }
     if let Some((p, s)) = obj.string("mode", ctx) {
         ctx.warn(
@@ -107,7 +124,7 @@ pub(crate) fn parse(root: &Json, ctx: &mut Ctx) -> Option<Config> {
         );
         match s {
             "cndp" | "primary" => legacy.mode = Some(PoolMode::Primary),
-            "cdq" => legacy.mode = Some(PoolMode::Cdq),
+            "cdq" => common::refuse_cdq(&p, ctx),
             "" => {}
             other => ctx.invalid(
                 &p,
@@ -122,8 +139,8 @@ pub(crate) fn parse(root: &Json, ctx: &mut Ctx) -> Option<Config> {
         );
         legacy.timeout = uds_timeout(t, "timeout", &p, ctx);
     }
-    if let Some((_, b)) = obj.bool("requireUnprivilegedBpf", ctx) {
-        legacy.requires_unprivileged_bpf = b;
+    if let Some((p, true)) = obj.bool("requireUnprivilegedBpf", ctx) {
+        common::refuse_unprivileged_bpf(&p, ctx);
     }
     for key in ["udsFuzz", "cndpFuzz"] {
         if let Some((p, b)) = obj.bool(key, ctx) {
@@ -152,11 +169,7 @@ pub(crate) fn parse(root: &Json, ctx: &mut Ctx) -> Option<Config> {
         log_level,
         log_file,
         log_format: LogFormat::Text,
-        program_manager: if legacy.bpfd {
-            ProgramManagerKind::Bpfman
-        } else {
-            ProgramManagerKind::Native
-        },
+        program_manager: ProgramManagerKind::Native,
         include_virtual_devices,
         pools: pools.into_iter().map(|(_, p)| p).collect(),
         warnings: Vec::new(),
@@ -231,7 +244,10 @@ fn parse_pool(v: &Json, path: &JsonPath, legacy: &Legacy, ctx: &mut Ctx) -> Opti
     };
     let mode = match obj.string("mode", ctx) {
         Some((_, "primary")) => PoolMode::Primary,
-        Some((_, "cdq")) => PoolMode::Cdq,
+        Some((p, "cdq")) => {
+            common::refuse_cdq(&p, ctx);
+            PoolMode::Primary
+        }
         Some((p, s)) if !s.is_empty() => {
             ctx.invalid(
                 &p,
@@ -264,15 +280,16 @@ fn parse_pool(v: &Json, path: &JsonPath, legacy: &Legacy, ctx: &mut Ctx) -> Opti
 
     let uds_disable = obj.bool("UdsServerDisable", ctx);
     let pinning = obj.bool("BpfMapPinningEnable", ctx);
-    let pool_bpfd = obj.bool("BpfdClientEnable", ctx).is_some_and(|(_, b)| b);
+    if let Some((p, true)) = obj.bool("BpfdClientEnable", ctx) {
+        refuse_bpfd(&p, ctx);
+    }
     let timeout = obj.int("udsTimeout", ctx);
     if let Some((p, true)) = obj.bool("UdsFuzz", ctx) {
         ctx.warn(&p, "ignored: UDS fuzzing is a test-only upstream switch");
     }
-    let requires_unprivileged_bpf = obj
-        .bool("RequiresUnprivilegedBpf", ctx)
-        .map(|(_, b)| b)
-        .unwrap_or(legacy.requires_unprivileged_bpf);
+    if let Some((p, true)) = obj.bool("RequiresUnprivilegedBpf", ctx) {
+        common::refuse_unprivileged_bpf(&p, ctx);
+    }
     let uid = match obj.int("uid", ctx) {
         None | Some((_, 0)) => 0,
         Some((p, n)) => {
@@ -308,10 +325,12 @@ fn parse_pool(v: &Json, path: &JsonPath, legacy: &Legacy, ctx: &mut Ctx) -> Opti
                 other => ctx.wrong_type(&ip, "a string", other),
             }
         }
-        if mode == PoolMode::Cdq && !ethtool_cmds.is_empty() {
-            ctx.warn(
+        if !ethtool_cmds.is_empty() {
+            common::not_supported(
                 &p,
-                "upstream applies ethtoolCmds to primary mode pools only",
+                "running ethtool commands at allocation",
+                " (NIC filter rules come from a v1alpha1 pool policy)",
+                ctx,
             );
         }
     }
@@ -341,8 +360,18 @@ fn parse_pool(v: &Json, path: &JsonPath, legacy: &Legacy, ctx: &mut Ctx) -> Opti
     let sharing = match (uds_disable_v, pinning_v) {
         (false, false) => SharingMode::Uds,
         (true, true) => SharingMode::PinnedMap,
-        (true, false) if pool_bpfd || legacy.bpfd => SharingMode::Csi,
-        (true, false) => SharingMode::Unmanaged,
+        (true, false) => {
+            if let Some((p, _)) = &uds_disable {
+                common::not_supported(
+                    p,
+                    "true without BpfMapPinningEnable (the pod would get the raw netdev, or \
+                     bpfman's CSI map with bpfdClientEnable)",
+                    "",
+                    ctx,
+                );
+            }
+            SharingMode::Unmanaged
+        }
         (false, true) => {
             if let Some((p, _)) = &pinning {
                 ctx.invalid(
@@ -398,7 +427,7 @@ fn parse_pool(v: &Json, path: &JsonPath, legacy: &Legacy, ctx: &mut Ctx) -> Opti
         uds_timeout: uds_timeout_v,
         xdp_mode: XdpMode::Auto,
         program,
-        requires_unprivileged_bpf,
+        requires_unprivileged_bpf: false,
         selector,
         channels: None,
         ethtool_cmds,

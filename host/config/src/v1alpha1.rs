@@ -1,7 +1,8 @@
 //! Our own configuration form, selected by `"apiVersion": "afxdp.io/v1alpha1"`.
 //!
 //! Keys are exact and camelCase; unknown keys, `null` values and settings
-//! that cannot take effect are errors. Example (every key shown; most are
+//! that cannot take effect (including those not supported yet, marked
+//! *refused* below) are errors. Example (every key shown; most are
 //! optional):
 //!
 //! ```json
@@ -48,19 +49,20 @@
 //! | `logLevel` | `error` `warn` `info` `debug` `trace` | `info` |
 //! | `logFile` | absolute path | stderr |
 //! | `logFormat` | `text` `json` | `text` |
-//! | `programManager` | `native` (aya) `bpfman` | `native` |
-//! | `includeVirtualDevices` | consider veth etc. as candidate devices | `false` |
-//! | pool `mode` | `primary` `cdq` | `primary` |
-//! | pool `sharing` | `uds` `pinned` (bpffs hostPath) `csi` (bpfman CSI) `none` (raw netdev) | `uds` |
+//! | `programManager` | `native` (aya); `bpfman` *refused* (not supported yet) | `native` |
+//! | `includeVirtualDevices` | consider veth, bridges, VLANs, tunnels... as candidate devices ([`crate::selector`]) | `false` |
+//! | pool `mode` | `primary`; `cdq` *refused* (subfunctions not supported yet) | `primary` |
+//! | pool `sharing` | `uds` `pinned` (bpffs hostPath); `csi` (bpfman CSI) and `none` (raw netdev) *refused* | `uds` |
 //! | pool `uid` | owner of the UDS / pin directory, 0..=4294967294 | 0 |
 //! | pool `udsTimeoutSeconds` | 0 (never) ..= 3600, `sharing: uds` only | 30 |
 //! | pool `xdpMode` | `native` `generic` `auto` | `native` |
 //! | pool `program` | absolute path, or `{path|image, function}` | built-in |
 //! | pool `queues` | channel count to request, 1..=1024 | unchanged |
 //! | driver `maxDevices` | 1..=1024 per node | no limit |
-//! | driver/device `secondary` | CDQ subfunctions per device, 1..=350, `cdq` only | - |
+//! | pool `requiresUnprivilegedBpf` | `false`; `true` *refused* (the node's sysctl is not checked yet) | `false` |
+//! | driver/device `secondary` | CDQ subfunctions per device, 1..=350, `cdq` only (so refused for now) | - |
 //! | driver `excludeAddressed` | skip devices with IP addresses | **`true`** |
-//! | pool `policy` | `{ref | file, pullPolicy, insecure, failurePolicy, timeoutMs, memoryMiB, config}` (see [`crate::policy`]) | built-in decisions |
+//! | pool `policy` | `{ref | file, pullPolicy, insecure, failurePolicy, timeoutMs, memoryMiB, maxConcurrentCalls, config}` (see [`crate::policy`]) | built-in decisions |
 
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
@@ -90,9 +92,19 @@ fn choice<T: Copy>(
     options: &[(&str, T)],
     ctx: &mut Ctx,
 ) -> Option<T> {
+    choice_at(obj, key, options, ctx).map(|(_, v)| v)
+}
+
+/// [`choice`] with the value's path, for values refused after parsing.
+fn choice_at<T: Copy>(
+    obj: &mut ObjReader<'_>,
+    key: &'static str,
+    options: &[(&str, T)],
+    ctx: &mut Ctx,
+) -> Option<(JsonPath, T)> {
     let (p, s) = obj.string(key, ctx)?;
     match options.iter().find(|(name, _)| *name == s) {
-        Some((_, v)) => Some(*v),
+        Some((_, v)) => Some((p, *v)),
         None => {
             let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
             ctx.invalid(
@@ -151,7 +163,7 @@ pub(crate) fn parse(root: &Json, ctx: &mut Ctx) -> Option<Config> {
         ctx,
     )
     .unwrap_or_default();
-    let program_manager = choice(
+    let program_manager = match choice_at(
         &mut obj,
         "programManager",
         &[
@@ -159,8 +171,18 @@ pub(crate) fn parse(root: &Json, ctx: &mut Ctx) -> Option<Config> {
             ("bpfman", ProgramManagerKind::Bpfman),
         ],
         ctx,
-    )
-    .unwrap_or_default();
+    ) {
+        Some((p, ProgramManagerKind::Bpfman)) => {
+            common::not_supported(
+                &p,
+                "\"bpfman\"",
+                " (afxdp-dp has only its native, aya-based manager); use \"native\"",
+                ctx,
+            );
+            ProgramManagerKind::Native
+        }
+        other => other.map(|(_, k)| k).unwrap_or_default(),
+    };
     let include_virtual_devices = obj
         .bool("includeVirtualDevices", ctx)
         .is_some_and(|(_, b)| b);
@@ -252,13 +274,18 @@ fn parse_pool(v: &Json, path: &JsonPath, ctx: &mut Ctx) -> Option<PoolConfig> {
             None
         }
     };
-    let mode = choice(
+    let mode = match choice_at(
         &mut obj,
         "mode",
         &[("primary", PoolMode::Primary), ("cdq", PoolMode::Cdq)],
         ctx,
-    )
-    .unwrap_or_default();
+    ) {
+        Some((p, PoolMode::Cdq)) => {
+            common::refuse_cdq(&p, ctx);
+            PoolMode::Primary
+        }
+        other => other.map(|(_, m)| m).unwrap_or_default(),
+    };
 
     let mut selector = Selector::default();
     match obj.take("selectors", ctx) {
@@ -304,7 +331,7 @@ fn parse_pool(v: &Json, path: &JsonPath, ctx: &mut Ctx) -> Option<PoolConfig> {
         }
     }
 
-    let sharing = choice(
+    let sharing = match choice_at(
         &mut obj,
         "sharing",
         &[
@@ -314,8 +341,17 @@ fn parse_pool(v: &Json, path: &JsonPath, ctx: &mut Ctx) -> Option<PoolConfig> {
             ("none", SharingMode::Unmanaged),
         ],
         ctx,
-    )
-    .unwrap_or_default();
+    ) {
+        Some((p, SharingMode::Csi)) => {
+            common::not_supported(&p, "\"csi\" (bpfman's CSI driver)", "", ctx);
+            SharingMode::default()
+        }
+        Some((p, SharingMode::Unmanaged)) => {
+            common::not_supported(&p, "\"none\" (the raw netdev, no program)", "", ctx);
+            SharingMode::Unmanaged
+        }
+        other => other.map(|(_, m)| m).unwrap_or_default(),
+    };
     let uid = match obj.int("uid", ctx) {
         None => 0,
         Some((p, n)) => match u32::try_from(n) {
@@ -376,9 +412,10 @@ fn parse_pool(v: &Json, path: &JsonPath, ctx: &mut Ctx) -> Option<PoolConfig> {
             None
         }
     });
-    let requires_unprivileged_bpf = obj
-        .bool("requiresUnprivilegedBpf", ctx)
-        .is_some_and(|(_, b)| b);
+    if let Some((p, true)) = obj.bool("requiresUnprivilegedBpf", ctx) {
+        common::refuse_unprivileged_bpf(&p, ctx);
+    }
+    let requires_unprivileged_bpf = false;
     let policy = obj
         .take("policy", ctx)
         .and_then(|(p, v)| crate::policy::parse(v, &p, ctx));

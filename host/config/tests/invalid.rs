@@ -20,17 +20,17 @@ fn table_of_upstream_errors() {
     let cases: &[(&str, &str, &[&str])] = &[
         (
             "device name characters",
-            r#"{"pools":[{"name":"testPool","mode":"cdq","devices":[{"name":"dev1"},{"name":"dev~2"}]}]}"#,
+            r#"{"pools":[{"name":"testPool","mode":"primary","devices":[{"name":"dev1"},{"name":"dev~2"}]}]}"#,
             &[r#"pools[0].devices[1].name: invalid interface name "dev~2": use letters, digits, '_', '-' and '.'"#],
         ),
         (
             "device name too long for Linux",
-            r#"{"pools":[{"name":"testPool","mode":"cdq","devices":[{"name":"abcdefghijklmnop"}]}]}"#,
+            r#"{"pools":[{"name":"testPool","mode":"primary","devices":[{"name":"abcdefghijklmnop"}]}]}"#,
             &[r#"pools[0].devices[0].name: interface name "abcdefghijklmnop" is longer than 15 bytes (Linux IFNAMSIZ)"#],
         ),
         (
             "bad MACs",
-            r#"{"pools":[{"name":"p","mode":"cdq","devices":[{"mac":"dev2"},{"mac":"98:03:9b:6a:b4"},{"mac":"98:03:9b:6a:b4:ez"}]}]}"#,
+            r#"{"pools":[{"name":"p","mode":"primary","devices":[{"mac":"dev2"},{"mac":"98:03:9b:6a:b4"},{"mac":"98:03:9b:6a:b4:ez"}]}]}"#,
             &[
                 r#"pools[0].devices[0].mac: invalid MAC address "dev2" (expected six hex octets like 68:05:ca:2d:e9:1b)"#,
                 r#"pools[0].devices[1].mac: invalid MAC address "98:03:9b:6a:b4" (expected six hex octets like 68:05:ca:2d:e9:1b)"#,
@@ -50,7 +50,7 @@ fn table_of_upstream_errors() {
         ),
         (
             "device identification",
-            r#"{"pools":[{"name":"p","mode":"cdq","devices":[{},{"name":""},{"name":"dev2","mac":"98:03:9b:6a:b4:ef"},{"pci":"0000:81:00.1","mac":"98:03:9b:6a:b4:ef","name":"x"}]}]}"#,
+            r#"{"pools":[{"name":"p","mode":"primary","devices":[{},{"name":""},{"name":"dev2","mac":"98:03:9b:6a:b4:ef"},{"pci":"0000:81:00.1","mac":"98:03:9b:6a:b4:ef","name":"x"}]}]}"#,
             &[
                 "pools[0].devices[0]: a device must be identified by one of name, pci or mac",
                 "pools[0].devices[1]: a device must be identified by one of name, pci or mac",
@@ -60,7 +60,7 @@ fn table_of_upstream_errors() {
         ),
         (
             "secondary range",
-            r#"{"pools":[{"name":"p","mode":"cdq","devices":[{"name":"d","secondary":-10},{"name":"e","secondary":9999}],"drivers":[{"name":"ice","secondary":351}]}]}"#,
+            r#"{"pools":[{"name":"p","mode":"primary","devices":[{"name":"d","secondary":-10},{"name":"e","secondary":9999}],"drivers":[{"name":"ice","secondary":351}]}]}"#,
             &[
                 "pools[0].drivers[0].secondary: secondary must be between 1 and 350, got 351 (0 or absent: not set)",
                 "pools[0].devices[0].secondary: secondary must be between 1 and 350, got -10 (0 or absent: not set)",
@@ -69,7 +69,7 @@ fn table_of_upstream_errors() {
         ),
         (
             "driver names and primary",
-            r#"{"pools":[{"name":"p","mode":"cdq","drivers":[{"name":"ice$"},{},{"name":""},{"name":"ice","primary":-5},{"name":"ice","primary":11}]}]}"#,
+            r#"{"pools":[{"name":"p","mode":"primary","drivers":[{"name":"ice$"},{},{"name":""},{"name":"ice","primary":-5},{"name":"ice","primary":11}]}]}"#,
             &[
                 r#"pools[0].drivers[0].name: invalid driver name "ice$": use letters, digits, '_' and '-'"#,
                 "pools[0].drivers[1].name: a driver must have a name",
@@ -80,7 +80,7 @@ fn table_of_upstream_errors() {
         ),
         (
             "exclusions",
-            r#"{"pools":[{"name":"p","mode":"cdq","drivers":[{"name":"ice","excludeDevices":[{},{"name":"dev1"},{"pci":"0000:81:00.1","mac":"98:03:9b:6a:b4:ef"},{"pci":"xyz"}]}]}]}"#,
+            r#"{"pools":[{"name":"p","mode":"primary","drivers":[{"name":"ice","excludeDevices":[{},{"name":"dev1"},{"pci":"0000:81:00.1","mac":"98:03:9b:6a:b4:ef"},{"pci":"xyz"}]}]}]}"#,
             &[
                 "pools[0].drivers[0].excludeDevices[0]: a device must be identified by one of name, pci or mac",
                 "pools[0].drivers[0].excludeDevices[2]: a device must be identified by only one of name, pci or mac (found pci and mac)",
@@ -89,7 +89,7 @@ fn table_of_upstream_errors() {
         ),
         (
             "nodes",
-            r#"{"pools":[{"name":"p","mode":"cdq","nodes":[{"hostname":"k8_node1"},{"hostname":"k8s node1"},{},{"hostname":""},{"hostname":"n1","devices":[{}]},{"hostname":"N1","drivers":[{"name":"ice"}]}]}]}"#,
+            r#"{"pools":[{"name":"p","mode":"primary","nodes":[{"hostname":"k8_node1"},{"hostname":"k8s node1"},{},{"hostname":""},{"hostname":"n1","devices":[{}]},{"hostname":"N1","drivers":[{"name":"ice"}]}]}]}"#,
             &[
                 r#"pools[0].nodes[0].hostname: invalid node hostname "k8_node1": expected a DNS name (labels of letters, digits and '-', at most 63 characters each, joined by '.')"#,
                 r#"pools[0].nodes[1].hostname: invalid node hostname "k8s node1": expected a DNS name (labels of letters, digits and '-', at most 63 characters each, joined by '.')"#,
@@ -101,7 +101,7 @@ fn table_of_upstream_errors() {
         ),
         (
             "pool name, mode, selection",
-            r#"{"pools":[{"mode":"cdq","drivers":[{"name":"ice"}]},{"name":"test-pool-1","mode":"cdq","drivers":[{"name":"ice"}]},{"name":"abcdefghijklmnopqrstuvwxyz","mode":"primary","drivers":[{"name":"ice"}]},{"name":"p4","mode":"invalidMode","drivers":[{"name":"ice"}]},{"name":"p5","mode":"cdq"},null]}"#,
+            r#"{"pools":[{"mode":"primary","drivers":[{"name":"ice"}]},{"name":"test-pool-1","mode":"primary","drivers":[{"name":"ice"}]},{"name":"abcdefghijklmnopqrstuvwxyz","mode":"primary","drivers":[{"name":"ice"}]},{"name":"p4","mode":"invalidMode","drivers":[{"name":"ice"}]},{"name":"p5","mode":"primary"},null]}"#,
             &[
                 "pools[0].name: a pool must have a name",
                 r#"pools[1].name: invalid pool name "test-pool-1": use only letters and digits"#,
@@ -113,7 +113,7 @@ fn table_of_upstream_errors() {
         ),
         (
             "uds timeout and uid",
-            r#"{"pools":[{"name":"a","mode":"cdq","udsTimeout":20,"uid":999,"drivers":[{"name":"ice"}]},{"name":"b","mode":"cdq","udsTimeout":-40,"uid":-1,"drivers":[{"name":"ice"}]},{"name":"c","mode":"cdq","udsTimeout":999,"uid":256001,"drivers":[{"name":"ice"}]}]}"#,
+            r#"{"pools":[{"name":"a","mode":"primary","udsTimeout":20,"uid":999,"drivers":[{"name":"ice"}]},{"name":"b","mode":"primary","udsTimeout":-40,"uid":-1,"drivers":[{"name":"ice"}]},{"name":"c","mode":"primary","udsTimeout":999,"uid":256001,"drivers":[{"name":"ice"}]}]}"#,
             &[
                 "pools[0].uid: uid must be 0 or between 1000 and 256000, got 999",
                 "pools[0].udsTimeout: udsTimeout must be -1 (no timeout), 0 (default, 30 s) or between 30 and 300 seconds, got 20",

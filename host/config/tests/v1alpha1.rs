@@ -72,12 +72,12 @@ fn full_example() {
         })
     );
 
-    let cdq = &c.pools[2];
+    let auto = &c.pools[2];
     assert_eq!(
-        (cdq.mode, cdq.sharing, cdq.xdp_mode),
-        (PoolMode::Cdq, SharingMode::Csi, XdpMode::Auto)
+        (auto.mode, auto.sharing, auto.xdp_mode),
+        (PoolMode::Primary, SharingMode::Uds, XdpMode::Auto)
     );
-    assert_eq!(cdq.selector.devices[0].secondary, Some(16));
+    assert_eq!(auto.selector.devices[0].secondary, None);
 }
 
 #[test]
@@ -156,6 +156,7 @@ fn v1alpha1_semantic_errors() {
             r#"logFile: invalid logFile "afxdp.log": expected an absolute file path without '..'"#,
             "pools[0].selectors: selectors must give drivers, devices or nodes",
             r#"pools[1]: secondary counts are only valid with mode "cdq""#,
+            r#"pools[2].sharing: "none" (the raw netdev, no program) is not supported yet"#,
             r#"pools[2]: program has no effect with sharing "none" (nothing is loaded)"#,
             "pools[5].uid: uid must be between 0 and 4294967294, got 4294967295",
             "pools[5].udsTimeoutSeconds: udsTimeoutSeconds must be between 0 (never) and 3600, got 3601",
@@ -166,9 +167,9 @@ fn v1alpha1_semantic_errors() {
 
 #[test]
 fn upstream_keys_are_case_insensitive_like_go() {
-    let a = parse(r#"{"logLevel":"info","pools":[{"name":"p","mode":"cdq","drivers":[{"name":"ice","excludeDevices":[{"mac":"AA-BB-CC-DD-EE-FF"}],"primary":1}],"uid":1500,"udsTimeout":60}]}"#)
+    let a = parse(r#"{"logLevel":"info","pools":[{"name":"p","mode":"primary","drivers":[{"name":"ice","excludeDevices":[{"mac":"AA-BB-CC-DD-EE-FF"}],"primary":1}],"uid":1500,"udsTimeout":60}]}"#)
         .expect("canonical");
-    let b = parse(r#"{"LOGLEVEL":"info","POOLS":[{"Name":"p","MODE":"cdq","dRiVeRs":[{"NAME":"ice","ExcludeDevices":[{"MAC":"aa:bb:cc:dd:ee:ff"}],"Primary":1}],"UID":1500,"UDSTIMEOUT":60}]}"#)
+    let b = parse(r#"{"LOGLEVEL":"info","POOLS":[{"Name":"p","MODE":"primary","dRiVeRs":[{"NAME":"ice","ExcludeDevices":[{"MAC":"aa:bb:cc:dd:ee:ff"}],"Primary":1}],"UID":1500,"UDSTIMEOUT":60}]}"#)
         .expect("shouted");
     assert_eq!(a, b);
     assert_eq!(
@@ -176,7 +177,7 @@ fn upstream_keys_are_case_insensitive_like_go() {
         [DeviceMatch::Mac("aa:bb:cc:dd:ee:ff".parse().expect("mac"))]
     );
     // Go's folding: U+017F (long s) folds to 's', U+212A (Kelvin) to 'k'.
-    let c = parse("{\"pool\u{17f}\":[{\"name\":\"p\",\"mode\":\"cdq\",\"drivers\":[{\"name\":\"ice\"}],\"uid\":1500,\"ud\u{17f}timeout\":60}],\"logLevel\":\"info\"}")
+    let c = parse("{\"pool\u{17f}\":[{\"name\":\"p\",\"mode\":\"primary\",\"drivers\":[{\"name\":\"ice\"}],\"uid\":1500,\"ud\u{17f}timeout\":60}],\"logLevel\":\"info\"}")
         .expect("folded");
     assert_eq!(c.pools[0].uds_timeout, Duration::from_secs(60));
     let k = parse("{\"pools\":[{\"name\":\"p\",\"mode\":\"primary\",\"drivers\":[{\"name\":\"ice\",\"primary\":1}]}],\"\u{212a}indCluster\":true}")
