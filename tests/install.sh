@@ -32,3 +32,7 @@ command -v cargo >/dev/null || { echo "cargo (rustup) is required" >&2; exit 1; 
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
 # Pool policies are Wasm components.
 rustup target list --installed 2>/dev/null | grep -q '^wasm32-wasip2$' || rustup target add wasm32-wasip2
+
+# Fuzzing (tests/fuzz.sh): nightly for the sanitizer build, and cargo-fuzz.
+rustup toolchain list 2>/dev/null | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
