@@ -6,8 +6,11 @@
 
 use std::collections::HashMap;
 
+/// What a target runs on one input.
+pub type Body = fn(&[u8]);
+
 /// The fuzz targets, by name (`tests/fuzz/fuzz_targets/<name>.rs`).
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Body)] = &[
     ("config", config),
     ("cni_input", cni_input),
     ("uds_message", uds_message),
