@@ -390,6 +390,107 @@ async fn a_slow_allocate_blocks_no_other_device() {
     lab.teardown().await.expect("teardown");
 }
 
+/// Publish `config` as the next ConfigMap version under `cm`: a new
+/// `..<version>/config.json`, then `..data` swapped to it atomically (as the
+/// kubelet does); the daemon's config path points at `cm/..data/config.json`.
+fn publish_configmap(cm: &std::path::Path, version: &str, config: &str) {
+    let dir = cm.join(format!("..{version}"));
+    std::fs::create_dir_all(&dir).expect("version dir");
+    std::fs::write(dir.join("config.json"), config).expect("config");
+    let tmp = cm.join("..data_tmp");
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(format!("..{version}"), &tmp).expect("symlink");
+    std::fs::rename(&tmp, cm.join("..data")).expect("swap ..data");
+}
+
+/// The reload after `seen`: its number and outcome.
+async fn next_reload(
+    rx: &mut tokio::sync::watch::Receiver<(u64, Option<afxdp_dp::daemon::ReloadOutcome>)>,
+    seen: u64,
+) -> (u64, afxdp_dp::daemon::ReloadOutcome) {
+    let got = tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|(n, _)| *n > seen))
+        .await
+        .expect("the watcher reloaded")
+        .expect("reloader alive")
+        .clone();
+    (got.0, got.1.expect("an outcome"))
+}
+
+/// Config reload through a ConfigMap-style symlink swap while allocations
+/// run: good → bad (refused with its errors, the last good config and its
+/// policy stay in force) → good (the new policy rolls out). Every
+/// allocation meanwhile succeeds, decided by one of the two digests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_reload_good_bad_good_while_allocations_run() {
+    afxdp_testnet::require_root();
+    let reg = Registry::start(None);
+    let (a_ref, a_digest) = push(&reg, "numa-spread").await;
+    let (b_ref, b_digest) = push(&reg, "default").await;
+    let lab = lab_with(serde_json::json!({ "ref": a_ref })).await;
+    let nic = lab.nics[0].name.clone();
+    let reloader = lab.daemon.as_ref().expect("daemon").reloader.clone();
+    let mut outcomes = reloader.outcomes();
+    let good_a = std::fs::read_to_string(&lab.paths.config).expect("config");
+    let cm = lab.paths.root.join("configmap");
+    publish_configmap(&cm, "v1", &good_a);
+    std::fs::remove_file(&lab.paths.config).expect("rm");
+    std::os::unix::fs::symlink(cm.join("..data/config.json"), &lab.paths.config).expect("link");
+    let (n, _) = next_reload(&mut outcomes, 0).await;
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let worker = {
+        let agent = lab.daemon.as_ref().expect("daemon").agent.clone();
+        let (stop, nic) = (stop.clone(), nic.clone());
+        tokio::spawn(afxdp_policy::Blocking::spawn(move |b| {
+            let mut seen = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                agent
+                    .allocate(b, "lab", std::slice::from_ref(&nic), Default::default())
+                    .expect("allocate during reloads");
+                seen.push(agent.allocation(&nic).expect("recorded").decided_by);
+                agent
+                    .release(&nic, afxdp_dp::agent::ReleaseBy::Operator)
+                    .expect("release");
+            }
+            seen
+        }))
+    };
+
+    publish_configmap(
+        &cm,
+        "v2",
+        r#"{"apiVersion":"afxdp.io/v1alpha1","pools":[{"name":""}]}"#,
+    );
+    let (n, out) = next_reload(&mut outcomes, n).await;
+    match out {
+        afxdp_dp::daemon::ReloadOutcome::Invalid(errors) => {
+            assert!(errors.contains("pools[0]"), "{errors}")
+        }
+        other => panic!("a bad config was applied: {other:?}"),
+    }
+    assert_eq!(in_force(&lab).digest, a_digest, "the last good policy left");
+
+    publish_configmap(&cm, "v3", &good_a.replace(&a_ref, &b_ref));
+    let (_, out) = next_reload(&mut outcomes, n).await;
+    assert!(
+        matches!(&out, afxdp_dp::daemon::ReloadOutcome::Applied(r) if r.iter().all(|(_, r)| r.is_ok())),
+        "{out:?}"
+    );
+    assert_eq!(in_force(&lab).digest, b_digest);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let seen = worker.await.expect("join").expect("blocking");
+    assert!(!seen.is_empty());
+    for by in &seen {
+        assert!(
+            *by == format!("policy {a_digest}") || *by == format!("policy {b_digest}"),
+            "{by}"
+        );
+    }
+    assert_eq!(seen.last(), Some(&format!("policy {b_digest}")));
+    lab.teardown().await.expect("teardown");
+}
+
 /// What afxdp-cni gets from the node API for `device` of pod `lab/<pod>`.
 async fn settings(lab: &Lab, device: &str, pod: &str) -> afxdp_proto::nodeapi::DeviceSettings {
     let ch = afxdp_proto::unix::connect(&lab.paths.node_api, Duration::from_secs(5))

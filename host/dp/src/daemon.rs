@@ -196,6 +196,7 @@ impl Daemon {
             agent: agent.clone(),
             policies: policies.clone(),
             last_good: tokio::sync::Mutex::new(config),
+            outcomes: watch::channel((0, None)).0,
         });
         tasks.push(tokio::spawn(watch_config(
             reloader.clone(),
@@ -325,6 +326,7 @@ pub struct Reloader {
     agent: Arc<Agent>,
     policies: Arc<PolicyStore>,
     last_good: tokio::sync::Mutex<afxdp_config::Config>,
+    outcomes: watch::Sender<(u64, Option<ReloadOutcome>)>,
 }
 
 impl Reloader {
@@ -332,6 +334,20 @@ impl Reloader {
     /// changed. Other changes (pools, selectors, sharing) need a restart and
     /// are only logged.
     pub async fn reload(&self) -> ReloadOutcome {
+        let outcome = self.reload_once().await;
+        self.outcomes.send_modify(|(n, last)| {
+            *n += 1;
+            *last = Some(outcome.clone());
+        });
+        outcome
+    }
+
+    /// Every reload's outcome, numbered (the watcher's too): `(count, last)`.
+    pub fn outcomes(&self) -> watch::Receiver<(u64, Option<ReloadOutcome>)> {
+        self.outcomes.subscribe()
+    }
+
+    async fn reload_once(&self) -> ReloadOutcome {
         let cfg = match afxdp_config::load(&self.path) {
             Ok(c) => c,
             Err(errors) => {
@@ -407,12 +423,15 @@ async fn retry_policies(reloader: Arc<Reloader>, mut shutdown: watch::Receiver<b
     }
 }
 
-fn file_stamp(path: &std::path::Path) -> Option<(std::time::SystemTime, u64)> {
+/// What tells a changed config file: its target's inode (a ConfigMap
+/// update swaps a symlink to a new file), mtime and size.
+fn file_stamp(path: &std::path::Path) -> Option<(u64, std::time::SystemTime, u64)> {
+    use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata(path).ok()?;
-    Some((m.modified().ok()?, m.len()))
+    Some((m.ino(), m.modified().ok()?, m.len()))
 }
 
-/// Reload whenever the config file changes (mtime or size).
+/// Reload whenever the config file changes (see [`file_stamp`]).
 async fn watch_config(
     reloader: Arc<Reloader>,
     poll: Duration,
