@@ -100,6 +100,7 @@ async fn afxdp_dp_binary_registers_with_kubelet_and_stops_cleanly() {
     let mut child = Command::new(&dp)
         .arg("--config")
         .arg(&config)
+        .args(["--metrics-address", "127.0.0.1:0"])
         .env("AFXDP_DEVICE_PLUGIN_DIR", &plugins)
         .arg("--pod-resources-socket")
         .arg(root.join("pr/kubelet.sock"))

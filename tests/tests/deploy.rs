@@ -524,12 +524,26 @@ fn daemonset_mounts_every_path_it_names() {
         "ConfigMap has no key {key:?}"
     );
 
-    // Probes look for the node API socket.
-    for probe in ["readinessProbe", "livenessProbe"] {
-        let cmd = strings(&c[probe]["exec"]["command"]);
+    // Probes ask the metrics endpoint afxdp-dp serves (--metrics-address).
+    let metrics = args["--metrics-address"]
+        .parse::<std::net::SocketAddr>()
+        .expect("--metrics-address is host:port");
+    for (probe, path) in [("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")] {
+        let get = &c[probe]["httpGet"];
+        assert_eq!(get["path"].as_str(), Some(path), "{probe}");
+        assert_eq!(
+            get["port"].as_u64(),
+            Some(u64::from(metrics.port())),
+            "{probe}"
+        );
+        let host: std::net::IpAddr = get["host"]
+            .as_str()
+            .expect("probe host")
+            .parse()
+            .expect("ip");
         assert!(
-            cmd.contains(&args["--node-api-socket"]),
-            "{probe} does not check the node API socket: {cmd:?}"
+            metrics.ip().is_unspecified() || metrics.ip() == host,
+            "{probe} asks {host}, afxdp-dp serves {metrics}"
         );
     }
     for k in ["requests", "limits"] {

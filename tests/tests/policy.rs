@@ -50,6 +50,14 @@ async fn push(reg: &Registry, name: &str) -> (String, String) {
     (pinned, afxdp_oci::sha256_digest(&wasm))
 }
 
+/// The value of the daemon's metric sample `series` (`name{labels}`).
+fn metric(lab: &Lab, series: &str) -> Option<f64> {
+    let text = lab.daemon.as_ref().expect("daemon").metrics.encode();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 fn queues_env(device: &str) -> String {
     afxdp_dp::agent::queues_env_name(device)
 }
@@ -69,6 +77,11 @@ async fn registry_policy_decides_queues_and_rolls_out() {
     })
     .await
     .expect("lab");
+    assert_eq!(
+        metric(&lab, r#"afxdp_oci_pulls_total{kind="policy",outcome="ok"}"#),
+        Some(1.0),
+        "the policy's pull is counted"
+    );
     let nic = lab.nics[0].name.clone();
     let peer = lab.nics[0].peer.clone();
     let agent = lab.daemon.as_ref().expect("daemon").agent.clone();
@@ -296,6 +309,14 @@ async fn a_panicking_policy_is_a_decision_error_at_every_daemon_entry_point() {
         .await
         .expect("GetPreferredAllocation answered");
     assert!(preferred.is_empty(), "{preferred:?}");
+    let digest = afxdp_oci::sha256_digest(&std::fs::read(&guest).expect("guest"));
+    let traps = metric(
+        &lab,
+        &format!(r#"afxdp_policy_calls_total{{pool="lab",digest="{digest}",outcome="trap"}}"#),
+    );
+    // Admission asked GetPreferredAllocation, then Allocate (select-program),
+    // then the explicit GetPreferredAllocation above: three traps.
+    assert_eq!(traps, Some(3.0));
     lab.teardown().await.expect("teardown");
 
     // Ignore: the defaults decide, and the record says why.

@@ -41,6 +41,9 @@ pub struct Options {
     /// not pay for the XDP attach (see [`Agent::prepare_free_devices`]). Off:
     /// free devices carry no program (attach at Allocate, detach at DEL).
     pub prepare_attachments: bool,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served (port 0: any
+    /// free port, see [`Daemon::metrics_address`]); `None`: not served.
+    pub metrics_address: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +66,9 @@ pub struct Daemon {
     pub agent: Arc<Agent>,
     pub policies: Arc<PolicyStore>,
     pub reloader: Arc<Reloader>,
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// The bound address of the metrics endpoint, when served.
+    pub metrics_address: Option<std::net::SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     _link_watcher: afxdp_netdev::LinkWatcher,
@@ -77,6 +83,20 @@ impl Daemon {
             errors,
         })?;
         std::fs::create_dir_all(&opts.state_dir).map_err(|e| setup("state dir")(e.to_string()))?;
+        let metrics = Arc::new(crate::metrics::Metrics::default());
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+        let metrics_address = match opts.metrics_address {
+            Some(addr) => {
+                let (bound, task) =
+                    crate::observe::serve(addr, metrics.clone(), shutdown_rx.clone())
+                        .await
+                        .map_err(|e| setup("metrics address")(format!("{addr}: {e}")))?;
+                tasks.push(task);
+                Some(bound)
+            }
+            None => None,
+        };
 
         let programs: Arc<dyn ProgramManager> = Arc::new(
             NativeManager::new(opts.state_dir.join("pins"))
@@ -141,6 +161,7 @@ impl Daemon {
                     pull_secret: None,
                 },
                 Vec::new(),
+                metrics.clone(),
             )
             .map_err(|e| setup("policy engine")(e.to_string()))?,
         );
@@ -156,27 +177,35 @@ impl Daemon {
             programs: programs.clone(),
             timeout: Duration::from_secs(5),
             agent: claims.clone(),
+            metrics: metrics.clone(),
         });
         let uds = UdsServers::new(opts.state_dir.join("uds"), backend);
         let images = Arc::new(crate::images::ImageResolver::new(
             policies.fetcher(),
             tokio::runtime::Handle::current(),
+            metrics.clone(),
         ));
-        let agent = Arc::new(Agent::with_images(
-            images,
-            Agent::with_preparation(
-                opts.prepare_attachments,
-                Agent::new(
-                    inventory,
-                    state,
-                    store,
-                    programs,
-                    uds,
-                    Some(policies.clone()),
+        let agent = Arc::new(Agent::with_metrics(
+            metrics.clone(),
+            Agent::with_images(
+                images,
+                Agent::with_preparation(
+                    opts.prepare_attachments,
+                    Agent::new(
+                        inventory,
+                        state,
+                        store,
+                        programs,
+                        uds,
+                        Some(policies.clone()),
+                    ),
                 ),
             ),
         ));
         let _ = claims.set(Arc::downgrade(&agent));
+        for pool in agent.pool_names() {
+            agent.publish(&pool); // the device gauges start right
+        }
         agent
             .resume_sharing()
             .map_err(|e| setup("resume UDS servers")(e.to_string()))?;
@@ -186,9 +215,6 @@ impl Daemon {
                 .await
                 .map_err(|e| setup("prepare attachments")(e.to_string()))?;
         }
-
-        let (shutdown, shutdown_rx) = watch::channel(false);
-        let mut tasks = Vec::new();
 
         // Config changes roll policies out.
         let reloader = Arc::new(Reloader {
@@ -289,10 +315,13 @@ impl Daemon {
                 let _ = std::fs::remove_file(&node_api);
             }
         }));
+        metrics.config_loaded(agent.pool_names());
         Ok(Self {
             agent,
             policies,
             reloader,
+            metrics,
+            metrics_address,
             shutdown,
             tasks,
             _link_watcher: link_watcher,

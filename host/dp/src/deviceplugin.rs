@@ -320,6 +320,7 @@ async fn serve_and_register(
         });
     }
     tracing::info!(pool, resource = %resource_name(pool), endpoint, "registered with kubelet");
+    plugin.agent.metrics().registered(pool, true);
 
     // Watch for a kubelet restart: our socket removed or kubelet.sock replaced.
     let mut tick = tokio::time::interval(dirs.poll);
@@ -338,6 +339,7 @@ async fn serve_and_register(
             }
         }
     }
+    plugin.agent.metrics().registered(pool, false);
     stop(server, stop_tx).await;
     Ok(())
 }

@@ -27,6 +27,7 @@ pub struct HandshakeBackend {
     /// The agent whose claims say who plumbed each device (set once the
     /// agent exists: it owns the UDS servers this backend serves).
     pub agent: Arc<OnceLock<Weak<Agent>>>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Kubelet sets a pod's hostname (what upstream and DPDK clients send) to
@@ -95,8 +96,8 @@ impl HandshakeBackend {
     }
 }
 
-impl Backend for HandshakeBackend {
-    fn authorize(&self, device: &str, pod: &PodRef, peer: &PeerCred) -> Result<(), Refusal> {
+impl HandshakeBackend {
+    fn check(&self, device: &str, pod: &PodRef, peer: &PeerCred) -> Result<(), Refusal> {
         let (claim, ns, name) = self.claim(device)?;
         let ns_ok = pod.namespace.as_deref().is_none_or(|sent| sent == ns);
         if !names_match(&pod.name, &name) || !ns_ok {
@@ -132,6 +133,18 @@ impl Backend for HandshakeBackend {
         }
         tracing::info!(device, namespace = %ns, pod = %name, pid = peer.pid, uid = peer.uid, "handshake authorized");
         Ok(())
+    }
+}
+
+impl Backend for HandshakeBackend {
+    fn authorize(&self, device: &str, pod: &PodRef, peer: &PeerCred) -> Result<(), Refusal> {
+        let r = self.check(device, pod, peer);
+        self.metrics.handshake(match &r {
+            Ok(()) => "authorized",
+            Err(Refusal::Unavailable(_)) => "unavailable",
+            Err(_) => "refused",
+        });
+        r
     }
 
     fn xsk_map_fd(&self, device: &str) -> Result<OwnedFd, Refusal> {

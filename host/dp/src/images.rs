@@ -41,11 +41,20 @@ pub enum ImageError {
 pub struct ImageResolver {
     fetcher: Arc<Fetcher>,
     runtime: tokio::runtime::Handle,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl ImageResolver {
-    pub fn new(fetcher: Arc<Fetcher>, runtime: tokio::runtime::Handle) -> Self {
-        Self { fetcher, runtime }
+    pub fn new(
+        fetcher: Arc<Fetcher>,
+        runtime: tokio::runtime::Handle,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Self {
+        Self {
+            fetcher,
+            runtime,
+            metrics,
+        }
     }
 
     /// Pull (or read from the cache) `reference` and pick the function.
@@ -66,8 +75,9 @@ impl ImageResolver {
             .map_err(fetch_err)?;
         let fetched = self
             .runtime
-            .block_on(self.fetcher.fetch_bytecode(&r, PullPolicy::IfNotPresent))
-            .map_err(fetch_err)?;
+            .block_on(self.fetcher.fetch_bytecode(&r, PullPolicy::IfNotPresent));
+        self.metrics.pulled("image", fetched.is_ok());
+        let fetched = fetched.map_err(fetch_err)?;
         let function =
             pick_function(&fetched.programs, function).map_err(|detail| ImageError::Program {
                 reference: reference.into(),

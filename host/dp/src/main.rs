@@ -59,9 +59,30 @@ struct Cli {
     /// skips the attach (free devices then always carry the program).
     #[arg(long, env = "AFXDP_PREPARE_ATTACHMENTS")]
     prepare_attachments: bool,
+    /// Where /metrics, /healthz and /readyz are served (`host:port`), or `off`.
+    #[arg(
+        long,
+        env = "AFXDP_METRICS_ADDRESS",
+        default_value = "127.0.0.1:9740",
+        value_parser = metrics_address
+    )]
+    metrics_address: MetricsAddress,
     /// Log format (default: the config file's logFormat, else text).
     #[arg(long, env = "AFXDP_LOG_FORMAT", value_enum)]
     log_format: Option<LogFormatArg>,
+}
+
+/// `--metrics-address`: an address, or not served.
+#[derive(Debug, Clone, Copy)]
+struct MetricsAddress(Option<std::net::SocketAddr>);
+
+fn metrics_address(s: &str) -> Result<MetricsAddress, String> {
+    if s == "off" {
+        return Ok(MetricsAddress(None));
+    }
+    s.parse()
+        .map(|a| MetricsAddress(Some(a)))
+        .map_err(|e| format!("{s:?} is neither host:port nor off: {e}"))
 }
 
 /// `--log-format` values; anything else is a usage error naming these.
@@ -204,6 +225,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         config_poll: Duration::from_secs(2),
         kubeconfig: cli.kubeconfig,
         prepare_attachments: cli.prepare_attachments,
+        metrics_address: cli.metrics_address.0,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

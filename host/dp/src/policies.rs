@@ -30,6 +30,7 @@ pub struct PoolPolicy {
     pub gate: Arc<CallGate>,
     /// How long a call waits for a slot: as long as it may run.
     pub wait: Duration,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl PoolPolicy {
@@ -42,7 +43,12 @@ impl PoolPolicy {
         &self,
         f: impl FnOnce(&LoadedPolicy, &CallCtx) -> Result<R, DecisionError>,
     ) -> Result<R, DecisionError> {
-        self.gate.run(self.wait, || f(&self.loaded, &self.ctx))
+        let start = std::time::Instant::now();
+        let r = self.gate.run(self.wait, || f(&self.loaded, &self.ctx));
+        let outcome = r.as_ref().map_or_else(DecisionError::kind, |_| "ok");
+        self.metrics
+            .policy_call(&self.pool, &self.digest, outcome, start.elapsed());
+        r
     }
 }
 
@@ -96,6 +102,7 @@ pub struct PolicyStore {
     /// Pools whose configured policy failed to load (the latest error and
     /// how many loads in a row failed); the daemon retries them with backoff.
     failures: RwLock<BTreeMap<String, LoadFailure>>,
+    metrics: Arc<crate::metrics::Metrics>,
     /// Per pool, the gate its policy calls pass through.
     gates: Mutex<BTreeMap<String, Arc<CallGate>>>,
 }
@@ -122,6 +129,7 @@ impl PolicyStore {
     pub fn new(
         paths: &PolicyPaths,
         insecure_registries: Vec<String>,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> Result<Self, PolicyLoadError> {
         let engine = PolicyEngine::new(EngineConfig {
             cache_dir: Some(paths.compiled_cache.clone()),
@@ -143,6 +151,7 @@ impl PolicyStore {
             fetcher: Arc::new(fetcher),
             current: RwLock::new(BTreeMap::new()),
             failures: RwLock::new(BTreeMap::new()),
+            metrics,
             gates: Mutex::new(BTreeMap::new()),
         })
     }
@@ -247,7 +256,9 @@ impl PolicyStore {
                 };
                 let r = afxdp_oci::PolicyRef::parse_with_pull_policy(reference, Some(pull))
                     .map_err(fetch_err)?;
-                let fetched = self.fetcher.fetch(&r, pull).await.map_err(fetch_err)?;
+                let fetched = self.fetcher.fetch(&r, pull).await;
+                self.metrics.pulled("policy", fetched.is_ok());
+                let fetched = fetched.map_err(fetch_err)?;
                 if fetched.from_cache {
                     tracing::info!(pool, reference, digest = %fetched.layer_digest, "policy served from the cache");
                 }
@@ -291,6 +302,7 @@ impl PolicyStore {
             failure: failure(cfg.failure_policy),
             wait: cfg.timeout.unwrap_or(self.engine.config().deadline),
             gate: self.gate(pool, cfg.max_concurrent_calls),
+            metrics: self.metrics.clone(),
             ctx,
         }))
     }

@@ -38,6 +38,7 @@ impl Run {
         let mut cmd = Command::new(DP);
         cmd.arg("--config")
             .arg(config)
+            .args(["--metrics-address", "off"])
             .arg("--state-dir")
             .arg(self.path("not-a-dir/state"))
             .arg("--node-name")

@@ -131,6 +131,7 @@ impl NodePaths {
             config_poll: Duration::from_millis(200),
             kubeconfig: Some(self.root.join("kubeconfig")),
             prepare_attachments: false,
+            metrics_address: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
         }
     }
 }

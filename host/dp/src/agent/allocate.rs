@@ -44,6 +44,21 @@ impl Agent {
         b: &Blocking,
         pool_name: &str,
         devices: &[String],
+        pod: afxdp_policy::Pod,
+    ) -> Result<ContainerGrant, AllocateError> {
+        let result = self.allocate_counted(b, pool_name, devices, pod);
+        match &result {
+            Ok(_) => self.metrics.allocated(pool_name, devices.len()),
+            Err(e) => self.metrics.allocation_failed(pool_name, e.cause()),
+        }
+        result
+    }
+
+    fn allocate_counted(
+        &self,
+        b: &Blocking,
+        pool_name: &str,
+        devices: &[String],
         mut pod: afxdp_policy::Pod,
     ) -> Result<ContainerGrant, AllocateError> {
         pod.requested = u32::try_from(devices.len()).unwrap_or(u32::MAX);

@@ -63,6 +63,28 @@ pub enum AllocateError {
     State(#[from] StateError),
 }
 
+impl AllocateError {
+    /// The failure's cause, for the `afxdp_allocation_failures_total` label.
+    pub fn cause(&self) -> &'static str {
+        match self {
+            Self::UnknownPool(_) => "unknown_pool",
+            Self::NotInPool { .. } => "not_in_pool",
+            Self::Duplicate(_) => "duplicate",
+            Self::NotPresent(_) => "not_present",
+            Self::Unhealthy { .. } => "unhealthy",
+            Self::Busy(_) => "busy",
+            Self::NotOwner { .. } => "not_owner",
+            Self::Attach { .. } => "attach",
+            Self::Sharing(_) | Self::SharePin { .. } => "sharing",
+            Self::Unsupported { .. } => "unsupported",
+            Self::Policy { .. } => "policy",
+            Self::PolicyUnavailable { .. } => "policy_unavailable",
+            Self::Image { .. } => "image",
+            Self::State(_) => "state",
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ReleaseError {
     #[error("detaching the XDP program from {device}: {source}")]

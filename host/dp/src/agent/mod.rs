@@ -36,6 +36,7 @@ pub use error::{AllocateError, ReleaseError};
 pub use release::{ReleaseBy, Released};
 
 use crate::images::ImageResolver;
+use crate::metrics::Metrics;
 use crate::policies::{self, PolicyStore};
 use crate::pool::Inventory;
 use crate::sharing::{SharingKind, UdsServers};
@@ -85,6 +86,7 @@ pub struct Agent {
     store: StateStore,
     /// One sender per pool: the ListAndWatch device list.
     lists: BTreeMap<String, watch::Sender<Vec<dp::Device>>>,
+    metrics: Arc<Metrics>,
 }
 
 impl Agent {
@@ -121,7 +123,18 @@ impl Agent {
             images: None,
             store,
             lists,
+            metrics: Arc::default(),
         }
+    }
+
+    /// Count into `metrics` (the daemon's; a fresh set otherwise).
+    pub fn with_metrics(metrics: Arc<Metrics>, agent: Agent) -> Agent {
+        Agent { metrics, ..agent }
+    }
+
+    /// The metrics this agent counts into.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// Turn attachment preparation on or off (see [`Agent::prepare_free_devices`]).

@@ -18,7 +18,7 @@ impl Agent {
     }
 
     /// Republish the device list of `pool` if it changed.
-    pub(super) fn publish(&self, pool: &str) {
+    pub(crate) fn publish(&self, pool: &str) {
         let inner = self.lock();
         self.publish_locked(&inner, pool);
     }
@@ -28,6 +28,8 @@ impl Agent {
         if let Some(tx) = self.lists.get(pool) {
             let alloc = |d: &str| inner.state.allocations.contains_key(d);
             let list = inner.inventory.device_list(pool, &alloc);
+            let healthy = list.iter().filter(|d| d.health == dp::HEALTHY).count();
+            self.metrics.devices(pool, healthy, list.len() - healthy);
             tx.send_if_modified(|cur| {
                 if *cur != list {
                     *cur = list;

@@ -143,6 +143,7 @@ impl Agent {
         self.lock().state.allocations.remove(device);
         self.persist()?;
         self.return_to_pool(&alloc);
+        self.metrics.released(&alloc.pool);
         tracing::info!(pool = %alloc.pool, device, "released");
         Ok(Released::Freed)
     }
