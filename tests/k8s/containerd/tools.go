@@ -1,0 +1,10 @@
+//go:build tools
+
+// Package tools pins the containerd binaries built by tests/k8s/build.sh.
+package tools
+
+import (
+	_ "github.com/containerd/containerd/v2/cmd/containerd"
+	_ "github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2"
+	_ "github.com/containerd/containerd/v2/cmd/ctr"
+)
