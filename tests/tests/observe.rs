@@ -128,6 +128,41 @@ async fn metrics_count_a_scripted_run() {
     lab.pods[0]
         .wait_total(sent, Duration::from_secs(10))
         .expect("traffic");
+    // afxdpctl status reads the running daemon: the pod's device, plumbed.
+    let device = lab.pods[0].device.clone();
+    let ctl = afxdp_lab::bins::find("afxdpctl").expect("afxdpctl built");
+    let out = std::process::Command::new(&ctl)
+        .args(["status", "--address", &addr.to_string()])
+        .output()
+        .expect("afxdpctl status");
+    assert!(out.status.success(), "{out:?}");
+    let table = String::from_utf8_lossy(&out.stdout);
+    let row = table
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some(device.as_str()))
+        .unwrap_or_else(|| panic!("no row for {device}:\n{table}"));
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(
+        &cols[..5],
+        ["lab", device.as_str(), "Healthy", "lab/counted", "builtin"],
+        "{table}"
+    );
+    assert!(
+        table.contains("(free)"),
+        "the other device is free: {table}"
+    );
+    let json = std::process::Command::new(&ctl)
+        .args(["status", "--json", "--address", &addr.to_string()])
+        .output()
+        .expect("afxdpctl status --json");
+    let status: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON");
+    let claimed = &status["pools"][0]["devices"]
+        .as_array()
+        .expect("devices")
+        .iter()
+        .find(|d| d["name"] == device.as_str())
+        .expect("the device")["allocation"]["container"];
+    assert_eq!(claimed.as_str(), Some(lab.pods[0].container_id.as_str()));
     let refused = lab
         .kubelet()
         .allocate(RESOURCE, &["afxdp-nosuch0".to_string()])
@@ -155,4 +190,24 @@ async fn metrics_count_a_scripted_run() {
     assert!(authorized.is_some_and(|n| n >= 1.0), "{text}");
     assert_eq!(fetch(addr, "/readyz").await.0, 200);
     lab.teardown().await.expect("teardown");
+}
+
+#[test]
+fn status_without_a_daemon_is_a_clear_error() {
+    let ctl = afxdp_lab::bins::find("afxdpctl").expect("afxdpctl built");
+    // A port nothing listens on (bound, then closed).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let out = std::process::Command::new(&ctl)
+        .args(["status", "--address", &format!("127.0.0.1:{port}")])
+        .output()
+        .expect("afxdpctl status");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--metrics-address") && err.contains(&port.to_string()),
+        "{err}"
+    );
 }

@@ -3,6 +3,7 @@
 mod image;
 mod lab;
 mod policy;
+mod status;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -41,6 +42,9 @@ enum Command {
         #[command(subcommand)]
         command: image::ImageCommand,
     },
+    /// Pools, devices, health, allocations and deciding policies of the
+    /// running afxdp-dp.
+    Status(status::StatusArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -113,6 +117,13 @@ fn main() -> ExitCode {
             Ok(false) => ExitCode::FAILURE,
             Err(e) => {
                 eprintln!("policy: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Status(args) => match status::run(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("status: {e:#}");
                 ExitCode::FAILURE
             }
         },

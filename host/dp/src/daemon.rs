@@ -86,10 +86,21 @@ impl Daemon {
         let metrics = Arc::new(crate::metrics::Metrics::default());
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut tasks = Vec::new();
+        // The agent, once made (the handshake backend's claims, /status).
+        let agent_ref: Arc<std::sync::OnceLock<std::sync::Weak<Agent>>> = Arc::default();
+        let status: crate::observe::StatusSource = {
+            let agent_ref = agent_ref.clone();
+            Arc::new(move || {
+                agent_ref
+                    .get()
+                    .and_then(std::sync::Weak::upgrade)
+                    .map_or_else(|| serde_json::json!({ "starting": true }), |a| a.status())
+            })
+        };
         let metrics_address = match opts.metrics_address {
             Some(addr) => {
                 let (bound, task) =
-                    crate::observe::serve(addr, metrics.clone(), shutdown_rx.clone())
+                    crate::observe::serve(addr, metrics.clone(), status, shutdown_rx.clone())
                         .await
                         .map_err(|e| setup("metrics address")(format!("{addr}: {e}")))?;
                 tasks.push(task);
@@ -170,13 +181,12 @@ impl Daemon {
             let _ = policies.reconcile(pool).await;
         }
 
-        let claims = Arc::new(std::sync::OnceLock::new());
         let backend = Arc::new(HandshakeBackend {
             runtime: tokio::runtime::Handle::current(),
             pod_resources: opts.pod_resources_socket.clone(),
             programs: programs.clone(),
             timeout: Duration::from_secs(5),
-            agent: claims.clone(),
+            agent: agent_ref.clone(),
             metrics: metrics.clone(),
         });
         let uds = UdsServers::new(opts.state_dir.join("uds"), backend);
@@ -202,7 +212,7 @@ impl Daemon {
                 ),
             ),
         ));
-        let _ = claims.set(Arc::downgrade(&agent));
+        let _ = agent_ref.set(Arc::downgrade(&agent));
         for pool in agent.pool_names() {
             agent.publish(&pool); // the device gauges start right
         }

@@ -1,7 +1,9 @@
 //! The operators' HTTP endpoint: `GET /metrics` (Prometheus text format),
-//! `/healthz` (the daemon answers) and `/readyz` (200 once the config is
+//! `/healthz` (the daemon answers), `/readyz` (200 once the config is
 //! loaded and every pool is registered with the kubelet; 503 with the
-//! reason before). HTTP/1.1 only, each connection bounded by a timeout.
+//! reason before) and `/status` (JSON: pools, devices, allocations,
+//! policies; what `afxdpctl status` reads). HTTP/1.1 only, each connection
+//! bounded by a timeout.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,8 +19,12 @@ use crate::metrics::Metrics;
 /// How long one connection may take (slow clients cannot pile up).
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
 
-fn answer(metrics: &Metrics, path: &str) -> Response<Full<Bytes>> {
+/// What `/status` answers (the agent's [`crate::agent::Agent::status`]).
+pub type StatusSource = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
+
+fn answer(metrics: &Metrics, status: &StatusSource, path: &str) -> Response<Full<Bytes>> {
     let (status, body) = match path {
+        "/status" => (StatusCode::OK, status().to_string()),
         "/metrics" => (StatusCode::OK, metrics.encode()),
         "/healthz" => (StatusCode::OK, "ok\n".to_string()),
         "/readyz" => match metrics.ready() {
@@ -40,6 +46,7 @@ fn answer(metrics: &Metrics, path: &str) -> Response<Full<Bytes>> {
 pub async fn serve(
     addr: SocketAddr,
     metrics: Arc<Metrics>,
+    status: StatusSource,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
@@ -60,10 +67,10 @@ pub async fn serve(
                     continue;
                 }
             };
-            let metrics = metrics.clone();
+            let (metrics, status) = (metrics.clone(), status.clone());
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                    let r = answer(&metrics, req.uri().path());
+                    let r = answer(&metrics, &status, req.uri().path());
                     async move { Ok::<_, std::convert::Infallible>(r) }
                 });
                 let conn = hyper::server::conn::http1::Builder::new()

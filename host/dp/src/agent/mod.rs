@@ -11,7 +11,8 @@
 //! - `transaction`: reserve / undo / commit / persist;
 //! - `allocate`: the Allocate steps; `release`: CNI settings and release;
 //! - `claim`: which container a device belongs to once plumbed;
-//! - `decide`: policy dispatch; `publish`: ListAndWatch lists; `links`: link events.
+//! - `decide`: policy dispatch; `publish`: ListAndWatch lists; `links`: link events;
+//! - `status`: what `afxdpctl status` shows.
 
 mod allocate;
 pub mod claim;
@@ -20,6 +21,7 @@ mod error;
 mod links;
 mod publish;
 mod release;
+mod status;
 mod transaction;
 
 use std::collections::{BTreeMap, BTreeSet};
