@@ -345,25 +345,35 @@ fn manifests_parse_and_hold_the_expected_objects() {
     }
     one(&docs, "NetworkAttachmentDefinition");
     one(&docs, "Pod");
-    // afxdp-dp reads pods (annotations/labels for policies) and nothing else.
+    // afxdp-dp reads pods (annotations/labels for policies) and creates
+    // Events on them (failures), nothing else.
     let role = one(&docs, "ClusterRole");
     let rules = role.value["rules"].as_sequence().expect("rules");
-    assert_eq!(rules.len(), 1, "{}", role.what());
-    assert_eq!(
-        rules[0]["resources"].as_sequence().map(|r| r.len()),
-        Some(1)
-    );
-    assert_eq!(rules[0]["resources"][0].as_str(), Some("pods"));
-    let verbs: Vec<&str> = rules[0]["verbs"]
-        .as_sequence()
-        .expect("verbs")
+    let grants: Vec<(Vec<&str>, Vec<&str>)> = rules
         .iter()
-        .filter_map(|v| v.as_str())
+        .map(|r| {
+            let list = |k: &str| -> Vec<&str> {
+                r[k].as_sequence()
+                    .map(|v| v.iter().filter_map(|x| x.as_str()).collect())
+                    .unwrap_or_default()
+            };
+            assert_eq!(
+                list("apiGroups"),
+                vec![""],
+                "core API only: {}",
+                role.what()
+            );
+            (list("resources"), list("verbs"))
+        })
         .collect();
     assert_eq!(
-        verbs,
-        vec!["get", "list"],
-        "read-only: one pod at CNI ADD, the node's pending pods at Allocate"
+        grants,
+        vec![
+            (vec!["pods"], vec!["get", "list"]),
+            (vec!["events"], vec!["create"])
+        ],
+        "pods read (one at CNI ADD, the node's pending ones at Allocate), events created: {}",
+        role.what()
     );
     let binding = one(&docs, "ClusterRoleBinding");
     assert_eq!(binding.value["roleRef"]["name"].as_str(), Some(role.name()));

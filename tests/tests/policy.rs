@@ -218,12 +218,28 @@ async fn unloadable_policy_follows_the_failure_policy() {
     let gone = format!("127.0.0.1:1/afxdp/none@sha256:{zeros}");
     // Fail: the Allocate fails with a message that says why.
     let lab = lab_with(serde_json::json!({ "ref": gone, "failurePolicy": "Fail" })).await;
+    // Scheduled to this node, as the API server shows it while kubelet admits.
+    lab.apiserver
+        .schedule_pod("ns", "refused", afxdp_lab::NODE_NAME, RESOURCE, 1);
     let err = lab
         .kubelet()
         .admit_pod("ns", "refused", "app", RESOURCE, 1)
         .await
         .expect_err("refused");
     assert!(err.to_string().contains("policy is not loaded"), "{err}");
+    // The failure is a Warning Event on the pod kubelet was admitting.
+    let events = lab.apiserver.events();
+    let event = events
+        .iter()
+        .find(|e| e["involvedObject"]["name"] == "refused")
+        .unwrap_or_else(|| panic!("no Event for ns/refused: {events:?}"));
+    assert_eq!(event["involvedObject"]["namespace"], "ns");
+    assert_eq!(event["involvedObject"]["kind"], "Pod");
+    assert_eq!(event["reason"], "AllocationFailed");
+    assert_eq!(event["type"], "Warning");
+    assert_eq!(event["source"]["component"], "afxdp-dp");
+    let message = event["message"].as_str().expect("message");
+    assert!(message.contains("policy is not loaded"), "{message}");
     lab.teardown().await.expect("teardown");
     // Ignore: the built-in decisions, recorded as such.
     let mut lab = lab_with(serde_json::json!({ "ref": gone, "failurePolicy": "Ignore" })).await;

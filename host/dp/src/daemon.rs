@@ -280,7 +280,7 @@ impl Daemon {
         let incoming = nodeapi::bind(&opts.node_api_socket)
             .map_err(|e| setup("node API socket")(e.to_string()))?;
         {
-            let svc = NodeApiService::new(agent.clone(), pods.clone());
+            let svc = NodeApiService::new(agent.clone(), pods.clone(), opts.node_name.clone());
             let mut stop = shutdown_rx.clone();
             tasks.push(tokio::spawn(async move {
                 let r = tonic::transport::Server::builder()

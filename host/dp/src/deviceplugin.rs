@@ -51,6 +51,37 @@ impl PoolPlugin {
     }
 }
 
+impl PoolPlugin {
+    /// A failed Allocate as a Warning Event on the pod kubelet is admitting
+    /// (found now if the allocation did not need it), when the API server is
+    /// reachable; best effort.
+    async fn report_failure(&self, known: (String, String), count: usize, message: &str) {
+        let Some(finder) = &self.finder else {
+            return;
+        };
+        let (namespace, name) = if known.1.is_empty() {
+            match finder.find(&resource_name(&self.pool), count).await {
+                Some(f) => (f.key.namespace, f.key.name),
+                None => return,
+            }
+        } else {
+            known
+        };
+        if let Err(e) = finder
+            .pods
+            .warn(
+                (&namespace, &name),
+                "AllocationFailed",
+                message,
+                &finder.node,
+            )
+            .await
+        {
+            tracing::warn!(pod = %format!("{namespace}/{name}"), error = %e, "allocation failure event not posted");
+        }
+    }
+}
+
 /// The gRPC status of an allocation error: one mapping, used everywhere.
 pub fn allocate_status(e: &AllocateError) -> Status {
     let msg = e.to_string();
@@ -136,16 +167,22 @@ impl DevicePlugin for PoolPlugin {
             let agent = self.agent.clone();
             let pool = self.pool.clone();
             let pod = self.pod_for(&c.devices_i_ds).await;
+            let known = (pod.namespace.clone(), pod.name.clone());
+            let count = c.devices_i_ds.len();
             let span = tracing::info_span!("allocate", pool = %pool, devices = ?c.devices_i_ds, pod = %format!("{}/{}", pod.namespace, pod.name));
             let grant = afxdp_policy::Blocking::spawn(move |b| {
                 span.in_scope(|| agent.allocate(b, &pool, &c.devices_i_ds, pod))
             })
             .await
-            .map_err(|e| Status::unavailable(e.to_string()))?
-            .map_err(|e| {
-                tracing::error!(pool = %self.pool, error = %e, "allocate failed");
-                allocate_status(&e)
-            })?;
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+            let grant = match grant {
+                Ok(g) => g,
+                Err(e) => {
+                    tracing::error!(pool = %self.pool, error = %e, "allocate failed");
+                    self.report_failure(known, count, &e.to_string()).await;
+                    return Err(allocate_status(&e));
+                }
+            };
             container_responses.push(dp::ContainerAllocateResponse {
                 envs: grant.envs.into_iter().collect(),
                 mounts: grant

@@ -12,11 +12,36 @@ use crate::agent::{Agent, Claimant, NetnsId, ReleaseBy, ReleaseError, Released};
 pub struct NodeApiService {
     agent: Arc<Agent>,
     pods: Option<crate::pods::PodDirectory>,
+    /// This node's name (the source of the Events it posts).
+    node: String,
 }
 
 impl NodeApiService {
-    pub fn new(agent: Arc<Agent>, pods: Option<crate::pods::PodDirectory>) -> NodeApiServer<Self> {
-        NodeApiServer::new(Self { agent, pods })
+    pub fn new(
+        agent: Arc<Agent>,
+        pods: Option<crate::pods::PodDirectory>,
+        node: String,
+    ) -> NodeApiServer<Self> {
+        NodeApiServer::new(Self { agent, pods, node })
+    }
+
+    /// A failed CNI ADD/CHECK settings call as a Warning Event on its pod
+    /// (best effort, when the API server is reachable).
+    async fn report_failure(&self, namespace: &str, name: &str, message: &str) {
+        let (Some(dir), false) = (&self.pods, namespace.is_empty() || name.is_empty()) else {
+            return;
+        };
+        if let Err(e) = dir
+            .warn(
+                (namespace, name),
+                "DeviceSettingsFailed",
+                message,
+                &self.node,
+            )
+            .await
+        {
+            tracing::warn!(namespace, name, error = %e, "settings failure event not posted");
+        }
     }
 
     /// The pod as policies see it: name from the CNI, metadata from the API server.
@@ -85,8 +110,15 @@ impl NodeApi for NodeApiService {
             agent.device_settings(b, &device, &who, pod, &addresses)
         })
         .await
-        .map_err(|e| Status::unavailable(e.to_string()))?
-        .map_err(|e| crate::deviceplugin::allocate_status(&e))?;
+        .map_err(|e| Status::unavailable(e.to_string()))?;
+        let settings = match settings {
+            Ok(s) => s,
+            Err(e) => {
+                self.report_failure(&r.pod_namespace, &r.pod_name, &e.to_string())
+                    .await;
+                return Err(crate::deviceplugin::allocate_status(&e));
+            }
+        };
         let out = match settings {
             Some(s) => api::DeviceSettings {
                 device: s.allocation.device.clone(),

@@ -94,3 +94,54 @@ impl PodMeta {
         }
     }
 }
+
+impl PodDirectory {
+    /// Report a failure on the pod as a `Warning` Event (`kubectl describe
+    /// pod` shows it): `reason` (`AllocationFailed`, `DeviceSettingsFailed`)
+    /// and the error as the message, from `afxdp-dp` on `node`.
+    pub async fn warn(
+        &self,
+        (namespace, name): (&str, &str),
+        reason: &str,
+        message: &str,
+        node: &str,
+    ) -> Result<(), PodsError> {
+        use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+        let now = Time(k8s_openapi::jiff::Timestamp::now());
+        let event = Event {
+            metadata: ObjectMeta {
+                generate_name: Some(format!("{name}.")),
+                namespace: Some(namespace.to_string()),
+                ..Default::default()
+            },
+            involved_object: ObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Pod".into()),
+                namespace: Some(namespace.to_string()),
+                name: Some(name.to_string()),
+                ..Default::default()
+            },
+            reason: Some(reason.to_string()),
+            // The API server caps an Event message at 1 KiB.
+            message: Some(message.chars().take(1024).collect()),
+            type_: Some("Warning".into()),
+            source: Some(EventSource {
+                component: Some("afxdp-dp".into()),
+                host: Some(node.to_string()),
+            }),
+            reporting_component: Some("afxdp-dp".into()),
+            reporting_instance: Some(node.to_string()),
+            first_timestamp: Some(now.clone()),
+            last_timestamp: Some(now),
+            count: Some(1),
+            ..Default::default()
+        };
+        let api: Api<Event> = Api::namespaced(self.client.clone(), namespace);
+        tokio::time::timeout(self.timeout, api.create(&Default::default(), &event))
+            .await
+            .map_err(|_| PodsError::Api(format!("POST event for {namespace}/{name} timed out")))?
+            .map_err(|e| PodsError::Api(e.to_string()))?;
+        Ok(())
+    }
+}

@@ -2,8 +2,9 @@
 //! makes: `GET /api/v1/namespaces/{ns}/pods/{name}` (CNI ADD: the pod's
 //! annotations and labels) and `GET /api/v1/pods?fieldSelector=...` with
 //! `spec.nodeName` and `status.phase` (Allocate: which pod kubelet is
-//! admitting), plus a kubeconfig that points kube-rs at it. Requests are
-//! recorded so tests can assert them.
+//! admitting), `POST /api/v1/namespaces/{ns}/events` (allocation failures
+//! reported on the pod), plus a kubeconfig that points kube-rs at it.
+//! Requests (and event bodies) are recorded so tests can assert them.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -40,6 +41,7 @@ pub struct FakeApiServer {
     addr: String,
     pods: Arc<Mutex<Pods>>,
     requests: Arc<Mutex<Vec<String>>>,
+    events: Arc<Mutex<Vec<serde_json::Value>>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -54,8 +56,9 @@ impl FakeApiServer {
         let addr = listener.local_addr()?.to_string();
         let pods: Arc<Mutex<Pods>> = Arc::default();
         let requests: Arc<Mutex<Vec<String>>> = Arc::default();
+        let events: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
-        let (p, r, s) = (pods.clone(), requests.clone(), stop.clone());
+        let (p, r, e, s) = (pods.clone(), requests.clone(), events.clone(), stop.clone());
         let thread = std::thread::spawn(move || {
             // Blocking accept; Drop wakes it with a connection of its own.
             for conn in listener.incoming() {
@@ -63,7 +66,7 @@ impl FakeApiServer {
                     break;
                 }
                 if let Ok(conn) = conn {
-                    let _ = serve(conn, &p, &r);
+                    let _ = serve(conn, &p, &r, &e);
                 }
             }
         });
@@ -71,6 +74,7 @@ impl FakeApiServer {
             addr,
             pods,
             requests,
+            events,
             stop,
             thread: Some(thread),
         })
@@ -147,6 +151,11 @@ impl FakeApiServer {
         self.requests.lock().map(|r| r.clone()).unwrap_or_default()
     }
 
+    /// The Events posted so far, as sent.
+    pub fn events(&self) -> Vec<serde_json::Value> {
+        self.events.lock().map(|e| e.clone()).unwrap_or_default()
+    }
+
     /// Write a kubeconfig for this server into `dir`; returns its path.
     ///
     /// # Errors
@@ -198,6 +207,7 @@ fn serve(
     conn: TcpStream,
     pods: &Mutex<Pods>,
     requests: &Mutex<Vec<String>>,
+    events: &Mutex<Vec<serde_json::Value>>,
 ) -> std::io::Result<()> {
     conn.set_nonblocking(false)?;
     conn.set_read_timeout(Some(Duration::from_secs(2)))?;
@@ -205,12 +215,20 @@ fn serve(
     let mut line = String::new();
     reader.read_line(&mut line)?;
     let request_line = line.trim().to_string();
+    let mut length = 0usize;
     loop {
         let mut h = String::new();
         if reader.read_line(&mut h)? == 0 || h.trim().is_empty() {
             break;
         }
+        if let Some((k, v)) = h.split_once(':') {
+            if k.trim().eq_ignore_ascii_case("content-length") {
+                length = v.trim().parse().unwrap_or(0).min(1 << 20);
+            }
+        }
     }
+    let mut body_in = vec![0u8; length];
+    std::io::Read::read_exact(&mut reader, &mut body_in)?;
     if let Ok(mut r) = requests.lock() {
         r.push(request_line.clone());
     }
@@ -218,7 +236,22 @@ fn serve(
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let get = request_line.starts_with("GET ");
+    let post = request_line.starts_with("POST ");
     let (status, body) = match parts.as_slice() {
+        ["api", "v1", "namespaces", _, "events"] if post => {
+            match serde_json::from_slice::<serde_json::Value>(&body_in) {
+                Ok(ev) => {
+                    if let Ok(mut e) = events.lock() {
+                        e.push(ev.clone());
+                    }
+                    ("201 Created", ev.to_string())
+                }
+                Err(e) => (
+                    "400 Bad Request",
+                    status_json(400, "BadRequest", &e.to_string()),
+                ),
+            }
+        }
         ["api", "v1", "namespaces", ns, "pods", name] if get => {
             let found = pods
                 .lock()
