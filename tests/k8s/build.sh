@@ -20,6 +20,7 @@ KUBE_VERSION=v1.37.2
 ETCD_VERSION=v3.6.17
 CONTAINERD_VERSION=v2.4.2
 HELM_VERSION=v4.3.2
+MULTUS_VERSION=v4.2.2
 PAUSE_TAG=3.10
 PAUSE_IMAGE="localhost/afxdp/pause:${PAUSE_TAG}"
 
@@ -63,6 +64,12 @@ recipe() {
 		BINS="helm=helm.sh/helm/v4/cmd/helm"
 		CGO=0 TAGS=""
 		LDFLAGS="-s -w -X helm.sh/helm/v4/internal/version.version=$HELM_VERSION" ;;
+	multus)
+		# the thin plugin (a CNI binary run by containerd per sandbox), not the daemon
+		BINS="multus=gopkg.in/k8snetworkplumbingwg/multus-cni.v4/cmd/multus"
+		CGO=0 TAGS=""
+		local mp=gopkg.in/k8snetworkplumbingwg/multus-cni.v4/pkg/multus
+		LDFLAGS="-s -w -X $mp.version=$MULTUS_VERSION -X $mp.commit=module-proxy -X $mp.gitTreeState=clean -X $mp.releaseStatus=released -X $mp.date=1970-01-01T00:00:00Z" ;;
 	*) echo "unknown component $1" >&2; return 1 ;;
 	esac
 }
@@ -142,7 +149,7 @@ build_pause() {
 # bin dir holding links to every component's binaries, keyed by all hashes
 assemble() {
 	local key="" c
-	for c in etcd kube containerd helm; do key+="$c-$(comp_hash "$c") "; done
+	for c in etcd kube containerd helm multus; do key+="$c-$(comp_hash "$c") "; done
 	key+="pause-$(pause_hash)"
 	local h; h=$(echo "$key" | sha256sum | cut -c1-16)
 	local out="$CACHE/node-$h"
@@ -161,7 +168,7 @@ assemble() {
 main() {
 	mkdir -p "$CACHE"
 	ensure_debs
-	local only="${K8S_BUILD_ONLY:-etcd kube containerd helm}" c rc=0 T0
+	local only="${K8S_BUILD_ONLY:-etcd kube containerd helm multus}" c rc=0 T0
 	T0=$(date +%s)
 	build_pause
 	for c in $only; do build_comp "$c" || rc=1; done

@@ -6,6 +6,8 @@
 #   tests/k8s/node.sh up       build if needed, start etcd, kube-apiserver,
 #                              controller-manager, scheduler, containerd, kubelet;
 #                              wait for node Ready; run a pause pod to Running
+#   tests/k8s/node.sh smoke-multus   (on a running node) pod with a second
+#                              network from a NetworkAttachmentDefinition
 #   tests/k8s/node.sh down     stop everything, remove what the run left behind
 #   tests/k8s/node.sh status   processes + node/pod view
 #   tests/k8s/node.sh check    snapshot of processes, mounts, netns, links,
@@ -24,6 +26,9 @@ STATE="${K8S_STATE:-/var/lib/afxdp-k8s}"
 NODE="${K8S_NODE_NAME:-localhost}"
 CGROOT="afxdp-k8s" # kubelet cgroupRoot (one per v1 controller)
 BRIDGE="afxdpcni0"
+# second bridge, used only by the Multus smoke NetworkAttachmentDefinition
+NAD_BRIDGE="afxdpnad0"
+NAD_CIDR="10.245.0.0/24"
 POD_CIDR="10.244.0.0/24"
 SVC_CIDR="10.96.0.0/24"
 SVC_IP="10.96.0.1"
@@ -107,6 +112,8 @@ gen_certs() {
 	mk controller-manager "/CN=system:kube-controller-manager" clientAuth
 	mk scheduler "/CN=system:kube-scheduler" clientAuth
 	mk kubelet "/O=system:nodes/CN=system:node:$NODE" clientAuth
+	# the Multus thin plugin (bound by ClusterRole afxdp-multus, see apply_multus_rbac)
+	mk multus "/CN=afxdp-multus" clientAuth
 	mk kubelet-serving "/O=system:nodes/CN=system:node:$NODE" serverAuth "IP:127.0.0.1,DNS:localhost,DNS:$NODE"
 	openssl genrsa -out sa.key 2048 2>/dev/null
 	openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
@@ -138,7 +145,7 @@ EOF
 
 # ---------------------------------------------------------------- configs
 write_configs() {
-	mkdir -p "$RUN/cni/net.d" "$RUN/containerd" "$STATE/containerd" "$STATE/kubelet" "$STATE/pod-logs" "$STATE/cni-ipam" "$STATE/cni-cache"
+	mkdir -p "$RUN/cni/net.d" "$STATE/multus-cache" "$RUN/containerd" "$STATE/containerd" "$STATE/kubelet" "$STATE/pod-logs" "$STATE/cni-ipam" "$STATE/cni-cache"
 	cat >"$RUN/containerd/config.toml" <<EOF
 version = 3
 root = "$STATE/containerd"
@@ -203,6 +210,34 @@ EOF
     },
     {"type": "portmap", "capabilities": {"portMappings": true}}
   ]
+}
+EOF
+	# CNI bin dir: Debian's plugins plus multus (containerd and multus look here)
+	mkdir -p "$CNI_BIN"
+	for f in "$CNI_PLUGINS"/*; do ln -sf "$f" "$CNI_BIN/"; done
+	ln -sf "$(readlink -f "$BIN/multus")" "$CNI_BIN/multus"
+	# Multus thin plugin first (containerd uses the first file, max_conf_num = 1):
+	# every sandbox goes through it; it runs the bridge conflist as the default
+	# network and adds the NetworkAttachmentDefinitions named in the pod's
+	# k8s.v1.cni.cncf.io/networks annotation.  The conflist is embedded as
+	# "delegates", not referenced by path: with "clusterNetwork": "<file>.conflist"
+	# multus v4.2.2 caches a re-marshalled conflist that has lost the plugins'
+	# own fields, and DEL then fails ("plugin type="bridge" failed (delete): no
+	# IP ranges specified"), so a pod could never be torn down
+	cat >"$RUN/cni/net.d/00-multus.conf" <<EOF
+{
+  "cniVersion": "0.3.1",
+  "name": "multus-cni-network",
+  "type": "multus",
+  "kubeconfig": "$RUN/multus.kubeconfig",
+  "confDir": "$RUN/cni/net.d",
+  "cniDir": "$STATE/multus-cache",
+  "binDir": "$CNI_BIN",
+  "logFile": "$RUN/logs/multus.log",
+  "logLevel": "verbose",
+  "logToStderr": false,
+  "capabilities": {"portMappings": true},
+  "delegates": [$(cat "$RUN/cni/net.d/10-afxdp-bridge.conflist")]
 }
 EOF
 	cat >"$RUN/kubelet-config.yaml" <<EOF
@@ -280,6 +315,10 @@ fail() { # component message
 		kc get events -A --sort-by=.lastTimestamp 2>&1 | tail -n 15
 		echo "----- last 15 lines of $RUN/logs/containerd.log -----"
 		tail -n 15 "$RUN/logs/containerd.log" 2>/dev/null
+		if [[ -f $RUN/logs/multus.log ]]; then
+			echo "----- last 15 lines of $RUN/logs/multus.log -----"
+			tail -n 15 "$RUN/logs/multus.log"
+		fi
 		echo "-----"
 	fi
 	if [[ ${K8S_KEEP_ON_FAIL:-0} == 1 ]]; then
@@ -304,6 +343,81 @@ wait_for() { # component timeout description cmd...
 
 kc() { "$BIN/kubectl" --kubeconfig "$RUN/admin.kubeconfig" "$@"; }
 
+# what the Multus thin plugin reads and writes: the pod (and its status, where
+# it puts the k8s.v1.cni.cncf.io/network-status annotation), NADs, events
+apply_multus_rbac() {
+	kc apply -f - >/dev/null <<EOF
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: afxdp-multus}
+rules:
+- apiGroups: ["k8s.cni.cncf.io"]
+  resources: ["network-attachment-definitions"]
+  verbs: ["get", "list"]
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get", "list"]
+- apiGroups: [""]
+  resources: ["pods/status"]
+  verbs: ["get", "update"]
+- apiGroups: ["", "events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch", "update"]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: afxdp-multus}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: afxdp-multus}
+subjects:
+- {apiGroup: rbac.authorization.k8s.io, kind: User, name: afxdp-multus}
+EOF
+}
+
+# a pod with a second interface from a NetworkAttachmentDefinition (Debian's
+# bridge plugin on $NAD_BRIDGE, host-local IPAM); its network-status must list
+# the default network and the NAD's; then delete both
+smoke_multus() {
+	[[ -n ${BIN:-} ]] || { BIN=$(cat "$RUN/bindir" 2>/dev/null) || die "not up"; }
+	alive kubelet || die "not up (kubelet not running)"
+	[[ -n ${PAUSE_IMAGE:-} ]] || PAUSE_IMAGE="$(cat "$BIN/../pause-image-name")"
+	kc apply -f - >/dev/null <<EOF || fail kube-apiserver "creating the NetworkAttachmentDefinition failed"
+apiVersion: k8s.cni.cncf.io/v1
+kind: NetworkAttachmentDefinition
+metadata: {name: afxdp-nad, namespace: default}
+spec:
+  config: '{"cniVersion": "0.3.1", "name": "afxdp-nad", "type": "bridge", "bridge": "$NAD_BRIDGE", "ipam": {"type": "host-local", "dataDir": "$STATE/cni-ipam", "ranges": [[{"subnet": "$NAD_CIDR"}]]}}'
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: afxdp-multus-smoke
+  namespace: default
+  annotations: {k8s.v1.cni.cncf.io/networks: afxdp-nad}
+spec:
+  automountServiceAccountToken: false
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: pause
+    image: $PAUSE_IMAGE
+    imagePullPolicy: Never
+EOF
+	wait_for kubelet "$TIMEOUT" "pod afxdp-multus-smoke Running" \
+		bash -c "[[ \$('$BIN/kubectl' --kubeconfig '$RUN/admin.kubeconfig' -n default get pod afxdp-multus-smoke -o jsonpath='{.status.phase}') == Running ]]"
+	local st
+	st=$(kc -n default get pod afxdp-multus-smoke -o jsonpath='{.metadata.annotations.k8s\.v1\.cni\.cncf\.io/network-status}')
+	echo "network-status: $st"
+	python3 - "$st" <<'PY' || fail kubelet "network-status does not list the default network and default/afxdp-nad"
+import json, sys
+st = json.loads(sys.argv[1])
+names = [n.get("name") for n in st]
+print("networks:", ", ".join("%s %s %s" % (n.get("name"), n.get("interface"), n.get("ips")) for n in st))
+assert len(st) == 2 and "afxdp-pod-net" in names and "default/afxdp-nad" in names, names
+PY
+	kc -n default delete pod afxdp-multus-smoke --wait=true --timeout=60s >/dev/null || fail kubelet "deleting afxdp-multus-smoke failed"
+	kc -n default delete network-attachment-definition afxdp-nad >/dev/null
+	say "smoke-multus: pod had 2 networks (afxdp-pod-net + default/afxdp-nad), deleted"
+}
+
 # ---------------------------------------------------------------- up
 up() {
 	[[ $EUID == 0 ]] || die "must run as root"
@@ -312,8 +426,10 @@ up() {
 	export PATH="$BIN:$PATH"
 	PAUSE_IMAGE="$(cat "$BIN/../pause-image-name")"
 	RUNC="${K8S_RUNC:-$(command -v runc)}" || die "runc missing"
-	CNI_BIN=/usr/lib/cni
-	[[ -x $CNI_BIN/bridge ]] || die "no CNI plugins in $CNI_BIN (apt-get install containernetworking-plugins)"
+	CNI_PLUGINS=/usr/lib/cni
+	CNI_BIN="$RUN/cni/bin"
+	[[ -x $CNI_PLUGINS/bridge ]] || die "no CNI plugins in $CNI_PLUGINS (apt-get install containernetworking-plugins)"
+	[[ -x $BIN/multus ]] || die "no multus in $BIN"
 	mkdir -p "$RUN" "$STATE"
 	echo "$BIN" >"$RUN/bindir"
 	# what the host looked like before: down restores/compares against it
@@ -324,7 +440,7 @@ up() {
 	ip6tables-save >"$STATE/ip6tables.orig" 2>/dev/null || true
 
 	gen_certs
-	for k in admin:admin controller-manager:controller-manager scheduler:scheduler kubelet:kubelet; do
+	for k in admin:admin controller-manager:controller-manager scheduler:scheduler kubelet:kubelet multus:multus; do
 		kubeconfig "${k%%:*}" "${k#*:}"
 	done
 	write_configs
@@ -372,6 +488,8 @@ up() {
 	kc apply -f "$HERE/manifests/network-attachment-definition-crd.yaml" >/dev/null || fail kube-apiserver "CRD apply failed"
 	wait_for kube-apiserver 60 "NetworkAttachmentDefinition CRD established" \
 		kc wait --for condition=established --timeout=5s crd/network-attachment-definitions.k8s.cni.cncf.io
+	apply_multus_rbac || fail kube-apiserver "Multus RBAC apply failed"
+	say "kube-apiserver: ClusterRole/ClusterRoleBinding afxdp-multus applied"
 
 	# containerd + pause image
 	start containerd "$BIN/containerd" --config "$RUN/containerd/config.toml"
@@ -407,7 +525,8 @@ EOF
 		bash -c "[[ \$('$BIN/kubectl' --kubeconfig '$RUN/admin.kubeconfig' -n default get pod afxdp-smoke -o jsonpath='{.status.phase}') == Running ]]"
 	kc get node -o wide
 	kc -n default get pod -o wide
-	say "up: node $NODE Ready, smoke pod Running.  export KUBECONFIG=$RUN/admin.kubeconfig PATH=$BIN:\$PATH"
+	[[ ${K8S_SKIP_MULTUS_SMOKE:-0} == 1 ]] || smoke_multus
+	say "up: node $NODE Ready, smoke pod Running (through Multus).  export KUBECONFIG=$RUN/admin.kubeconfig PATH=$BIN:\$PATH"
 }
 
 # ---------------------------------------------------------------- down
@@ -482,9 +601,11 @@ down() {
 	# CNI network namespaces made by containerd (cni-<uuid>)
 	for m in /var/run/netns/cni-*; do [[ -e $m ]] && { ip netns delete "${m##*/}" 2>/dev/null || rm -f "$m" || true; }; done
 	# links: our bridge (veths die with their netns)
-	ip link show "$BRIDGE" >/dev/null 2>&1 && ip link delete "$BRIDGE" && say "deleted bridge $BRIDGE"
-	for m in $(ip -br link | awk '{print $1}' | sed 's/@.*//' | grep '^veth' || true); do
-		ip -d link show "$m" 2>/dev/null | grep -q "master $BRIDGE" && ip link delete "$m"
+	for br in "$BRIDGE" "$NAD_BRIDGE"; do
+		ip link show "$br" >/dev/null 2>&1 && ip link delete "$br" && say "deleted bridge $br"
+		for m in $(ip -br link | awk '{print $1}' | sed 's/@.*//' | grep '^veth' || true); do
+			ip -d link show "$m" 2>/dev/null | grep -q "master $br" && ip link delete "$m"
+		done
 	done
 	# iptables: drop rules and chains that were not there before up
 	restore_iptables iptables "$STATE/iptables.orig"
@@ -562,7 +683,8 @@ case "${1:-}" in
 up) up ;;
 down) down ;;
 status) status ;;
+smoke-multus) smoke_multus ;;
 check) snapshot ;;
 env) echo "export KUBECONFIG=$RUN/admin.kubeconfig PATH=$(cat "$RUN/bindir"):\$PATH" ;;
-*) echo "usage: $0 up|down|status|check|env" >&2; exit 2 ;;
+*) echo "usage: $0 up|down|status|check|env|smoke-multus" >&2; exit 2 ;;
 esac
