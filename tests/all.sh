@@ -38,6 +38,9 @@ run_tests() {
 stage test run_tests
 # Each fuzz target for a bounded time (a crash is kept as a regression input).
 stage fuzz bash tests/fuzz.sh "${AFXDP_FUZZ_SECONDS:-20}"
+# A real single-node Kubernetes (tests/k8s, built from the Go module proxy
+# into a versioned cache: a warm run builds nothing) up and down, cleanly.
+stage k8s-node bash tests/k8s/ci.sh
 # One closing line over every test binary (cargo prints one per binary).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "%d passed, %d failed\n", p, f }' "$log"
