@@ -10,6 +10,15 @@ use afxdp_lab::{Lab, LabConfig, RESOURCE};
 use afxdp_testnet::policy_component;
 use afxdp_testnet::registry::Registry;
 
+/// This binary's tests run one lab at a time: their pods share one uid,
+/// and the kernel charges every AF_XDP UMEM of a uid against the pod's
+/// 8 MiB RLIMIT_MEMLOCK, so two labs' pods at once can fail XDP_UMEM_REG
+/// with ENOBUFS.
+async fn one_lab_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
+    static LABS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LABS.lock().await
+}
+
 /// The bytes of policy component `name`.
 fn policy_wasm(name: &str) -> Vec<u8> {
     let file = policy_component(name);
@@ -65,6 +74,7 @@ fn queues_env(device: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registry_policy_decides_queues_and_rolls_out() {
     afxdp_testnet::require_root();
+    let _one_lab_at_a_time = one_lab_at_a_time().await;
     let reg = Registry::start(None);
     let (numa_ref, numa_digest) = push(&reg, "numa-spread").await;
     let (default_ref, default_digest) = push(&reg, "default").await;
@@ -166,6 +176,7 @@ async fn registry_policy_decides_queues_and_rolls_out() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_allocation_is_decided_by_exactly_one_digest_during_rollout() {
     afxdp_testnet::require_root();
+    let _one_lab_at_a_time = one_lab_at_a_time().await;
     let reg = Registry::start(None);
     let (a_ref, a_digest) = push(&reg, "numa-spread").await;
     let (b_ref, b_digest) = push(&reg, "default").await;
@@ -214,6 +225,7 @@ async fn every_allocation_is_decided_by_exactly_one_digest_during_rollout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unloadable_policy_follows_the_failure_policy() {
     afxdp_testnet::require_root();
+    let _one_lab_at_a_time = one_lab_at_a_time().await;
     let zeros = "0".repeat(64);
     let gone = format!("127.0.0.1:1/afxdp/none@sha256:{zeros}");
     // Fail: the Allocate fails with a message that says why.
@@ -263,6 +275,7 @@ async fn unloadable_policy_follows_the_failure_policy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_policy_that_failed_to_load_at_start_is_retried() {
     afxdp_testnet::require_root();
+    let _one_lab_at_a_time = one_lab_at_a_time().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let wasm = dir.path().join("default.wasm");
     let mut lab = lab_with(serde_json::json!({ "file": wasm, "failurePolicy": "Fail" })).await;
@@ -308,6 +321,7 @@ async fn a_policy_that_failed_to_load_at_start_is_retried() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_policy_is_a_decision_error_at_every_daemon_entry_point() {
     afxdp_testnet::require_root();
+    let _one_lab_at_a_time = one_lab_at_a_time().await;
     let guest = afxdp_testnet::test_guest("panic");
     let fail = serde_json::json!({ "file": guest, "failurePolicy": "Fail" });
     let lab = lab_with(fail.clone()).await;
@@ -371,6 +385,7 @@ async fn a_panicking_policy_is_a_decision_error_at_every_daemon_entry_point() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_allocate_blocks_no_other_device() {
     afxdp_testnet::require_root();
+    let _one_lab_at_a_time = one_lab_at_a_time().await;
     let guest = afxdp_testnet::test_guest("infinite-loop");
     let lab = Lab::start(LabConfig {
         nics: 2,
@@ -460,6 +475,7 @@ async fn next_reload(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_reload_good_bad_good_while_allocations_run() {
     afxdp_testnet::require_root();
+    let _one_lab_at_a_time = one_lab_at_a_time().await;
     let reg = Registry::start(None);
     let (a_ref, a_digest) = push(&reg, "numa-spread").await;
     let (b_ref, b_digest) = push(&reg, "default").await;
@@ -548,6 +564,7 @@ async fn settings(lab: &Lab, device: &str, pod: &str) -> afxdp_proto::nodeapi::D
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn filter_rules_from_pod_annotations_reach_the_cni() {
     afxdp_testnet::require_root();
+    let _one_lab_at_a_time = one_lab_at_a_time().await;
     let reg = Registry::start(None);
     let (fs_ref, fs_digest) = push(&reg, "flow-steering").await;
     let annotations: std::collections::BTreeMap<String, String> =
@@ -626,6 +643,7 @@ async fn filter_rules_from_pod_annotations_reach_the_cni() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn select_program_sees_the_pod_kubelet_is_admitting() {
     afxdp_testnet::require_root();
+    let _one_lab_at_a_time = one_lab_at_a_time().await;
     let reg = Registry::start(None);
     let (ibl_ref, _) = push(&reg, "image-by-label").await;
     let zeros = "0".repeat(64);
@@ -684,6 +702,7 @@ async fn select_program_sees_the_pod_kubelet_is_admitting() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn policy_calls_of_a_pool_are_bounded_by_max_concurrent_calls() {
     afxdp_testnet::require_root();
+    let _one_lab_at_a_time = one_lab_at_a_time().await;
     let file = policy_component("flow-steering");
     for limit in [1usize, 3] {
         let policy = serde_json::json!({
@@ -742,6 +761,7 @@ async fn policy_calls_of_a_pool_are_bounded_by_max_concurrent_calls() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bytecode_image_chosen_by_pod_label_is_pulled_and_attached() {
     afxdp_testnet::require_root();
+    let _one_lab_at_a_time = one_lab_at_a_time().await;
     let mut reg = Registry::start(None);
     let (ibl_ref, _) = push(&reg, "image-by-label").await;
     // The agent's own redirect program, shipped as a bpfman bytecode image.
