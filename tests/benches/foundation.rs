@@ -53,6 +53,7 @@ async fn allocate_latency(sharing: Sharing, prepared: bool, n: usize) -> Vec<Dur
         sharing,
         xdp_mode: "native",
         policy: None,
+        ..Default::default()
     })
     .await
     .expect("lab");
@@ -124,6 +125,7 @@ async fn cni_latency(n: usize) -> (Vec<Duration>, Vec<Duration>) {
         sharing: Sharing::Uds,
         xdp_mode: "native",
         policy: None,
+        ..Default::default()
     })
     .await
     .expect("lab");

@@ -16,6 +16,7 @@ async fn full_path(sharing: Sharing) {
         sharing,
         xdp_mode: "native",
         policy: None,
+        ..Default::default()
     })
     .await
     .expect("lab");

@@ -2,7 +2,6 @@
 //! the kubelet, then 200; after a scripted run (a pod added, traffic, a
 //! refused Allocate, the pod removed) `/metrics` counts exactly that.
 
-use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -11,26 +10,7 @@ use afxdp_lab::{Lab, LabConfig, RESOURCE};
 
 /// `GET path` over HTTP/1.1: (status, body).
 fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut s = std::net::TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: afxdp\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send");
-    let mut text = String::new();
-    s.read_to_string(&mut text).expect("read");
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("no status line: {text}"));
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
+    afxdp_testnet::http::get(addr, path, Duration::from_secs(5)).expect("GET")
 }
 
 /// `GET` from async code (the call blocks).

@@ -219,6 +219,7 @@ impl Daemon {
         agent
             .resume_sharing()
             .map_err(|e| setup("resume UDS servers")(e.to_string()))?;
+        release_not_held(&agent, &opts.pod_resources_socket).await;
         if opts.prepare_attachments {
             let agent = agent.clone();
             tokio::task::spawn_blocking(move || agent.prepare_free_devices())
@@ -346,6 +347,27 @@ impl Daemon {
         for t in self.tasks {
             let _ = tokio::time::timeout(Duration::from_secs(3), t).await;
         }
+    }
+}
+
+/// Release allocations a previous run persisted that kubelet does not hold
+/// ([`Agent::release_not_held`]). Without kubelet's PodResources nothing
+/// is released: a later Allocate of such a device starts it clean.
+async fn release_not_held(agent: &Arc<Agent>, pod_resources: &std::path::Path) {
+    if agent.allocated_devices().is_empty() {
+        return;
+    }
+    let held = match crate::podresources::held_devices(pod_resources, Duration::from_secs(2)).await
+    {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::warn!(error = %e, "kubelet's PodResources unavailable: allocations it does not hold stay until reallocated");
+            return;
+        }
+    };
+    let agent = agent.clone();
+    if let Err(e) = tokio::task::spawn_blocking(move || agent.release_not_held(&held)).await {
+        tracing::error!(error = %e, "releasing allocations kubelet does not hold panicked");
     }
 }
 

@@ -68,6 +68,21 @@ pub async fn holder_of(
     Ok(None)
 }
 
+/// Every device of an `afxdp/*` resource kubelet has given to a pod.
+pub async fn held_devices(
+    socket: &Path,
+    timeout: Duration,
+) -> Result<std::collections::BTreeSet<String>, PodResourcesError> {
+    Ok(list(socket, timeout)
+        .await?
+        .into_iter()
+        .flat_map(|p| p.containers)
+        .flat_map(|c| c.devices)
+        .filter(|d| d.resource_name.starts_with("afxdp/"))
+        .flat_map(|d| d.device_ids)
+        .collect())
+}
+
 /// Per pod, how many of its containers already hold devices of `resource`.
 pub async fn holders_of(
     socket: &Path,

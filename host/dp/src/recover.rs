@@ -3,7 +3,8 @@
 //!
 //! - **Readable state**: adopt allocations whose pinned attachment is still
 //!   there, forget those whose program is gone, detach attachments nobody
-//!   remembers (a crash between attach and persist, prepared attachments).
+//!   remembers (a crash between attach and persist, prepared attachments),
+//!   remove UDS directories nobody remembers.
 //! - **Unreadable or other-version state**: never destructive. The file is
 //!   kept aside (`allocations.json.unreadable-<unix secs>`), every pinned
 //!   attachment is adopted as a *recovered* allocation (its pool found by
@@ -44,7 +45,11 @@ pub fn reconcile(
 ) -> Result<Reconciled, StateError> {
     let attached = programs.attachments();
     let (state, set_aside, unmatched) = match store.load() {
-        Ok(state) => (adopt(state, &attached, programs), None, Vec::new()),
+        Ok(state) => {
+            let state = adopt(state, &attached, programs);
+            remove_orphan_uds_dirs(uds_root, &state);
+            (state, None, Vec::new())
+        }
         Err(e) => {
             let aside = store.set_aside()?;
             tracing::error!(error = %e, kept = %aside.display(), "state file unreadable; kept aside, recovering allocations from the kernel");
@@ -86,6 +91,19 @@ fn adopt(
         }
     }
     state
+}
+
+/// Remove the UDS directories of devices without an allocation (a crash
+/// between starting a server and persisting its Allocate): no container
+/// was given them.
+fn remove_orphan_uds_dirs(uds_root: &Path, state: &StateFile) {
+    for entry in std::fs::read_dir(uds_root).into_iter().flatten().flatten() {
+        let device = entry.file_name().to_string_lossy().into_owned();
+        if !state.allocations.contains_key(&device) {
+            tracing::warn!(device, "UDS directory without allocation; removing");
+            crate::sharing::remove_host_dir(&entry.path());
+        }
+    }
 }
 
 /// Allocations rebuilt from the kernel's attachments alone; the devices no

@@ -113,14 +113,7 @@ impl UdsServers {
             }
             None => false,
         };
-        let dir = self.host_dir(device);
-        match std::fs::remove_dir_all(&dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                tracing::warn!(dir = %dir.display(), error = %e, "could not remove UDS directory")
-            }
-        }
+        remove_host_dir(&self.host_dir(device));
         was
     }
 
@@ -133,6 +126,17 @@ impl UdsServers {
     pub fn shutdown(&mut self) {
         for (_, sock) in self.running.drain() {
             sock.stop();
+        }
+    }
+}
+
+/// Remove a device's UDS directory (its socket with it). Idempotent.
+pub fn remove_host_dir(dir: &std::path::Path) {
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), error = %e, "could not remove UDS directory")
         }
     }
 }

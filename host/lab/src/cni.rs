@@ -15,6 +15,16 @@ pub struct CniOutcome {
 }
 
 impl CniOutcome {
+    /// The outcome of an invocation not made yet.
+    pub fn not_run() -> Self {
+        Self {
+            success: false,
+            stdout: String::new(),
+            stderr: String::new(),
+            elapsed: Duration::ZERO,
+        }
+    }
+
     /// stdout parsed as JSON (result or spec error).
     pub fn json(&self) -> Option<serde_json::Value> {
         serde_json::from_str(self.stdout.trim()).ok()

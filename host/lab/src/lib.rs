@@ -10,6 +10,7 @@
 pub mod bins;
 pub mod cni;
 pub mod pod;
+pub mod process;
 pub use afxdp_testnet::pod as unprivileged;
 
 use std::collections::BTreeMap;
@@ -21,7 +22,8 @@ use afxdp_dp::daemon::{Daemon, Options};
 use afxdp_kubelet_standin::KubeletStandin;
 use afxdp_testnet::{Netns, VethPair};
 
-pub use pod::{Pod, QueueCounts};
+pub use pod::{AdmitFailure, Pod, QueueCounts};
+pub use process::DaemonProcess;
 
 /// The pool the lab creates.
 pub const POOL: &str = "lab";
@@ -63,6 +65,18 @@ pub struct LabConfig {
     pub xdp_mode: &'static str,
     /// The pool's `policy` block (afxdp.io/v1alpha1); `None`: built-in decisions.
     pub policy: Option<serde_json::Value>,
+    /// How afxdp-dp runs.
+    pub daemon: DaemonRun,
+}
+
+/// How the lab runs afxdp-dp.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DaemonRun {
+    /// In the lab's own process ([`Lab::daemon`]): tests reach its agent.
+    #[default]
+    InProcess,
+    /// As the `afxdp-dp` binary ([`Lab::process`]): it can be SIGKILLed.
+    Process,
 }
 
 impl Default for LabConfig {
@@ -73,6 +87,7 @@ impl Default for LabConfig {
             sharing: Sharing::Uds,
             xdp_mode: "native",
             policy: None,
+            daemon: DaemonRun::InProcess,
         }
     }
 }
@@ -191,6 +206,8 @@ pub struct Lab {
     pub nics: Vec<Nic>,
     kubelet: Option<KubeletStandin>,
     pub daemon: Option<Daemon>,
+    /// afxdp-dp as a process ([`DaemonRun::Process`]).
+    pub process: Option<DaemonProcess>,
     pub pods: Vec<Pod>,
     /// The API server fake afxdp-dp reads pod metadata from.
     pub apiserver: afxdp_testnet::apiserver::FakeApiServer,
@@ -269,16 +286,23 @@ impl Lab {
         let kubelet = KubeletStandin::start(&paths.device_plugin_dir, &paths.pod_resources)
             .await
             .map_err(|e| step("kubelet stand-in")(e.to_string()))?;
-        let daemon = Daemon::start(paths.daemon_options())
-            .await
-            .map_err(|e| step("afxdp-dp")(e.to_string()))?;
+        let (daemon, process) = match cfg.daemon {
+            DaemonRun::InProcess => {
+                let d = Daemon::start(paths.daemon_options())
+                    .await
+                    .map_err(|e| step("afxdp-dp")(e.to_string()))?;
+                (Some(d), None)
+            }
+            DaemonRun::Process => (None, Some(start_process(&paths).await?)),
+        };
         let lab = Self {
             cfg,
             paths,
             wire,
             nics,
             kubelet: Some(kubelet),
-            daemon: Some(daemon),
+            daemon,
+            process,
             pods: Vec::new(),
             apiserver,
             cni,
@@ -297,6 +321,22 @@ impl Lab {
             .await
             .map_err(|e| step("devices healthy")(e.to_string()))?;
         Ok(lab)
+    }
+
+    /// SIGKILL the afxdp-dp process ([`DaemonRun::Process`]).
+    pub fn kill_daemon(&mut self) {
+        if let Some(p) = self.process.take() {
+            p.kill();
+        }
+    }
+
+    /// Start the afxdp-dp process again and wait until it is ready (config
+    /// loaded, registered with the kubelet).
+    pub async fn restart_daemon(&mut self) -> Result<&DaemonProcess, LabError> {
+        if let Some(p) = self.process.take() {
+            p.stop();
+        }
+        Ok(self.process.insert(start_process(&self.paths).await?))
     }
 
     /// Rewrite the pool's policy block in the config and have afxdp-dp reload
@@ -351,12 +391,30 @@ impl Lab {
         annotations: BTreeMap<String, String>,
         labels: BTreeMap<String, String>,
     ) -> Result<&Pod, LabError> {
+        self.try_add_pod_with(name, annotations, labels)
+            .await
+            .map_err(|f| f.error)
+    }
+
+    /// Admit a pod and keep it ([`pod::try_admit`]: a failure is undone as
+    /// a runtime does, or handed back to undo later).
+    pub async fn try_add_pod(&mut self, name: &str) -> Result<&Pod, AdmitFailure> {
+        self.try_add_pod_with(name, Default::default(), Default::default())
+            .await
+    }
+
+    async fn try_add_pod_with(
+        &mut self,
+        name: &str,
+        annotations: BTreeMap<String, String>,
+        labels: BTreeMap<String, String>,
+    ) -> Result<&Pod, AdmitFailure> {
         // As the scheduler would: the pod exists, bound to this node, Pending.
         self.apiserver.set_pod("lab", name, annotations, labels);
         self.apiserver
             .schedule_pod("lab", name, NODE_NAME, RESOURCE, 1);
         // A pod that fails admission stays in the API server (kubelet retries).
-        let pod = pod::admit(self, "lab", name).await?;
+        let pod = pod::try_admit(self, "lab", name).await?;
         self.apiserver.set_phase("lab", name, "Running");
         self.pods.push(pod);
         Ok(self.pods.last().expect("just pushed"))
@@ -408,6 +466,9 @@ impl Lab {
         if let Some(d) = self.daemon.take() {
             d.stop().await;
         }
+        if let Some(p) = self.process.take() {
+            p.stop();
+        }
         unmount_pins(&self.paths.state_dir.join("pins"));
         if let Some(k) = self.kubelet.take() {
             k.shutdown().await;
@@ -429,6 +490,20 @@ impl Drop for Lab {
         }
         unmount_pins(&self.paths.state_dir.join("pins"));
     }
+}
+
+/// Start the `afxdp-dp` binary on `paths` and wait until it is ready.
+async fn start_process(paths: &NodePaths) -> Result<DaemonProcess, LabError> {
+    let bin = bins::find("afxdp-dp")?;
+    let log = paths.root.join("afxdp-dp.log");
+    let paths = paths.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut p = DaemonProcess::spawn(&bin, &paths, &log)?;
+        p.wait_ready(Duration::from_secs(20))?;
+        Ok(p)
+    })
+    .await
+    .map_err(|e| step("afxdp-dp process")(e.to_string()))?
 }
 
 /// Unmount the bpffs the program manager mounted under the state dir (lazy, so a

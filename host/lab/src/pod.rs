@@ -89,9 +89,16 @@ impl Pod {
         }
     }
 
-    fn wait_ready(&self, timeout: Duration) -> Result<(), LabError> {
+    fn wait_ready(&mut self, timeout: Duration) -> Result<(), LabError> {
         let deadline = Instant::now() + timeout;
         while !self.ready.lock().map(|r| *r).unwrap_or(false) {
+            let exited = self.app.as_mut().and_then(|c| c.try_wait().ok().flatten());
+            if let Some(status) = exited {
+                return Err(step(format!("pod {} app ready", self.name))(format!(
+                    "the app exited ({status}); app log: {:?}",
+                    self.log_tail()
+                )));
+            }
             if Instant::now() >= deadline {
                 return Err(step(format!("pod {} app ready", self.name))(format!(
                     "app log: {:?}",
@@ -121,8 +128,22 @@ impl Pod {
         }
     }
 
-    /// Stop the app, CNI DEL, forget the pod in kubelet. The netns goes with `self`.
-    pub async fn remove(mut self, lab: &Lab) -> Result<(), LabError> {
+    /// Stop the app, CNI DEL, forget the pod in kubelet. The netns goes with
+    /// `self`, also when the DEL fails.
+    pub async fn remove(self, lab: &Lab) -> Result<(), LabError> {
+        let (namespace, name) = (self.namespace.clone(), self.name.clone());
+        self.try_remove(lab).await.map_err(|(pod, e)| {
+            lab.kubelet().remove_pod(&namespace, &name);
+            drop(pod);
+            e
+        })
+    }
+
+    /// Stop the app and CNI DEL; only once the DEL succeeded is the pod
+    /// forgotten in kubelet and its netns deleted. A failed DEL gives the pod
+    /// back, to retry as runtimes do (deleting a netns that still holds a
+    /// veth would destroy the device).
+    pub async fn try_remove(mut self, lab: &Lab) -> Result<(), (Box<Pod>, LabError)> {
         self.stop_app();
         let conf = cni::net_conf(&self.device, &lab.paths.node_api, "1.1.0");
         let del = cni::exec(
@@ -134,16 +155,18 @@ impl Pod {
             &self.namespace,
             &self.name,
             &conf,
-        )
-        .map_err(|e| step("CNI DEL")(e.to_string()))?;
-        lab.kubelet().remove_pod(&self.namespace, &self.name);
-        if !del.success {
-            return Err(step(format!("CNI DEL of {}", self.name))(format!(
-                "{} {}",
-                del.stdout, del.stderr
-            )));
-        }
-        Ok(())
+        );
+        let failure = match del {
+            Err(e) => step("CNI DEL")(e.to_string()),
+            Ok(del) if !del.success => {
+                step(format!("CNI DEL of {}", self.name))(format!("{} {}", del.stdout, del.stderr))
+            }
+            Ok(_) => {
+                lab.kubelet().remove_pod(&self.namespace, &self.name);
+                return Ok(());
+            }
+        };
+        Err((Box::new(self), failure))
     }
 }
 
@@ -153,8 +176,46 @@ impl Drop for Pod {
     }
 }
 
+/// A pod whose admission failed, and what of it is left to undo.
+pub struct AdmitFailure {
+    pub error: LabError,
+    /// The runtime's cleanup (CNI DEL) failed too: the half-made pod, to
+    /// remove once the DEL can succeed.
+    pub leftover: Option<Box<Pod>>,
+}
+
+impl From<LabError> for AdmitFailure {
+    fn from(error: LabError) -> Self {
+        Self {
+            error,
+            leftover: None,
+        }
+    }
+}
+
 /// Admit `namespace/name`: Allocate, netns, CNI ADD, app.
 pub async fn admit(lab: &Lab, namespace: &str, name: &str) -> Result<Pod, LabError> {
+    try_admit(lab, namespace, name).await.map_err(|f| f.error)
+}
+
+/// [`admit`], undoing a failure the way a runtime does: a pod that failed
+/// after its netns was made gets a CNI DEL and is deleted.
+pub async fn try_admit(lab: &Lab, namespace: &str, name: &str) -> Result<Pod, AdmitFailure> {
+    let mut pod = allocate(lab, namespace, name).await?;
+    let Err(error) = plumb_and_start(lab, &mut pod).await else {
+        return Ok(pod);
+    };
+    match pod.try_remove(lab).await {
+        Ok(()) => Err(error.into()),
+        Err((pod, _del)) => Err(AdmitFailure {
+            error,
+            leftover: Some(pod),
+        }),
+    }
+}
+
+/// Kubelet's Allocate for one device, and the pod's netns.
+async fn allocate(lab: &Lab, namespace: &str, name: &str) -> Result<Pod, LabError> {
     let admission = lab
         .kubelet()
         .admit_pod(namespace, name, "app", RESOURCE, 1)
@@ -182,31 +243,49 @@ pub async fn admit(lab: &Lab, namespace: &str, name: &str) -> Result<Pod, LabErr
         })
         .collect();
     let netns = Netns::new("afxpod").map_err(|e| step("pod netns")(e.to_string()))?;
-    let container_id = format!("{namespace}-{name}-{}", std::process::id());
-    let conf = cni::net_conf(&device, &lab.paths.node_api, "1.1.0");
-    let add = cni::exec(
+    Ok(Pod {
+        namespace: namespace.to_string(),
+        name: name.to_string(),
+        container_id: format!("{namespace}-{name}-{}", std::process::id()),
+        device,
+        netns,
+        envs,
+        mounts,
+        add: CniOutcome::not_run(),
+        app: None,
+        counts: Arc::new(Mutex::new(QueueCounts::new())),
+        ready: Arc::new(Mutex::new(false)),
+        log: Arc::new(Mutex::new(Vec::new())),
+    })
+}
+
+/// CNI ADD, the wire side's neighbour entry, the app until ready.
+async fn plumb_and_start(lab: &Lab, pod: &mut Pod) -> Result<(), LabError> {
+    let conf = cni::net_conf(&pod.device, &lab.paths.node_api, "1.1.0");
+    pod.add = cni::exec(
         &lab.cni,
         "ADD",
-        &container_id,
-        Some(netns.path()),
+        &pod.container_id,
+        Some(pod.netns.path()),
         "net1",
-        namespace,
-        name,
+        &pod.namespace,
+        &pod.name,
         &conf,
     )
     .map_err(|e| step("CNI ADD")(e.to_string()))?;
-    if !add.success {
-        return Err(step(format!("CNI ADD of {name}"))(format!(
+    if !pod.add.success {
+        return Err(step(format!("CNI ADD of {}", pod.name))(format!(
             "stdout {} stderr {}",
-            add.stdout, add.stderr
+            pod.add.stdout, pod.add.stderr
         )));
     }
     // What IPAM and ARP would give the wire side: a static neighbour for the pod.
-    if let Some(nic) = lab.nic(&device) {
-        let mac = add
+    if let Some(nic) = lab.nic(&pod.device) {
+        let mac = pod
+            .add
             .json()
             .and_then(|j| j["interfaces"][0]["mac"].as_str().map(str::to_string))
-            .ok_or_else(|| step("CNI ADD result")(format!("no MAC in {}", add.stdout)))?;
+            .ok_or_else(|| step("CNI ADD result")(format!("no MAC in {}", pod.add.stdout)))?;
         lab.wire
             .exec(&[
                 "ip",
@@ -222,23 +301,8 @@ pub async fn admit(lab: &Lab, namespace: &str, name: &str) -> Result<Pod, LabErr
             ])
             .map_err(|e| step("static neighbour")(e.to_string()))?;
     }
-    let mut pod = Pod {
-        namespace: namespace.to_string(),
-        name: name.to_string(),
-        container_id,
-        device: device.clone(),
-        netns,
-        envs,
-        mounts,
-        add,
-        app: None,
-        counts: Arc::new(Mutex::new(QueueCounts::new())),
-        ready: Arc::new(Mutex::new(false)),
-        log: Arc::new(Mutex::new(Vec::new())),
-    };
-    start_app(lab, &mut pod)?;
-    pod.wait_ready(Duration::from_secs(10))?;
-    Ok(pod)
+    start_app(lab, pod)?;
+    pod.wait_ready(Duration::from_secs(10))
 }
 
 fn start_app(lab: &Lab, pod: &mut Pod) -> Result<(), LabError> {

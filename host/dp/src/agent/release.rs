@@ -109,6 +109,11 @@ impl Agent {
         Ok(alloc.map(|a| (a, cfg, claimed)))
     }
 
+    /// Every allocated device.
+    pub fn allocated_devices(&self) -> Vec<String> {
+        self.lock().state.allocations.keys().cloned().collect()
+    }
+
     /// The allocation of `device`, if any (CNI ADD/CHECK ask for it).
     pub fn allocation(&self, device: &str) -> Option<Allocation> {
         self.lock().state.allocations.get(device).cloned()
@@ -146,6 +151,43 @@ impl Agent {
         self.metrics.released(&alloc.pool);
         tracing::info!(pool = %alloc.pool, device, "released");
         Ok(Released::Freed)
+    }
+
+    /// Release the allocations kubelet does not hold: every device not among
+    /// `held` (what kubelet's PodResources lists). Two crashes leave them: one
+    /// between persisting an Allocate and answering it (kubelet saw the call
+    /// fail and gave the pod nothing), and one while a CNI DEL ran (the DEL
+    /// succeeds without afxdp-dp and kubelet forgets the pod). Run at start,
+    /// before serving kubelet. Returns the released devices. Blocks.
+    pub fn release_not_held(&self, held: &std::collections::BTreeSet<String>) -> Vec<String> {
+        let stale: Vec<(String, Option<String>)> = self
+            .lock()
+            .state
+            .allocations
+            .values()
+            .filter(|a| !held.contains(&a.device))
+            .map(|a| {
+                (
+                    a.device.clone(),
+                    a.claim.as_ref().map(|c| c.container_id.clone()),
+                )
+            })
+            .collect();
+        let mut released = Vec::new();
+        for (device, container) in stale {
+            tracing::warn!(
+                device,
+                ?container,
+                "allocation kubelet no longer holds; releasing"
+            );
+            match self.release(&device, ReleaseBy::Operator) {
+                Ok(_) => released.push(device),
+                Err(e) => {
+                    tracing::error!(device, error = %e, "releasing an allocation kubelet does not hold failed")
+                }
+            }
+        }
+        released
     }
 
     /// The device is back in the host netns (CNI DEL moved it): up again,
