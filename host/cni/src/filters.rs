@@ -77,6 +77,22 @@ fn port_pair(port: u32, mask: u32) -> Result<Option<(u16, u16)>, String> {
 
 /// The node API's rule as an ntuple rule (afxdp-dp validated it already;
 /// this only refuses what cannot be encoded).
+/// A rule in a few words for error messages: `udp4 dst port 4789 -> queue 0`.
+fn describe(r: &FilterRule) -> String {
+    let mut d = r.flow_type.clone();
+    if !r.dst_ip.is_empty() {
+        d += &format!(" dst {}", r.dst_ip);
+    }
+    if r.dst_port != 0 {
+        d += &format!(" dst port {}", r.dst_port);
+    }
+    if r.drop {
+        d + " -> drop"
+    } else {
+        d + &format!(" -> queue {}", r.queue)
+    }
+}
+
 pub fn to_ntuple(r: &FilterRule) -> Result<NtupleRule, String> {
     let ft =
         flow_type(&r.flow_type).ok_or_else(|| format!("unknown flow type {:?}", r.flow_type))?;
@@ -136,7 +152,10 @@ pub fn apply(
                 remove(pod, &done);
                 return Err(CniError::new(
                     Code::FilterRules,
-                    format!("the NIC refused filter rule {i} of {device}"),
+                    format!(
+                        "the NIC refused filter rule {i} of {device} ({})",
+                        describe(r)
+                    ),
                     e.to_string(),
                 ));
             }

@@ -68,6 +68,14 @@ fn table(status: &Value) -> String {
                 program,
                 by
             );
+            if let Some(reason) = d["unhealthyReason"].as_str() {
+                out += &format!("{name}: {}: {reason}\n", text(&d["name"]));
+            }
+        }
+        if pool["retiring"].as_bool() == Some(true) {
+            out += &format!(
+                "{name}: dropped from the config; served until its devices are released\n"
+            );
         }
         let policy = &pool["policy"];
         if let Some(digest) = policy["inForce"].as_str() {

@@ -129,37 +129,14 @@ impl Daemon {
         .map_err(|e| setup("state")(e.to_string()))?
         .state;
 
-        let (netdevs, default_route) = tokio::task::spawn_blocking(|| {
-            Ok::<_, afxdp_netdev::NetdevError>((
-                afxdp_netdev::list()?,
-                afxdp_netdev::default_route_interfaces(),
-            ))
-        })
-        .await
-        .map_err(|e| setup("discovery")(e.to_string()))?
-        .map_err(|e| setup("discovery")(e.to_string()))?;
         let elsewhere: Vec<(String, afxdp_netdev::NetDev)> = state
             .allocations
             .values()
-            .filter(|a| !netdevs.iter().any(|n| n.name == a.device))
             .map(|a| (a.pool.clone(), a.netdev.clone()))
             .collect();
-        let default_route = default_route.map_err(|e| setup("default routes")(e.to_string()))?;
-        let inventory = Inventory::build(
-            &config,
-            &opts.node_name,
-            &netdevs,
-            &default_route,
-            &elsewhere,
-        );
-        let netdevs = bring_up_pool_devices(&inventory, netdevs).await;
-        let inventory = Inventory::build(
-            &config,
-            &opts.node_name,
-            &netdevs,
-            &default_route,
-            &elsewhere,
-        );
+        let inventory = select_devices(&config, &opts.node_name, Vec::new(), elsewhere)
+            .await
+            .map_err(setup("discovery"))?;
         for p in inventory.pools() {
             tracing::info!(pool = %p.config.name, devices = ?p.devices.keys().collect::<Vec<_>>(), "pool");
         }
@@ -230,10 +207,12 @@ impl Daemon {
         // Config changes roll policies out.
         let reloader = Arc::new(Reloader {
             path: opts.config.clone(),
+            node: opts.node_name.clone(),
             agent: agent.clone(),
             policies: policies.clone(),
             last_good: tokio::sync::Mutex::new(config),
             outcomes: watch::channel((0, None)).0,
+            pool_changes: Default::default(),
         });
         tasks.push(tokio::spawn(watch_config(
             reloader.clone(),
@@ -309,15 +288,12 @@ impl Daemon {
                 timeout: Duration::from_secs(2),
             })
         });
-        for pool in agent.pool_names() {
-            tasks.push(tokio::spawn(deviceplugin::run_pool(
-                pool,
-                agent.clone(),
-                finder.clone(),
-                dirs.clone(),
-                shutdown_rx.clone(),
-            )));
-        }
+        tasks.push(tokio::spawn(deviceplugin::serve_pools(
+            agent.clone(),
+            finder,
+            dirs,
+            shutdown_rx.clone(),
+        )));
         let node_api = opts.node_api_socket.clone();
         tasks.push(tokio::spawn({
             let mut stop = shutdown_rx.clone();
@@ -376,24 +352,32 @@ async fn release_not_held(agent: &Arc<Agent>, pod_resources: &std::path::Path) {
 pub enum ReloadOutcome {
     /// The file is invalid: the last good config stays in force.
     Invalid(String),
+    /// The file is valid but could not be applied (device discovery failed):
+    /// the last good config stays in force.
+    NotApplied(String),
     /// Applied: per pool whose policy changed, the load result (`Err`: the
-    /// previous policy stays in force).
+    /// previous policy stays in force). Pool changes are in
+    /// [`Reloader::last_pool_changes`] and the log.
     Applied(Vec<(String, Result<(), String>)>),
 }
 
-/// Re-reads the config and rolls out policy changes.
+/// Re-reads the config; serves its pools (devices move once free, see
+/// `agent::reconfigure`) and rolls out policy changes.
 pub struct Reloader {
     path: PathBuf,
+    node: String,
     agent: Arc<Agent>,
     policies: Arc<PolicyStore>,
     last_good: tokio::sync::Mutex<afxdp_config::Config>,
     outcomes: watch::Sender<(u64, Option<ReloadOutcome>)>,
+    pool_changes: std::sync::Mutex<crate::agent::PoolChanges>,
 }
 
 impl Reloader {
-    /// Load the config file again; swap the policies of pools whose policy
-    /// changed. Other changes (pools, selectors, sharing) need a restart and
-    /// are only logged.
+    /// Load the config file again and apply it: new pools served, dropped
+    /// ones once they hold no device, devices moved between pools once
+    /// released, changed pool settings for allocations from now on (live
+    /// ones keep what they were given), policies swapped.
     pub async fn reload(&self) -> ReloadOutcome {
         let outcome = self.reload_once().await;
         self.outcomes.send_modify(|(n, last)| {
@@ -408,6 +392,14 @@ impl Reloader {
         self.outcomes.subscribe()
     }
 
+    /// What the last applied reload changed in the pools.
+    pub fn last_pool_changes(&self) -> crate::agent::PoolChanges {
+        self.pool_changes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
     async fn reload_once(&self) -> ReloadOutcome {
         let cfg = match afxdp_config::load(&self.path) {
             Ok(c) => c,
@@ -417,19 +409,54 @@ impl Reloader {
             }
         };
         let mut last = self.last_good.lock().await;
+        // Policies first: a new pool is served with its policy in force.
+        let results = self.roll_out_policies(&last, &cfg).await;
+        if let Err(e) = self.serve_pools_of(&cfg).await {
+            tracing::error!(path = %self.path.display(), error = %e, "pools not reconfigured; they stay as they were");
+            return ReloadOutcome::NotApplied(e);
+        }
+        log_settings_changes(&last, &cfg);
+        *last = cfg;
+        ReloadOutcome::Applied(results)
+    }
+
+    /// Select `cfg`'s devices (pod-held ones as last seen) and have the
+    /// agent serve them.
+    async fn serve_pools_of(&self, cfg: &afxdp_config::Config) -> Result<(), String> {
+        let in_pods: Vec<afxdp_netdev::NetDev> = self
+            .agent
+            .allocations()
+            .into_iter()
+            .map(|a| a.netdev)
+            .collect();
+        let target = select_devices(cfg, &self.node, in_pods, Vec::new()).await?;
+        let agent = self.agent.clone();
+        let changes = tokio::task::spawn_blocking(move || agent.reconfigure(target))
+            .await
+            .map_err(|e| e.to_string())?;
+        self.agent.metrics().config_loaded(self.agent.pool_names());
+        *self
+            .pool_changes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = changes;
+        Ok(())
+    }
+
+    /// Load the policies of pools whose policy changed (or that are new
+    /// with one); per pool, the result.
+    async fn roll_out_policies(
+        &self,
+        last: &afxdp_config::Config,
+        cfg: &afxdp_config::Config,
+    ) -> Vec<(String, Result<(), String>)> {
         let mut results = Vec::new();
         for pool in &cfg.pools {
-            let Some(old) = last.pools.iter().find(|p| p.name == pool.name) else {
-                tracing::warn!(pool = %pool.name, "new pool in the config: takes effect after a restart");
-                continue;
+            let old = last.pools.iter().find(|p| p.name == pool.name);
+            let changed = match old {
+                Some(old) => old.policy != pool.policy,
+                None => pool.policy.is_some(),
             };
-            let mut old_rest = old.clone();
-            old_rest.policy = pool.policy.clone();
-            if old_rest != *pool {
-                tracing::warn!(pool = %pool.name, "pool settings changed: they take effect after a restart");
-            }
-            if old.policy != pool.policy {
-                self.agent.set_pool_policy(&pool.name, pool.policy.clone());
+            if changed {
                 let r = self
                     .policies
                     .reconcile(pool)
@@ -438,8 +465,22 @@ impl Reloader {
                 results.push((pool.name.clone(), r));
             }
         }
-        *last = cfg;
-        ReloadOutcome::Applied(results)
+        results
+    }
+}
+
+/// Log pools whose settings other than the policy changed: they apply to
+/// allocations from now on.
+fn log_settings_changes(last: &afxdp_config::Config, cfg: &afxdp_config::Config) {
+    for pool in &cfg.pools {
+        let Some(old) = last.pools.iter().find(|p| p.name == pool.name) else {
+            continue;
+        };
+        let mut old_rest = old.clone();
+        old_rest.policy = pool.policy.clone();
+        if old_rest != *pool {
+            tracing::info!(pool = %pool.name, "pool settings changed: they apply to allocations from now on; live ones keep what they were given");
+        }
     }
 }
 
@@ -525,6 +566,46 @@ fn apply_link_event(agent: &Agent, ev: afxdp_netdev::LinkEvent) {
             Err(e) => tracing::warn!(device = %ev.name, error = %e, "refreshing device failed"),
         },
     }
+}
+
+/// The pools `config` selects on `node` from the devices in the host netns
+/// (pool devices brought up: they are the daemon's to manage), plus
+/// `extra` devices offered to the selectors as if here (a reload: devices
+/// in pods, as last seen), plus devices `elsewhere` placed in their pool
+/// as given (a start: allocations a previous run made). Blocking work on
+/// the blocking pool.
+async fn select_devices(
+    config: &afxdp_config::Config,
+    node: &str,
+    extra: Vec<afxdp_netdev::NetDev>,
+    elsewhere: Vec<(String, afxdp_netdev::NetDev)>,
+) -> Result<Inventory, String> {
+    let (netdevs, default_route) = tokio::task::spawn_blocking(|| {
+        Ok::<_, afxdp_netdev::NetdevError>((
+            afxdp_netdev::list()?,
+            afxdp_netdev::default_route_interfaces()?,
+        ))
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())?;
+    let build = |netdevs: &[afxdp_netdev::NetDev]| {
+        let mut offered = netdevs.to_vec();
+        offered.extend(
+            extra
+                .iter()
+                .filter(|x| !netdevs.iter().any(|n| n.name == x.name))
+                .cloned(),
+        );
+        let elsewhere: Vec<_> = elsewhere
+            .iter()
+            .filter(|(_, nd)| !netdevs.iter().any(|n| n.name == nd.name))
+            .cloned()
+            .collect();
+        Inventory::build(config, node, &offered, &default_route, &elsewhere)
+    };
+    let netdevs = bring_up_pool_devices(&build(&netdevs), netdevs).await;
+    Ok(build(&netdevs))
 }
 
 /// Pool devices are the daemon's to manage: bring down ones up so they can carry

@@ -93,6 +93,7 @@ pub fn allocate_status(e: &AllocateError) -> Status {
         AllocateError::NotOwner { .. } => Status::permission_denied(msg),
         AllocateError::NotPresent(_)
         | AllocateError::Unhealthy { .. }
+        | AllocateError::Leaving { .. }
         | AllocateError::Unsupported { .. } => Status::failed_precondition(msg),
         AllocateError::Attach { .. }
         | AllocateError::SharePin { .. }
@@ -229,6 +230,68 @@ pub struct PluginDirs {
 fn inode(path: &Path) -> Option<u64> {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata(path).ok().map(|m| m.ino())
+}
+
+/// Serve one device plugin per pool the agent serves, starting and stopping
+/// them as the pool set changes (config reload), until `shutdown` flips.
+pub async fn serve_pools(
+    agent: Arc<Agent>,
+    finder: Option<Arc<PodFinder>>,
+    dirs: PluginDirs,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut names = agent.watch_pool_names();
+    let mut running: std::collections::BTreeMap<String, PoolServer> = Default::default();
+    loop {
+        let wanted: Vec<String> = names.borrow_and_update().clone();
+        let gone: Vec<String> = running
+            .keys()
+            .filter(|p| !wanted.contains(p))
+            .cloned()
+            .collect();
+        for pool in gone {
+            if let Some(server) = running.remove(&pool) {
+                tracing::info!(pool = %pool, "pool no longer served; its device plugin stops");
+                server.stop().await;
+            }
+        }
+        for pool in wanted {
+            if let std::collections::btree_map::Entry::Vacant(slot) = running.entry(pool) {
+                let (stop, stop_rx) = watch::channel(false);
+                let task = tokio::spawn(run_pool(
+                    slot.key().clone(),
+                    agent.clone(),
+                    finder.clone(),
+                    dirs.clone(),
+                    stop_rx,
+                ));
+                slot.insert(PoolServer { stop, task });
+            }
+        }
+        tokio::select! {
+            r = names.changed() => if r.is_err() { break },
+            _ = shutdown.wait_for(|s| *s) => break,
+        }
+    }
+    for server in running.values() {
+        let _ = server.stop.send(true);
+    }
+    for (_, server) in running {
+        server.stop().await;
+    }
+}
+
+/// One pool's device-plugin task and what stops it.
+struct PoolServer {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl PoolServer {
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(3), self.task).await;
+    }
 }
 
 /// Serve one pool until `shutdown` flips: bind the socket, prove it answers,

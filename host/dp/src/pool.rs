@@ -1,7 +1,9 @@
 //! Pools and their devices: who is in which pool, and each device's health.
 //!
-//! Built once at start from the config's selectors and the discovered netdevs,
-//! then kept current by link events. Never talks to kubelet: the device-plugin
+//! Built at start from the config's selectors and the discovered netdevs,
+//! kept current by link events, and rebuilt toward a reloaded config's
+//! selection by [`Inventory::converge`] (live allocations hold their devices
+//! where they are until released). Never talks to kubelet: the device-plugin
 //! servers read [`Inventory::device_list`].
 
 use std::collections::BTreeMap;
@@ -16,6 +18,10 @@ pub struct PoolDevice {
     pub netdev: NetDev,
     /// Present in the host netns (false while it is inside a pod or gone).
     pub present: bool,
+    /// A reloaded config puts the device elsewhere (another pool, or none)
+    /// while a live allocation holds it here: listed Unhealthy, so kubelet
+    /// gives it to no one else, until the release moves it.
+    pub leaving: bool,
 }
 
 /// One pool: its config and its devices by name.
@@ -100,6 +106,7 @@ impl Inventory {
                         PoolDevice {
                             netdev: nd.clone(),
                             present: true,
+                            leaving: false,
                         },
                     );
                 }
@@ -110,17 +117,80 @@ impl Inventory {
                 p.devices.entry(nd.name.clone()).or_insert(PoolDevice {
                     netdev: nd.clone(),
                     present: false,
+                    leaving: false,
                 });
             }
         }
         Self { pools }
     }
 
-    /// Replace `pool`'s policy configuration (config reload).
-    pub fn set_policy(&mut self, pool: &str, policy: Option<afxdp_config::PolicyConfig>) {
-        if let Some(p) = self.pools.get_mut(pool) {
-            p.config.policy = policy;
+    /// The inventory to serve while `target` (a reloaded config's
+    /// selection) is wanted and `held` devices (device → the pool holding
+    /// it: live allocations, and allocations in flight) cannot move yet:
+    /// `target`'s pools and devices, with this inventory's fresher view of
+    /// each device it knows, except that every held device stays in its
+    /// pool, marked [`PoolDevice::leaving`] when `target` puts it
+    /// elsewhere; a pool `target` drops stays (with its old config) while it
+    /// holds a device, with no other devices.
+    pub fn converge(&self, target: &Inventory, held: &BTreeMap<String, String>) -> Inventory {
+        let mut next = target.clone();
+        for p in next.pools.values_mut() {
+            for (name, d) in p.devices.iter_mut() {
+                if let Some(cur) = self.device(name) {
+                    d.netdev = cur.netdev.clone();
+                    d.present = cur.present;
+                }
+                d.leaving = false;
+            }
         }
+        for (device, pool) in held {
+            let stays = target.pool_of(device).map(|p| p.config.name.as_str()) == Some(pool);
+            if stays {
+                continue;
+            }
+            let Some(view) = self.device(device).or_else(|| target.device(device)) else {
+                continue;
+            };
+            let view = PoolDevice {
+                leaving: true,
+                ..view.clone()
+            };
+            for p in next.pools.values_mut() {
+                p.devices.remove(device);
+            }
+            let Some(config) = next
+                .pools
+                .get(pool)
+                .or_else(|| self.pools.get(pool))
+                .map(|p| p.config.clone())
+            else {
+                continue;
+            };
+            next.pools
+                .entry(pool.clone())
+                .or_insert_with(|| Pool {
+                    config,
+                    devices: BTreeMap::new(),
+                })
+                .devices
+                .insert(device.clone(), view);
+        }
+        next
+    }
+
+    /// Whether a device is leaving, or a pool stays only for its held
+    /// devices: a release must converge again.
+    pub fn is_converging(&self, target: &Inventory) -> bool {
+        self.pools.keys().any(|p| !target.pools.contains_key(p))
+            || self
+                .pools
+                .values()
+                .flat_map(|p| p.devices.values())
+                .any(|d| d.leaving)
+    }
+
+    pub fn pool_names(&self) -> impl Iterator<Item = &String> {
+        self.pools.keys()
     }
 
     pub fn pools(&self) -> impl Iterator<Item = &Pool> {
@@ -141,9 +211,23 @@ impl Inventory {
     }
 
     /// A device is healthy when it is present in the host netns with its link up,
-    /// or when it is allocated (it then lives in its pod's netns).
+    /// or when it is allocated (it then lives in its pod's netns); never
+    /// while it is leaving its pool.
     pub fn is_healthy(dev: &PoolDevice, allocated: bool) -> bool {
-        allocated || (dev.present && dev.netdev.state == LinkState::Up)
+        !dev.leaving && (allocated || (dev.present && dev.netdev.state == LinkState::Up))
+    }
+
+    /// Why a device is listed Unhealthy; `None` when it is healthy.
+    pub fn unhealthy_reason(dev: &PoolDevice, allocated: bool) -> Option<String> {
+        if dev.leaving {
+            Some("leaving the pool: the config moved it; it moves when released".into())
+        } else if Self::is_healthy(dev, allocated) {
+            None
+        } else if !dev.present {
+            Some("not in the host network namespace".into())
+        } else {
+            Some(format!("link {:?}", dev.netdev.state))
+        }
     }
 
     /// The ListAndWatch device list of `pool`.
@@ -211,5 +295,140 @@ impl Inventory {
             .flat_map(|p| p.devices.values())
             .find(|d| d.present && d.netdev.ifindex == ifindex)
             .map(|d| d.netdev.name.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn netdev(name: &str) -> NetDev {
+        NetDev {
+            name: name.into(),
+            ifindex: 10,
+            driver: Some("veth".into()),
+            pci: None,
+            mac: None,
+            numa_node: None,
+            rx_queues: 2,
+            tx_queues: 2,
+            speed_mbps: None,
+            addresses: Vec::new(),
+            state: LinkState::Up,
+            admin_up: true,
+            mtu: 1500,
+        }
+    }
+
+    /// An inventory of `pools` (name → device names) on a node that has `devs`.
+    fn inventory(pools: &[(&str, &[&str])], devs: &[&str]) -> Inventory {
+        let pools: Vec<serde_json::Value> = pools
+            .iter()
+            .map(|(name, ds)| {
+                let ds: Vec<_> = ds
+                    .iter()
+                    .map(|d| serde_json::json!({ "name": d }))
+                    .collect();
+                serde_json::json!({ "name": name, "selectors": { "devices": ds } })
+            })
+            .collect();
+        let text = serde_json::json!({
+            "apiVersion": "afxdp.io/v1alpha1",
+            "includeVirtualDevices": true,
+            "pools": pools,
+        });
+        let cfg = afxdp_config::parse(&text.to_string()).expect("valid config");
+        let netdevs: Vec<NetDev> = devs.iter().map(|d| netdev(d)).collect();
+        Inventory::build(&cfg, "node", &netdevs, &[], &[])
+    }
+
+    fn members(inv: &Inventory) -> Vec<(String, String, bool)> {
+        inv.pools()
+            .flat_map(|p| {
+                p.devices
+                    .iter()
+                    .map(|(d, pd)| (p.config.name.clone(), d.clone(), pd.leaving))
+            })
+            .collect()
+    }
+
+    fn held(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(d, p)| (d.to_string(), p.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn free_devices_move_at_once_and_held_ones_stay_leaving() {
+        let all = ["a", "b", "c"];
+        let now = inventory(&[("one", &["a", "b", "c"])], &all);
+        let target = inventory(&[("one", &["c"]), ("two", &["a", "b"])], &all);
+        let next = now.converge(&target, &held(&[("a", "one")]));
+        assert_eq!(
+            members(&next),
+            vec![
+                ("one".into(), "a".into(), true),
+                ("one".into(), "c".into(), false),
+                ("two".into(), "b".into(), false),
+            ]
+        );
+        assert!(next.is_converging(&target));
+        let a = next.device("a").expect("a stays");
+        assert!(
+            !Inventory::is_healthy(a, true),
+            "a leaving device is listed Unhealthy"
+        );
+        // Released: it moves.
+        let after = next.converge(&target, &held(&[]));
+        assert_eq!(members(&after), members(&target));
+        assert!(!after.is_converging(&target));
+    }
+
+    #[test]
+    fn a_dropped_pool_stays_while_it_holds_a_device() {
+        let all = ["a", "b"];
+        let now = inventory(&[("one", &["a"]), ("two", &["b"])], &all);
+        let target = inventory(&[("two", &["b"])], &all);
+        let next = now.converge(&target, &held(&[("a", "one")]));
+        assert_eq!(
+            members(&next),
+            vec![
+                ("one".into(), "a".into(), true),
+                ("two".into(), "b".into(), false)
+            ]
+        );
+        assert_eq!(
+            next.pool("one").map(|p| p.config.name.as_str()),
+            Some("one")
+        );
+        assert!(next.is_converging(&target));
+        let after = next.converge(&target, &held(&[]));
+        assert!(after.pool("one").is_none());
+        assert!(!after.is_converging(&target));
+    }
+
+    #[test]
+    fn held_devices_the_target_keeps_in_place_are_not_leaving() {
+        let all = ["a", "b"];
+        let now = inventory(&[("one", &["a", "b"])], &all);
+        let target = inventory(&[("one", &["a", "b"]), ("two", &["z"])], &all);
+        let next = now.converge(&target, &held(&[("a", "one")]));
+        assert_eq!(members(&next), members(&target));
+        assert!(!next.is_converging(&target));
+    }
+
+    #[test]
+    fn the_served_view_of_a_device_wins_over_the_target_snapshot() {
+        let all = ["a"];
+        let mut now = inventory(&[("one", &["a"])], &all);
+        now.device_gone("a"); // moved into a pod
+        let target = inventory(&[("two", &["a"])], &all);
+        let next = now.converge(&target, &held(&[]));
+        let a = next.device("a").expect("a moved");
+        assert!(
+            !a.present,
+            "presence comes from what is served, not the selection"
+        );
     }
 }

@@ -348,9 +348,18 @@ impl Lab {
         let names: Vec<String> = self.nics.iter().map(|n| n.name.clone()).collect();
         let uid = unprivileged::PodUser::nobody_net_raw().uid;
         let config = policy_pool_config(&names, self.cfg.sharing, uid, self.cfg.xdp_mode, policy);
+        self.cfg.policy = Some(policy.clone());
+        self.reload_config(&config).await
+    }
+
+    /// Write `config` as afxdp-dp's config file and have it reload it now
+    /// (as its file watcher would).
+    pub async fn reload_config(
+        &self,
+        config: &serde_json::Value,
+    ) -> Result<afxdp_dp::daemon::ReloadOutcome, LabError> {
         std::fs::write(&self.paths.config, config.to_string())
             .map_err(|e| step("config")(e.to_string()))?;
-        self.cfg.policy = Some(policy.clone());
         let daemon = self
             .daemon
             .as_ref()
@@ -403,8 +412,26 @@ impl Lab {
             .await
     }
 
+    /// Admit a pod with a device of `resource` (a pool a reloaded config added).
+    pub async fn add_pod_from(&mut self, resource: &str, name: &str) -> Result<&Pod, LabError> {
+        self.try_add_pod_from(resource, name, Default::default(), Default::default())
+            .await
+            .map_err(|f| f.error)
+    }
+
     async fn try_add_pod_with(
         &mut self,
+        name: &str,
+        annotations: BTreeMap<String, String>,
+        labels: BTreeMap<String, String>,
+    ) -> Result<&Pod, AdmitFailure> {
+        self.try_add_pod_from(RESOURCE, name, annotations, labels)
+            .await
+    }
+
+    async fn try_add_pod_from(
+        &mut self,
+        resource: &str,
         name: &str,
         annotations: BTreeMap<String, String>,
         labels: BTreeMap<String, String>,
@@ -412,9 +439,9 @@ impl Lab {
         // As the scheduler would: the pod exists, bound to this node, Pending.
         self.apiserver.set_pod("lab", name, annotations, labels);
         self.apiserver
-            .schedule_pod("lab", name, NODE_NAME, RESOURCE, 1);
+            .schedule_pod("lab", name, NODE_NAME, resource, 1);
         // A pod that fails admission stays in the API server (kubelet retries).
-        let pod = pod::try_admit(self, "lab", name).await?;
+        let pod = pod::try_admit_from(self, resource, "lab", name).await?;
         self.apiserver.set_phase("lab", name, "Running");
         self.pods.push(pod);
         Ok(self.pods.last().expect("just pushed"))

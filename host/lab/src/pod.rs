@@ -201,7 +201,17 @@ pub async fn admit(lab: &Lab, namespace: &str, name: &str) -> Result<Pod, LabErr
 /// [`admit`], undoing a failure the way a runtime does: a pod that failed
 /// after its netns was made gets a CNI DEL and is deleted.
 pub async fn try_admit(lab: &Lab, namespace: &str, name: &str) -> Result<Pod, AdmitFailure> {
-    let mut pod = allocate(lab, namespace, name).await?;
+    try_admit_from(lab, RESOURCE, namespace, name).await
+}
+
+/// [`try_admit`] with a device of `resource` (a pool other than the lab's).
+pub async fn try_admit_from(
+    lab: &Lab,
+    resource: &str,
+    namespace: &str,
+    name: &str,
+) -> Result<Pod, AdmitFailure> {
+    let mut pod = allocate(lab, resource, namespace, name).await?;
     let Err(error) = plumb_and_start(lab, &mut pod).await else {
         return Ok(pod);
     };
@@ -215,10 +225,10 @@ pub async fn try_admit(lab: &Lab, namespace: &str, name: &str) -> Result<Pod, Ad
 }
 
 /// Kubelet's Allocate for one device, and the pod's netns.
-async fn allocate(lab: &Lab, namespace: &str, name: &str) -> Result<Pod, LabError> {
+async fn allocate(lab: &Lab, resource: &str, namespace: &str, name: &str) -> Result<Pod, LabError> {
     let admission = lab
         .kubelet()
-        .admit_pod(namespace, name, "app", RESOURCE, 1)
+        .admit_pod(namespace, name, "app", resource, 1)
         .await
         .map_err(|e| {
             // Kubelet rejects a pod whose admission (Allocate) failed: Failed.

@@ -117,6 +117,12 @@ impl Agent {
             if !dev.present {
                 return Err(AllocateError::NotPresent(device.clone()));
             }
+            if dev.leaving {
+                return Err(AllocateError::Leaving {
+                    device: device.clone(),
+                    pool: pool_name.into(),
+                });
+            }
             if !Inventory::is_healthy(dev, false) {
                 return Err(AllocateError::Unhealthy {
                     device: device.clone(),

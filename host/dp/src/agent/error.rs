@@ -19,6 +19,8 @@ pub enum AllocateError {
         device: String,
         state: afxdp_netdev::LinkState,
     },
+    #[error("device {device} is leaving pool {pool} (the config moved it); it is given to no one until released")]
+    Leaving { device: String, pool: String },
     #[error("device {0} is still being allocated or released; try again")]
     Busy(String),
     #[error("device {device} is plumbed for {holder}, not for {claimant}")]
@@ -72,6 +74,7 @@ impl AllocateError {
             Self::Duplicate(_) => "duplicate",
             Self::NotPresent(_) => "not_present",
             Self::Unhealthy { .. } => "unhealthy",
+            Self::Leaving { .. } => "leaving",
             Self::Busy(_) => "busy",
             Self::NotOwner { .. } => "not_owner",
             Self::Attach { .. } => "attach",

@@ -12,6 +12,7 @@
 //! - `allocate`: the Allocate steps; `release`: CNI settings and release;
 //! - `claim`: which container a device belongs to once plumbed;
 //! - `decide`: policy dispatch; `publish`: ListAndWatch lists; `links`: link events;
+//! - `reconfigure`: a reloaded config's pools, devices moving once free;
 //! - `status`: what `afxdpctl status` shows.
 
 mod allocate;
@@ -20,6 +21,7 @@ mod decide;
 mod error;
 mod links;
 mod publish;
+mod reconfigure;
 mod release;
 mod status;
 mod transaction;
@@ -35,6 +37,7 @@ use afxdp_proto::deviceplugin as dp;
 
 pub use claim::{Claim, Claimant, NetnsId};
 pub use error::{AllocateError, ReleaseError};
+pub use reconfigure::PoolChanges;
 pub use release::{ReleaseBy, Released};
 
 use crate::images::ImageResolver;
@@ -63,10 +66,15 @@ pub struct ContainerGrant {
 }
 
 struct Inner {
+    /// What is served: `target` as far as live allocations let it be.
     inventory: Inventory,
+    /// The config's selection (see `reconfigure`).
+    target: Inventory,
     state: StateFile,
     /// Devices with an allocation or a release in flight (`transaction`).
     busy: BTreeSet<String>,
+    /// One sender per served pool: the ListAndWatch device list.
+    lists: BTreeMap<String, watch::Sender<Vec<dp::Device>>>,
 }
 
 /// The agent. Cheap to share (`Arc`).
@@ -86,8 +94,8 @@ pub struct Agent {
     /// Pulls the bytecode images policies choose; `None`: images are refused.
     images: Option<Arc<ImageResolver>>,
     store: StateStore,
-    /// One sender per pool: the ListAndWatch device list.
-    lists: BTreeMap<String, watch::Sender<Vec<dp::Device>>>,
+    /// The names of the served pools (the daemon serves one device plugin each).
+    pool_set: watch::Sender<Vec<String>>,
     metrics: Arc<Metrics>,
 }
 
@@ -109,13 +117,16 @@ impl Agent {
                     watch::channel(inventory.device_list(&p.config.name, &alloc)).0,
                 )
             })
-            .collect();
+            .collect::<BTreeMap<_, _>>();
+        let pool_set = watch::channel(lists.keys().cloned().collect()).0;
         Self {
             prepare: false,
             inner: Mutex::new(Inner {
+                target: inventory.clone(),
                 inventory,
                 state,
                 busy: BTreeSet::new(),
+                lists,
             }),
             idle: Condvar::new(),
             uds: Mutex::new(uds),
@@ -124,7 +135,7 @@ impl Agent {
             policies,
             images: None,
             store,
-            lists,
+            pool_set,
             metrics: Arc::default(),
         }
     }
@@ -150,12 +161,6 @@ impl Agent {
             images: Some(images),
             ..agent
         }
-    }
-
-    /// A pool's policy configuration changed (config reload): the inventory
-    /// keeps the new one (the policy store swaps the component).
-    pub fn set_pool_policy(&self, pool: &str, policy: Option<afxdp_config::PolicyConfig>) {
-        self.lock().inventory.set_policy(pool, policy);
     }
 
     /// Whether `pool` has a policy configured (its decisions may read the pod).

@@ -10,11 +10,18 @@ use super::{Agent, Inner};
 impl Agent {
     /// Subscribe to the ListAndWatch device list of `pool`.
     pub fn watch_devices(&self, pool: &str) -> Option<watch::Receiver<Vec<dp::Device>>> {
-        self.lists.get(pool).map(|s| s.subscribe())
+        self.lock().lists.get(pool).map(|s| s.subscribe())
     }
 
+    /// The served pools.
     pub fn pool_names(&self) -> Vec<String> {
-        self.lists.keys().cloned().collect()
+        self.pool_set.borrow().clone()
+    }
+
+    /// The served pools, as they change (a config reload adds pools, and
+    /// drops one once nothing holds its devices).
+    pub fn watch_pool_names(&self) -> watch::Receiver<Vec<String>> {
+        self.pool_set.subscribe()
     }
 
     /// Republish the device list of `pool` if it changed.
@@ -25,7 +32,7 @@ impl Agent {
 
     /// [`Self::publish`] for a caller that holds the lock.
     pub(super) fn publish_locked(&self, inner: &Inner, pool: &str) {
-        if let Some(tx) = self.lists.get(pool) {
+        if let Some(tx) = inner.lists.get(pool) {
             let alloc = |d: &str| inner.state.allocations.contains_key(d);
             let list = inner.inventory.device_list(pool, &alloc);
             let healthy = list.iter().filter(|d| d.health == dp::HEALTHY).count();

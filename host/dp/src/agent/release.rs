@@ -114,6 +114,11 @@ impl Agent {
         self.lock().state.allocations.keys().cloned().collect()
     }
 
+    /// Every allocation.
+    pub fn allocations(&self) -> Vec<Allocation> {
+        self.lock().state.allocations.values().cloned().collect()
+    }
+
     /// The allocation of `device`, if any (CNI ADD/CHECK ask for it).
     pub fn allocation(&self, device: &str) -> Option<Allocation> {
         self.lock().state.allocations.get(device).cloned()
@@ -145,7 +150,11 @@ impl Agent {
                 device: device.into(),
                 source,
             })?;
-        self.lock().state.allocations.remove(device);
+        {
+            let mut inner = self.lock();
+            inner.state.allocations.remove(device);
+            self.converge_if_pending(&mut inner); // a leaving device moves now
+        }
         self.persist()?;
         self.return_to_pool(&alloc);
         self.metrics.released(&alloc.pool);
@@ -191,18 +200,27 @@ impl Agent {
     }
 
     /// The device is back in the host netns (CNI DEL moved it): up again,
-    /// prepared if the daemon prepares, published as free.
+    /// prepared if the daemon prepares, published as free in the pool that
+    /// holds it now (a reload may have moved it; then it may be in none).
     fn return_to_pool(&self, alloc: &Allocation) {
+        let pool_now = self
+            .lock()
+            .inventory
+            .pool_of(&alloc.device)
+            .map(|p| p.config.clone());
+        let Some(cfg) = pool_now else {
+            self.publish(&alloc.pool);
+            return;
+        };
         if let Some(nd) = bring_up(&alloc.device) {
-            let cfg = {
-                let mut inner = self.lock();
-                inner.inventory.device_seen(&nd);
-                inner.inventory.pool(&alloc.pool).map(|p| p.config.clone())
-            };
-            if let (true, Some(cfg)) = (self.prepare, cfg) {
+            self.lock().inventory.device_seen(&nd);
+            if self.prepare {
                 self.prepare(&cfg, &nd);
             }
         }
-        self.publish(&alloc.pool);
+        self.publish(&cfg.name);
+        if cfg.name != alloc.pool {
+            self.publish(&alloc.pool);
+        }
     }
 }

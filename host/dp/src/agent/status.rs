@@ -5,6 +5,7 @@
 use serde_json::{json, Value};
 
 use super::Agent;
+use crate::pool::Inventory;
 
 impl Agent {
     /// The daemon's pools, devices, allocations and deciding policies.
@@ -24,12 +25,14 @@ impl Agent {
                     .collect();
                 let devices: Vec<Value> = p
                     .devices
-                    .keys()
-                    .map(|d| {
+                    .iter()
+                    .map(|(d, dev)| {
                         let a = inner.state.allocations.get(d);
                         json!({
                             "name": d,
                             "health": health.get(d),
+                            "unhealthyReason": Inventory::unhealthy_reason(dev, a.is_some()),
+                            "leaving": dev.leaving,
                             "allocation": a.map(|a| json!({
                                 "pod": a.claim.as_ref().map_or(a.pod.as_str(), |c| c.pod.as_str()),
                                 "container": a.claim.as_ref().map(|c| c.container_id.as_str()),
@@ -49,7 +52,9 @@ impl Agent {
                         "failure": s.failure(name).map(|f| json!({"reason": f.reason, "attempts": f.attempts})),
                     })
                 });
-                json!({ "name": name, "devices": devices, "policy": policy })
+                // A pool the config dropped, served while it holds devices.
+                let retiring = inner.target.pool(name).is_none();
+                json!({ "name": name, "retiring": retiring, "devices": devices, "policy": policy })
             })
             .collect();
         json!({ "pools": pools })

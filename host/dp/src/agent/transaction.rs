@@ -86,6 +86,8 @@ impl Drop for Reservation<'_> {
         for d in &self.devices {
             inner.busy.remove(d);
         }
+        // A reload may have moved these devices while they were busy.
+        self.agent.converge_if_pending(&mut inner);
         drop(inner);
         self.agent.idle.notify_all();
     }
