@@ -73,3 +73,18 @@ pub fn handshake_probe(
         Err(String::from_utf8_lossy(&out.stderr).into_owned())
     }
 }
+
+/// A lab node of `nics` NICs with the default settings, for a test that
+/// needs root (fails without it).
+///
+/// # Panics
+/// Without root, or when the lab does not come up.
+pub async fn default_lab(nics: usize) -> afxdp_lab::Lab {
+    afxdp_testnet::require_root();
+    afxdp_lab::Lab::start(afxdp_lab::LabConfig {
+        nics,
+        ..Default::default()
+    })
+    .await
+    .expect("lab")
+}

@@ -263,7 +263,8 @@ impl Daemon {
             let svc = NodeApiService::new(agent.clone(), pods.clone(), opts.node_name.clone());
             let mut stop = shutdown_rx.clone();
             tasks.push(tokio::spawn(async move {
-                let r = tonic::transport::Server::builder()
+                let r = nodeapi::LIMITS
+                    .server()
                     .add_service(svc)
                     .serve_with_incoming_shutdown(incoming, async move {
                         let _ = stop.wait_for(|s| *s).await;

@@ -19,6 +19,17 @@ use crate::admitting::PodFinder;
 use crate::agent::{Agent, AllocateError};
 use crate::pool::resource_name;
 
+/// The device-plugin servers' bounds (see `afxdp_proto::limits`): no
+/// request deadline (Allocate waits on image pulls and busy devices by
+/// design, and kubelet sets its own); 1 MiB messages (device ID lists of
+/// large pools).
+static LIMITS: std::sync::LazyLock<afxdp_proto::limits::Limits> =
+    std::sync::LazyLock::new(|| afxdp_proto::limits::Limits {
+        request_timeout: None,
+        max_message: 1024 * 1024,
+        ..Default::default()
+    });
+
 /// Kubelet's registration socket inside the device-plugin directory.
 pub const KUBELET_SOCKET: &str = "kubelet.sock";
 
@@ -359,15 +370,16 @@ async fn serve_and_register(
     kubelet: &Path,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<(), PluginError> {
-    let incoming = afxdp_proto::unix::bind(path).map_err(|source| PluginError::Bind {
+    let incoming = LIMITS.bind(path).map_err(|source| PluginError::Bind {
         path: path.into(),
         source,
     })?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let pool = plugin.pool.as_str();
-    let svc = DevicePluginServer::new(plugin.clone());
+    let svc = DevicePluginServer::new(plugin.clone()).max_decoding_message_size(LIMITS.max_message);
     let server = tokio::spawn(
-        tonic::transport::Server::builder()
+        LIMITS
+            .server()
             .add_service(svc)
             .serve_with_incoming_shutdown(incoming, async {
                 let _ = stop_rx.await;

@@ -9,6 +9,11 @@ use afxdp_proto::nodeapi::{self as api, node_api_server::NodeApi, node_api_serve
 
 use crate::agent::{Agent, Claimant, NetnsId, ReleaseBy, ReleaseError, Released};
 
+/// The node API's bounds (see `afxdp_proto::limits`): afxdp-cni sends one
+/// small request per call; a settings call runs at most a policy call.
+pub static LIMITS: std::sync::LazyLock<afxdp_proto::limits::Limits> =
+    std::sync::LazyLock::new(afxdp_proto::limits::Limits::default);
+
 pub struct NodeApiService {
     agent: Arc<Agent>,
     pods: Option<crate::pods::PodDirectory>,
@@ -22,7 +27,7 @@ impl NodeApiService {
         pods: Option<crate::pods::PodDirectory>,
         node: String,
     ) -> NodeApiServer<Self> {
-        NodeApiServer::new(Self { agent, pods, node })
+        NodeApiServer::new(Self { agent, pods, node }).max_decoding_message_size(LIMITS.max_message)
     }
 
     /// A failed CNI ADD/CHECK settings call as a Warning Event on its pod
@@ -165,9 +170,9 @@ impl NodeApi for NodeApiService {
 }
 
 /// Bind the node API socket (root-only: 0600).
-pub fn bind(path: &Path) -> std::io::Result<tokio_stream::wrappers::UnixListenerStream> {
+pub fn bind(path: &Path) -> std::io::Result<afxdp_proto::limits::BoundedIncoming> {
     use std::os::unix::fs::PermissionsExt;
-    let incoming = afxdp_proto::unix::bind(path)?;
+    let incoming = LIMITS.bind(path)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     Ok(incoming)
 }

@@ -5,6 +5,7 @@
 //! - [`podresources`]: kubelet PodResources API v1 (`PodResourcesLister`).
 //! - [`nodeapi`]: afxdp-cni ↔ afxdp-dp node API.
 //! - [`unix`]: connect a tonic client to, and serve on, a unix socket.
+//! - [`limits`]: the bounds of afxdp-dp's gRPC servers.
 
 #[allow(clippy::all, missing_docs)]
 pub mod deviceplugin {
@@ -27,4 +28,5 @@ pub mod nodeapi {
     tonic::include_proto!("afxdp.node.v1");
 }
 
+pub mod limits;
 pub mod unix;

@@ -38,9 +38,16 @@ pub fn connect_lazy(path: impl AsRef<Path>) -> Channel {
 }
 
 /// Bind a unix listener at `path`, removing a stale socket file first, and
-/// return it as a stream of connections for `tonic::transport::Server::serve_with_incoming`.
+/// return it as a stream of connections for `tonic::transport::Server::serve_with_incoming`
+/// (unbounded: servers afxdp-dp runs use [`crate::limits::Limits::bind`]).
 pub fn bind(path: impl AsRef<Path>) -> std::io::Result<tokio_stream::wrappers::UnixListenerStream> {
-    let path = path.as_ref();
+    Ok(tokio_stream::wrappers::UnixListenerStream::new(
+        bind_listener(path.as_ref())?,
+    ))
+}
+
+/// Bind a unix listener at `path`, removing a stale socket file first.
+pub fn bind_listener(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
     match std::fs::remove_file(path) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -49,6 +56,5 @@ pub fn bind(path: impl AsRef<Path>) -> std::io::Result<tokio_stream::wrappers::U
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let listener = tokio::net::UnixListener::bind(path)?;
-    Ok(tokio_stream::wrappers::UnixListenerStream::new(listener))
+    tokio::net::UnixListener::bind(path)
 }
