@@ -136,3 +136,63 @@ async fn unreadable_state_is_kept_aside_and_live_pods_keep_their_programs() {
     assert!(!afxdp_e2e::xdp_attached(&nic), "program still attached");
     lab.teardown().await.expect("teardown");
 }
+
+/// A pod whose program was detached while afxdp-dp was down cannot be
+/// recovered: afxdp-dp drops the allocation, lists the device Unhealthy
+/// with the reason (status), and the pod's CNI DEL brings it back healthy
+/// and free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_whose_program_vanished_is_unhealthy_with_the_reason() {
+    let mut lab = afxdp_e2e::default_lab(1).await;
+    let nic = lab.nics[0].name.clone();
+    lab.add_pod("orphaned").await.expect("pod");
+    lab.daemon.take().expect("daemon").stop().await;
+    // The pinned link held the program on: unpinned, the kernel detaches it.
+    let link = lab.paths.state_dir.join("pins/links").join(&nic);
+    std::fs::remove_file(&link).expect("unpin the link");
+    assert!(
+        !afxdp_e2e::xdp_attached_in(&lab.pods[0].netns, &nic),
+        "still attached"
+    );
+
+    lab.daemon = Some(
+        Daemon::start(lab.paths.daemon_options())
+            .await
+            .expect("restart afxdp-dp"),
+    );
+    let agent = lab.daemon.as_ref().expect("daemon").agent.clone();
+    assert!(
+        agent.allocation(&nic).is_none(),
+        "a lost allocation was kept"
+    );
+    lab.kubelet()
+        .wait_devices(RESOURCE, Duration::from_secs(10), |d| {
+            d.len() == 1 && !d[0].is_healthy()
+        })
+        .await
+        .expect("listed Unhealthy");
+    let reason = agent.unhealthy_reason(&nic).expect("a reason");
+    assert!(
+        reason.contains("XDP program was gone"),
+        "reason names the cause: {reason}"
+    );
+    assert!(
+        agent.status().to_string().contains("XDP program was gone"),
+        "status shows the reason"
+    );
+
+    lab.remove_pod("orphaned")
+        .await
+        .expect("CNI DEL of the lost pod");
+    lab.kubelet()
+        .wait_devices(RESOURCE, Duration::from_secs(10), |d| {
+            d.len() == 1 && d[0].is_healthy()
+        })
+        .await
+        .expect("healthy again once back");
+    assert_eq!(agent.unhealthy_reason(&nic), None);
+    lab.add_pod("next")
+        .await
+        .expect("the device serves the next pod");
+    lab.teardown().await.expect("teardown");
+}

@@ -126,12 +126,14 @@ impl Daemon {
         })
         .await
         .map_err(|e| setup("reconcile")(e.to_string()))?
-        .map_err(|e| setup("state")(e.to_string()))?
-        .state;
+        .map_err(|e| setup("state")(e.to_string()))?;
+        let (state, lost) = (state.state, state.lost);
 
+        // Devices in pods: allocated, or lost (listed Unhealthy with why).
         let elsewhere: Vec<(String, afxdp_netdev::NetDev)> = state
             .allocations
             .values()
+            .chain(lost.iter().map(|(a, _)| a))
             .map(|a| (a.pool.clone(), a.netdev.clone()))
             .collect();
         let inventory = select_devices(&config, &opts.node_name, Vec::new(), elsewhere)
@@ -190,6 +192,7 @@ impl Daemon {
             ),
         ));
         let _ = agent_ref.set(Arc::downgrade(&agent));
+        agent.note_lost(lost.into_iter().map(|(a, why)| (a.device, why)));
         for pool in agent.pool_names() {
             agent.publish(&pool); // the device gauges start right
         }

@@ -2,7 +2,8 @@
 //! (DESIGN.md flow 1).
 //!
 //! - **Readable state**: adopt allocations whose pinned attachment is still
-//!   there, forget those whose program is gone, detach attachments nobody
+//!   there, forget those whose program is gone (reported: their device is
+//!   listed Unhealthy with that reason while it stays away), detach attachments nobody
 //!   remembers (a crash between attach and persist, prepared attachments),
 //!   remove UDS directories nobody remembers.
 //! - **Unreadable or other-version state**: never destructive. The file is
@@ -28,6 +29,8 @@ pub struct Reconciled {
     pub set_aside: Option<(PathBuf, String)>,
     /// Attachments kept without an allocation: no pool claims their device.
     pub unmatched: Vec<String>,
+    /// Allocations that could not be recovered, with why.
+    pub lost: Vec<(Allocation, String)>,
 }
 
 /// Reconcile `store` with `programs`' attachments. `pool_of` names the pool
@@ -44,9 +47,11 @@ pub fn reconcile(
     uds_root: &Path,
 ) -> Result<Reconciled, StateError> {
     let attached = programs.attachments();
+    let mut lost = Vec::new();
     let (state, set_aside, unmatched) = match store.load() {
         Ok(state) => {
-            let state = adopt(state, &attached, programs);
+            let (state, dropped) = adopt(state, &attached, programs);
+            lost = dropped;
             remove_orphan_uds_dirs(uds_root, &state);
             (state, None, Vec::new())
         }
@@ -66,19 +71,25 @@ pub fn reconcile(
         state,
         set_aside,
         unmatched,
+        lost,
     })
 }
 
-/// A readable state against the kernel.
+/// What a recovered device lost: its program.
+pub const PROGRAM_GONE: &str = "its XDP program was gone when afxdp-dp started (detached while afxdp-dp was down): the pod that held it gets no packets; it returns to the pool when the pod's CNI DEL brings it back";
+
+/// A readable state against the kernel; the allocations dropped, with why.
 fn adopt(
     mut state: StateFile,
     attached: &[Attachment],
     programs: &dyn ProgramManager,
-) -> StateFile {
-    state.allocations.retain(|dev, _| {
+) -> (StateFile, Vec<(Allocation, String)>) {
+    let mut lost = Vec::new();
+    state.allocations.retain(|dev, alloc| {
         let keep = attached.iter().any(|a| &a.device == dev);
         if !keep {
-            tracing::warn!(device = %dev, "allocation without attachment dropped");
+            tracing::error!(device = %dev, "allocation without attachment dropped: {PROGRAM_GONE}");
+            lost.push((alloc.clone(), PROGRAM_GONE.to_string()));
         }
         keep
     });
@@ -90,7 +101,7 @@ fn adopt(
             }
         }
     }
-    state
+    (state, lost)
 }
 
 /// Remove the UDS directories of devices without an allocation (a crash

@@ -308,6 +308,7 @@ impl Agent {
             let mut inner = self.lock();
             for a in made {
                 inner.state.allocations.insert(a.device.clone(), a.clone());
+                inner.lost.remove(&a.device);
             }
         }
         if let Err(e) = self.persist() {

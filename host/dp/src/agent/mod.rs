@@ -75,6 +75,20 @@ struct Inner {
     busy: BTreeSet<String>,
     /// One sender per served pool: the ListAndWatch device list.
     lists: BTreeMap<String, watch::Sender<Vec<dp::Device>>>,
+    /// Why a device could not be recovered at start (shown while it is
+    /// unhealthy; forgotten once it is allocated again).
+    lost: BTreeMap<String, String>,
+}
+
+impl Inner {
+    fn unhealthy_reason(&self, device: &str) -> Option<String> {
+        let dev = self.inventory.device(device)?;
+        let reason = Inventory::unhealthy_reason(dev, self.state.allocations.contains_key(device))?;
+        Some(match self.lost.get(device) {
+            Some(lost) => format!("{reason}: {lost}"),
+            None => reason,
+        })
+    }
 }
 
 /// The agent. Cheap to share (`Arc`).
@@ -127,6 +141,7 @@ impl Agent {
                 state,
                 busy: BTreeSet::new(),
                 lists,
+                lost: BTreeMap::new(),
             }),
             idle: Condvar::new(),
             uds: Mutex::new(uds),
@@ -161,6 +176,18 @@ impl Agent {
             images: Some(images),
             ..agent
         }
+    }
+
+    /// Devices start-up reconciliation could not recover, with why: their
+    /// status shows it while they are unhealthy.
+    pub fn note_lost(&self, lost: impl IntoIterator<Item = (String, String)>) {
+        self.lock().lost.extend(lost);
+    }
+
+    /// Why `device` is unhealthy, `None` when it is healthy.
+    pub fn unhealthy_reason(&self, device: &str) -> Option<String> {
+        let inner = self.lock();
+        inner.unhealthy_reason(device)
     }
 
     /// Whether `pool` has a policy configured (its decisions may read the pod).

@@ -132,6 +132,16 @@ impl Agent {
         let devices = [device.to_string()];
         let mut inner = self.lock_idle(&devices).map_err(ReleaseError::Busy)?;
         let Some(alloc) = inner.state.allocations.get(device).cloned() else {
+            // Nothing to release; a pool device CNI DEL brought back (one
+            // whose allocation was lost) is up and free again all the same.
+            let pool = inner
+                .inventory
+                .pool_of(device)
+                .map(|p| p.config.name.clone());
+            drop(inner);
+            if let Some(pool) = pool {
+                self.return_to_pool(device, &pool);
+            }
             return Ok(Released::NotAllocated);
         };
         if let ReleaseBy::Cni(who) = by {
@@ -156,7 +166,7 @@ impl Agent {
             self.converge_if_pending(&mut inner); // a leaving device moves now
         }
         self.persist()?;
-        self.return_to_pool(&alloc);
+        self.return_to_pool(device, &alloc.pool);
         self.metrics.released(&alloc.pool);
         tracing::info!(pool = %alloc.pool, device, "released");
         Ok(Released::Freed)
@@ -201,26 +211,34 @@ impl Agent {
 
     /// The device is back in the host netns (CNI DEL moved it): up again,
     /// prepared if the daemon prepares, published as free in the pool that
-    /// holds it now (a reload may have moved it; then it may be in none).
-    fn return_to_pool(&self, alloc: &Allocation) {
+    /// holds it now (a reload may have moved it from `was_in`; then it may
+    /// be in none).
+    fn return_to_pool(&self, device: &str, was_in: &str) {
         let pool_now = self
             .lock()
             .inventory
-            .pool_of(&alloc.device)
+            .pool_of(device)
             .map(|p| p.config.clone());
         let Some(cfg) = pool_now else {
-            self.publish(&alloc.pool);
+            self.publish(was_in);
             return;
         };
-        if let Some(nd) = bring_up(&alloc.device) {
+        if let Some(nd) = bring_up(device) {
             self.lock().inventory.device_seen(&nd);
-            if self.prepare {
+            // A replayed DEL finds the device prepared already.
+            let attached = || {
+                self.programs
+                    .attachments()
+                    .iter()
+                    .any(|a| a.device == device)
+            };
+            if self.prepare && !attached() {
                 self.prepare(&cfg, &nd);
             }
         }
         self.publish(&cfg.name);
-        if cfg.name != alloc.pool {
-            self.publish(&alloc.pool);
+        if cfg.name != was_in {
+            self.publish(was_in);
         }
     }
 }

@@ -5,7 +5,6 @@
 use serde_json::{json, Value};
 
 use super::Agent;
-use crate::pool::Inventory;
 
 impl Agent {
     /// The daemon's pools, devices, allocations and deciding policies.
@@ -31,7 +30,7 @@ impl Agent {
                         json!({
                             "name": d,
                             "health": health.get(d),
-                            "unhealthyReason": Inventory::unhealthy_reason(dev, a.is_some()),
+                            "unhealthyReason": inner.unhealthy_reason(d),
                             "leaving": dev.leaving,
                             "allocation": a.map(|a| json!({
                                 "pod": a.claim.as_ref().map_or(a.pod.as_str(), |c| c.pod.as_str()),
