@@ -196,3 +196,104 @@ async fn a_device_whose_program_vanished_is_unhealthy_with_the_reason() {
         .expect("the device serves the next pod");
     lab.teardown().await.expect("teardown");
 }
+
+/// A node reboot: the state dir (tmpfs) and bpffs come back empty, pod
+/// netns are gone, the device is back in the host netns, kubelet restarts.
+/// afxdp-dp starts clean with the device free, the runtime's CNI DEL for
+/// the old sandbox (its netns gone) is a success that releases nothing,
+/// and the device serves a new pod.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_reboot_afxdp_dp_starts_clean_and_stale_dels_succeed() {
+    let mut lab = afxdp_e2e::default_lab(1).await;
+    let nic = lab.nics[0].name.clone();
+    lab.add_pod("before").await.expect("pod");
+    lab.daemon.take().expect("daemon").stop().await;
+
+    // The reboot, as the node sees it.
+    let host = std::process::id().to_string();
+    lab.pods[0]
+        .netns
+        .exec(&["ip", "link", "set", "dev", &nic, "netns", &host])
+        .expect("the device back in the host netns");
+    let old = lab.pods.remove(0);
+    let (namespace, name, container) = (
+        old.namespace.clone(),
+        old.name.clone(),
+        old.container_id.clone(),
+    );
+    drop(old); // its app stops, its netns goes
+    afxdp_lab::unmount_pins(&lab.paths.state_dir.join("pins"));
+    for entry in std::fs::read_dir(&lab.paths.state_dir).expect("state dir") {
+        let path = entry.expect("entry").path();
+        let _ = std::fs::remove_dir_all(&path).or_else(|_| std::fs::remove_file(&path));
+    }
+    lab.apiserver.remove_pod(&namespace, &name);
+    lab.kubelet().remove_pod(&namespace, &name);
+    lab.kubelet_mut().restart().await.expect("kubelet restarts");
+
+    lab.daemon = Some(
+        Daemon::start(lab.paths.daemon_options())
+            .await
+            .expect("afxdp-dp starts on an empty state dir"),
+    );
+    let agent = lab.daemon.as_ref().expect("daemon").agent.clone();
+    assert!(agent.allocations().is_empty());
+    assert!(
+        !afxdp_e2e::xdp_attached(&nic),
+        "a program survived the reboot"
+    );
+    lab.kubelet()
+        .wait_devices(RESOURCE, Duration::from_secs(10), |d| {
+            d.len() == 1 && d[0].is_healthy()
+        })
+        .await
+        .expect("the device is free and healthy");
+
+    // The runtime cleans up the old sandbox: DEL with its netns gone.
+    let conf = afxdp_lab::cni::net_conf(&nic, &lab.paths.node_api, "1.1.0");
+    let del = afxdp_lab::cni::exec(
+        &lab.cni, "DEL", &container, None, "net1", &namespace, &name, &conf,
+    )
+    .expect("exec DEL");
+    assert!(
+        del.success && del.stdout.trim().is_empty(),
+        "stale DEL: {} {}",
+        del.stdout,
+        del.stderr
+    );
+    lab.add_pod("after")
+        .await
+        .expect("the device serves a new pod");
+    let sent = lab.send(&nic, 8, 10).expect("send");
+    lab.pods[0]
+        .wait_total(sent, Duration::from_secs(10))
+        .expect("the new pod receives");
+    lab.teardown().await.expect("teardown");
+}
+
+/// A clean shutdown leaves no mount of afxdp-dp's own behind except the
+/// pins' bpffs, which the next start needs (it holds the pods' programs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_shutdown_leaves_only_the_pins_mount() {
+    let mut lab = afxdp_e2e::default_lab(1).await;
+    lab.add_pod("p").await.expect("pod");
+    lab.daemon.take().expect("daemon").stop().await;
+    let root = lab.paths.state_dir.display().to_string();
+    let mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+        .expect("mountinfo")
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
+        .filter(|m| m.starts_with(&root))
+        .collect();
+    assert_eq!(
+        mounts,
+        vec![format!("{root}/pins")],
+        "mounts left: {mounts:?}"
+    );
+    lab.daemon = Some(
+        Daemon::start(lab.paths.daemon_options())
+            .await
+            .expect("restart"),
+    );
+    lab.teardown().await.expect("teardown");
+}
