@@ -18,7 +18,7 @@ fn timeout(conf: &NetConf) -> Duration {
     Duration::from_millis(conf.node_api_timeout_ms.unwrap_or(2000))
 }
 
-fn device_ref(env: &Env, device: &str) -> DeviceRef {
+fn device_ref(env: &Env, device: &str, addresses: Vec<String>) -> DeviceRef {
     // The pod's netns identity (the UDS handshake checks its peer against it).
     let (netns_dev, netns_ino) = env
         .netns
@@ -40,8 +40,8 @@ fn device_ref(env: &Env, device: &str) -> DeviceRef {
             .cloned()
             .unwrap_or_default(),
         pod_name: env.args.get("K8S_POD_NAME").cloned().unwrap_or_default(),
-        // No IPAM yet: the pod's addresses are not known to the CNI.
-        addresses: Vec::new(),
+        // The IPAM lease's addresses (filter rules are templated with them).
+        addresses,
     }
 }
 
@@ -65,14 +65,19 @@ fn to_json<T: serde::Serialize>(v: &T) -> Result<String, CniError> {
 
 /// What afxdp-dp decided for `device` (ADD, CHECK); unreachable or silent
 /// afxdp-dp is "try again later".
-fn device_settings(env: &Env, conf: &NetConf, device: &str) -> Result<DeviceSettings, CniError> {
+fn device_settings(
+    env: &Env,
+    conf: &NetConf,
+    device: &str,
+    addresses: Vec<String>,
+) -> Result<DeviceSettings, CniError> {
     let again = |msg: &str| {
         let msg = msg.to_string();
         move |e: NodeError| CniError::new(Code::TryAgainLater, msg, e.to_string())
     };
     NodeClient::connect(&conf.node_api_socket(), timeout(conf))
         .map_err(again("afxdp-dp is not reachable"))?
-        .settings(device_ref(env, device))
+        .settings(device_ref(env, device, addresses))
         .map_err(again("afxdp-dp did not answer"))
 }
 
@@ -80,8 +85,8 @@ fn device_settings(env: &Env, conf: &NetConf, device: &str) -> Result<DeviceSett
 pub fn run(env: &Env, stdin: &[u8]) -> Result<Output, CniError> {
     match env.command.as_str() {
         "VERSION" => version(),
-        "ADD" => add(env, &NetConf::parse(stdin)?),
-        "DEL" => del(env, &NetConf::parse(stdin)?),
+        "ADD" => add(env, &NetConf::parse(stdin)?, stdin),
+        "DEL" => del(env, &NetConf::parse(stdin)?, stdin),
         "CHECK" => check(env, &NetConf::parse(stdin)?),
         "STATUS" => status(&NetConf::parse(stdin)?),
         other => Err(CniError::new(
@@ -97,15 +102,34 @@ fn version() -> Result<Output, CniError> {
     Ok(Some(to_json(&v)?))
 }
 
-/// ADD: check afxdp-dp allocated the device, move it into the pod netns under its
-/// own name, bring it up.
-fn add(env: &Env, conf: &NetConf) -> Result<Output, CniError> {
+/// ADD: lease addresses (IPAM, when configured), check afxdp-dp allocated
+/// the device, move it into the pod netns under its own name, set it up,
+/// program its filter rules, apply the addresses and routes. All or
+/// nothing: a failing step undoes the ones before it (the device moves
+/// back, the rules go, the lease is released).
+fn add(env: &Env, conf: &NetConf, stdin: &[u8]) -> Result<Output, CniError> {
     let device = conf.device()?;
     let netns_path = env
         .netns
         .as_deref()
         .ok_or_else(|| CniError::new(Code::InvalidEnv, "CNI_NETNS is required", ""))?;
-    let settings = device_settings(env, conf, device)?;
+    let ipam = crate::ipam::plugin_of(conf.ipam.as_ref())?;
+    let lease = ipam
+        .as_deref()
+        .map(|p| crate::ipam::add(p, stdin))
+        .transpose()?;
+    let leased = ipam
+        .as_deref()
+        .map(|p| crate::ipam::LeaseGuard::new(p, stdin));
+    let addresses = match &lease {
+        Some(l) => l
+            .addresses()?
+            .iter()
+            .map(|a| a.address.to_string())
+            .collect(),
+        None => Vec::new(),
+    };
+    let settings = device_settings(env, conf, device, addresses)?;
     if !settings.allocated {
         return Err(CniError::new(
             Code::NotAllocated,
@@ -130,21 +154,23 @@ fn add(env: &Env, conf: &NetConf) -> Result<Output, CniError> {
     }
     afxdp_netdev::set_link_up(&pod, device).map_err(netlink_err("setting the device up"))?;
     let programmed = crate::filters::apply(&pod, device, &settings)?;
-    if !programmed.rule_locations.is_empty() {
-        let file = crate::filters::cache_file(&conf.cache_dir(), &env.container_id, device);
-        if let Err(e) = crate::filters::save(&file, &programmed) {
-            crate::filters::remove(&pod, &programmed);
-            return Err(CniError::new(
-                Code::Io,
-                "recording filter rules",
-                e.to_string(),
-            ));
-        }
+    let rules = RulesGuard {
+        pod: &pod,
+        programmed: &programmed,
+        armed: true,
+    };
+    if let Some(lease) = &lease {
+        crate::ipam::apply(&pod, device, lease)?;
     }
+    record_rules(env, conf, device, &programmed)?;
     let nd = afxdp_netdev::in_netns(&pod, || afxdp_netdev::get(device))
         .map_err(netlink_err("entering the pod netns"))?
         .map_err(netlink_err("reading the device"))?;
+    rules.disarm();
     moved_back.disarm();
+    if let Some(l) = leased {
+        l.disarm();
+    }
     tracing::info!(device, netns = %netns_path.display(), pool = %settings.pool, "device plumbed");
     let iface = Interface {
         name: device.to_string(),
@@ -152,10 +178,47 @@ fn add(env: &Env, conf: &NetConf) -> Result<Output, CniError> {
         mtu: nd.as_ref().map(|n| n.mtu),
         sandbox: Some(netns_path.display().to_string()),
     };
-    Ok(Some(to_json(&CniResult::with_interface(
-        &conf.cni_version,
-        iface,
-    ))?))
+    let mut result = CniResult::with_interface(&conf.cni_version, iface);
+    if let Some(lease) = &lease {
+        result = result.with_lease(lease);
+    }
+    Ok(Some(to_json(&result)?))
+}
+
+/// Record the programmed filter rules for DEL (none: nothing to record).
+fn record_rules(
+    env: &Env,
+    conf: &NetConf,
+    device: &str,
+    programmed: &crate::filters::Programmed,
+) -> Result<(), CniError> {
+    if programmed.rule_locations.is_empty() {
+        return Ok(());
+    }
+    let file = crate::filters::cache_file(&conf.cache_dir(), &env.container_id, device);
+    crate::filters::save(&file, programmed)
+        .map_err(|e| CniError::new(Code::Io, "recording filter rules", e.to_string()))
+}
+
+/// Removes the filter rules ADD programmed if a later ADD step fails.
+struct RulesGuard<'a> {
+    pod: &'a NetnsHandle,
+    programmed: &'a crate::filters::Programmed,
+    armed: bool,
+}
+
+impl RulesGuard<'_> {
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for RulesGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            crate::filters::remove(self.pod, self.programmed);
+        }
+    }
 }
 
 /// Undo of the netns move if a later ADD step fails.
@@ -185,7 +248,7 @@ impl Drop for MoveBackGuard<'_> {
 /// DEL: best effort and idempotent. Move the device back if it is still in the
 /// pod netns, then tell afxdp-dp to release it; a missing netns, a device
 /// already back, or afxdp-dp down are not errors.
-fn del(env: &Env, conf: &NetConf) -> Result<Output, CniError> {
+fn del(env: &Env, conf: &NetConf, stdin: &[u8]) -> Result<Output, CniError> {
     let device = match conf.device() {
         Ok(d) => d,
         Err(e) => {
@@ -221,7 +284,7 @@ fn del(env: &Env, conf: &NetConf) -> Result<Output, CniError> {
         }
     }
     match NodeClient::connect(&conf.node_api_socket(), timeout(conf))
-        .and_then(|mut c| c.release(device_ref(env, device)))
+        .and_then(|mut c| c.release(device_ref(env, device, Vec::new())))
     {
         Ok(released) => tracing::info!(device, released, "afxdp-dp released the device"),
         Err(NodeError::Unreachable { path, detail }) => {
@@ -233,6 +296,10 @@ fn del(env: &Env, conf: &NetConf) -> Result<Output, CniError> {
             )
         }
         Err(e) => tracing::warn!(device, error = %e, "release failed"),
+    }
+    // Last: the lease is released even when the steps above found nothing.
+    if let Some(plugin) = crate::ipam::plugin_of(conf.ipam.as_ref())? {
+        crate::ipam::del(&plugin, stdin)?;
     }
     Ok(None)
 }
@@ -269,7 +336,7 @@ fn check(env: &Env, conf: &NetConf) -> Result<Output, CniError> {
             "",
         ));
     }
-    let s = device_settings(env, conf, device)?;
+    let s = device_settings(env, conf, device, Vec::new())?;
     if !s.allocated {
         return Err(CniError::new(
             Code::CheckFailed,

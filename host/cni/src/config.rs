@@ -49,6 +49,9 @@ pub struct NetConf {
     pub log_level: Option<String>,
     #[serde(default)]
     pub prev_result: Option<serde_json::Value>,
+    /// The IPAM plugin to delegate to (`type`, and its own settings).
+    #[serde(default)]
+    pub ipam: Option<serde_json::Value>,
 }
 
 impl NetConf {

@@ -10,5 +10,6 @@ pub mod command;
 pub mod config;
 pub mod error;
 pub mod filters;
+pub mod ipam;
 pub mod node;
 pub mod result;

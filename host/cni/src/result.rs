@@ -21,6 +21,8 @@ pub struct CniResult {
     pub interfaces: Vec<Interface>,
     #[serde(default)]
     pub ips: Vec<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<serde_json::Value>,
     #[serde(default)]
     pub dns: serde_json::Value,
 }
@@ -31,7 +33,18 @@ impl CniResult {
             cni_version: cni_version.to_string(),
             interfaces: vec![iface],
             ips: Vec::new(),
+            routes: Vec::new(),
             dns: serde_json::json!({}),
         }
+    }
+
+    /// With an IPAM lease's addresses (on the interface), routes and DNS.
+    pub fn with_lease(mut self, lease: &crate::ipam::Lease) -> Self {
+        self.ips = lease.result_ips();
+        self.routes.clone_from(&lease.routes);
+        if let Some(dns) = &lease.dns {
+            self.dns = dns.clone();
+        }
+        self
     }
 }

@@ -56,7 +56,7 @@ pub fn run(args: LabArgs) -> anyhow::Result<()> {
             sharing,
             xdp_mode,
             policy: None,
-            daemon: Default::default(),
+            ..Default::default()
         };
         eprintln!(
             "building the lab node: {} NICs x {} queues, sharing {}",

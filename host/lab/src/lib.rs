@@ -67,6 +67,8 @@ pub struct LabConfig {
     pub policy: Option<serde_json::Value>,
     /// How afxdp-dp runs.
     pub daemon: DaemonRun,
+    /// The CNI config's `ipam` block (a Debian IPAM plugin); `None`: no addresses.
+    pub ipam: Option<serde_json::Value>,
 }
 
 /// How the lab runs afxdp-dp.
@@ -88,6 +90,7 @@ impl Default for LabConfig {
             xdp_mode: "native",
             policy: None,
             daemon: DaemonRun::InProcess,
+            ipam: None,
         }
     }
 }
@@ -379,6 +382,15 @@ impl Lab {
         self.kubelet
             .as_mut()
             .expect("kubelet stand-in runs until teardown")
+    }
+
+    /// The CNI network config the lab's runtime passes for `device`.
+    pub fn net_conf(&self, device: &str) -> serde_json::Value {
+        let mut conf = cni::net_conf(device, &self.paths.node_api, "1.1.0");
+        if let Some(ipam) = &self.cfg.ipam {
+            conf["ipam"] = ipam.clone();
+        }
+        conf
     }
 
     pub fn nic(&self, device: &str) -> Option<&Nic> {

@@ -145,7 +145,7 @@ impl Pod {
     /// veth would destroy the device).
     pub async fn try_remove(mut self, lab: &Lab) -> Result<(), (Box<Pod>, LabError)> {
         self.stop_app();
-        let conf = cni::net_conf(&self.device, &lab.paths.node_api, "1.1.0");
+        let conf = lab.net_conf(&self.device);
         let del = cni::exec(
             &lab.cni,
             "DEL",
@@ -271,7 +271,7 @@ async fn allocate(lab: &Lab, resource: &str, namespace: &str, name: &str) -> Res
 
 /// CNI ADD, the wire side's neighbour entry, the app until ready.
 async fn plumb_and_start(lab: &Lab, pod: &mut Pod) -> Result<(), LabError> {
-    let conf = cni::net_conf(&pod.device, &lab.paths.node_api, "1.1.0");
+    let conf = lab.net_conf(&pod.device);
     pod.add = cni::exec(
         &lab.cni,
         "ADD",

@@ -8,6 +8,7 @@
 //! Most operations need `CAP_NET_ADMIN`; entering a namespace needs `CAP_SYS_ADMIN`.
 #![deny(missing_docs)]
 
+pub mod addr;
 pub mod discover;
 mod error;
 pub mod ethtool;
@@ -17,6 +18,7 @@ mod nl;
 pub mod ntuple;
 pub mod watch;
 
+pub use addr::{add_address, add_route};
 pub use discover::{default_route_interfaces, get, list};
 pub use error::NetdevError;
 pub use ethtool::{ChannelCounts, Channels, DriverInfo};

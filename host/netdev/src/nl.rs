@@ -19,6 +19,8 @@ const NLM_F_REQUEST: u16 = 0x1;
 const NLM_F_ACK: u16 = 0x4;
 const NLM_F_DUMP_INTR: u16 = 0x10;
 const NLM_F_DUMP: u16 = 0x300;
+const NLM_F_REPLACE: u16 = 0x100;
+const NLM_F_CREATE: u16 = 0x400;
 const NLM_F_CAPPED: u16 = 0x100;
 const NLM_F_ACK_TLVS: u16 = 0x200;
 const NLMSGERR_ATTR_MSG: u16 = 1;
@@ -216,6 +218,12 @@ impl Request {
         let mut v = s.as_bytes().to_vec();
         v.push(0);
         self.attr(ty, &v)
+    }
+
+    /// Create the object, or replace one that exists (`NLM_F_CREATE | NLM_F_REPLACE`).
+    pub(crate) fn create_or_replace(mut self) -> Self {
+        self.add_flags(NLM_F_CREATE | NLM_F_REPLACE);
+        self
     }
 
     fn add_flags(&mut self, flags: u16) {
