@@ -92,6 +92,44 @@ async fn pods_get_leased_addresses_and_every_failed_add_gives_the_lease_back() {
     pod.wait_total(sent, Duration::from_secs(10))
         .expect("the pod receives");
 
+    // CHECK holds the pod to its ADD result, naming what differs.
+    let mut check_conf = lab.net_conf(&pod.device);
+    check_conf["prevResult"] = result.clone();
+    let check = |lab: &Lab| {
+        let pod = &lab.pods[0];
+        cni::exec(
+            &lab.cni,
+            "CHECK",
+            &pod.container_id,
+            Some(pod.netns.path()),
+            "net1",
+            "lab",
+            "p",
+            &check_conf,
+        )
+        .expect("exec CHECK")
+    };
+    let ok = check(&lab);
+    assert!(ok.success, "{ok:?}");
+    pod.netns
+        .exec(&["ip", "route", "del", "10.78.0.0/16"])
+        .expect("drop the route");
+    let out = check(&lab);
+    assert!(!out.success && code(&out) == 103, "{out:?}");
+    assert!(
+        out.stdout.contains("route 10.78.0.0/16 via 10.77.0.1"),
+        "{out:?}"
+    );
+    pod.netns
+        .exec(&["ip", "addr", "del", &address, "dev", &pod.device])
+        .expect("drop the address");
+    let out = check(&lab);
+    assert!(!out.success && code(&out) == 103, "{out:?}");
+    assert!(
+        out.stdout.contains(&format!("address {address}")),
+        "{out:?}"
+    );
+
     // DEL releases the lease (and the device).
     lab.remove_pod("p").await.expect("remove");
     assert!(
@@ -170,6 +208,30 @@ async fn the_static_plugin_gives_the_configured_address() {
     .expect("lab");
     lab.add_pod("s").await.expect("pod");
     let pod = &lab.pods[0];
+    // Each config version is answered in its own result format.
+    for (version, ip_version) in [("0.4.0", Some("4")), ("1.0.0", None)] {
+        let mut conf = lab.net_conf(&pod.device);
+        conf["cniVersion"] = version.into();
+        let out = cni::exec(
+            &lab.cni,
+            "ADD",
+            &pod.container_id,
+            Some(pod.netns.path()),
+            "net1",
+            "lab",
+            "s",
+            &conf,
+        )
+        .expect("exec ADD again");
+        let r = out.json().unwrap_or_else(|| panic!("{version}: {out:?}"));
+        assert_eq!(r["cniVersion"], version, "{r}");
+        assert_eq!(
+            r["ips"][0]["version"].as_str(),
+            ip_version,
+            "{version}: {r}"
+        );
+        assert_eq!(r["ips"][0]["address"], "10.79.0.9/24", "{r}");
+    }
     let in_pod = pod
         .netns
         .exec(&["ip", "-o", "addr", "show", "dev", &pod.device])

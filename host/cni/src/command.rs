@@ -304,7 +304,8 @@ fn del(env: &Env, conf: &NetConf, stdin: &[u8]) -> Result<Output, CniError> {
     Ok(None)
 }
 
-/// CHECK: the device is in the pod netns, up, and still allocated.
+/// CHECK: the device is in the pod netns, up, with the addresses and
+/// routes `prevResult` says, and still allocated.
 fn check(env: &Env, conf: &NetConf) -> Result<Output, CniError> {
     let device = conf.device()?;
     if conf.prev_result.is_none() {
@@ -335,6 +336,9 @@ fn check(env: &Env, conf: &NetConf) -> Result<Output, CniError> {
             format!("device {device} is down"),
             "",
         ));
+    }
+    if let Some(prev) = &conf.prev_result {
+        crate::ipam::check(&pod, device, &nd.addresses, prev)?;
     }
     let s = device_settings(env, conf, device, Vec::new())?;
     if !s.allocated {

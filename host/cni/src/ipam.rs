@@ -289,6 +289,61 @@ pub fn apply(pod: &NetnsHandle, device: &str, lease: &Lease) -> Result<(), CniEr
     Ok(())
 }
 
+/// CHECK against `prev` (the ADD result): every address `prev` puts on
+/// `device` is on it (`have`: the device's addresses now), and, when it
+/// has any, every route of `prev` is out of `device` in `pod`. The error
+/// names what differs.
+pub fn check(
+    pod: &NetnsHandle,
+    device: &str,
+    have: &[IpAddr],
+    prev: &serde_json::Value,
+) -> Result<(), CniError> {
+    let differs = |what: String| CniError::new(Code::CheckFailed, what, "");
+    let ours = |ip: &serde_json::Value| match ip.get("interface").and_then(|i| i.as_u64()) {
+        Some(i) => prev["interfaces"][i as usize]["name"].as_str() == Some(device),
+        None => true,
+    };
+    let lease = Lease {
+        ips: prev["ips"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|ip| ours(ip))
+            .cloned()
+            .collect(),
+        routes: prev["routes"].as_array().cloned().unwrap_or_default(),
+        dns: None,
+    };
+    let addresses = lease.addresses()?;
+    for a in &addresses {
+        if !have.contains(&a.address) {
+            return Err(differs(format!(
+                "address {}/{} is not on {device} (it has {have:?})",
+                a.address, a.prefix
+            )));
+        }
+    }
+    if addresses.is_empty() {
+        return Ok(());
+    }
+    let present = afxdp_netdev::routes(pod, device)
+        .map_err(|e| CniError::new(Code::Netlink, "listing routes", e.to_string()))?;
+    for r in lease.routes()? {
+        let found = present.iter().any(|p| {
+            p.dst == r.dst && p.prefix == r.prefix && (r.gw.is_none() || p.gateway == r.gw)
+        });
+        if !found {
+            let via = r.gw.map(|g| format!(" via {g}")).unwrap_or_default();
+            return Err(differs(format!(
+                "route {}/{}{via} is not out of {device}",
+                r.dst, r.prefix
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Releases a lease on drop unless disarmed: every ADD step after the
 /// lease that fails gives it back.
 pub struct LeaseGuard<'a> {

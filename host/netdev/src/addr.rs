@@ -115,3 +115,81 @@ pub fn add_route(
         sock.request_ack("RTM_NEWROUTE", req)
     })?
 }
+
+/// A route of the main table out of one link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// Destination (`0.0.0.0` / `::` with prefix 0 for a default route).
+    pub dst: IpAddr,
+    /// Destination prefix length.
+    pub prefix: u8,
+    /// Gateway, `None` when on-link.
+    pub gateway: Option<IpAddr>,
+}
+
+fn ip_from(family: u8, b: &[u8]) -> Option<IpAddr> {
+    if i32::from(family) == libc::AF_INET {
+        let o: [u8; 4] = b.get(..4)?.try_into().ok()?;
+        Some(IpAddr::from(o))
+    } else {
+        let o: [u8; 16] = b.get(..16)?.try_into().ok()?;
+        Some(IpAddr::from(o))
+    }
+}
+
+/// One `RTM_NEWROUTE` payload: the route, and its output link.
+fn parse_route(payload: &[u8]) -> Result<Option<(Route, Option<u32>)>, String> {
+    let header = payload.get(..12).ok_or("short rtmsg")?;
+    let (family, prefix, table) = (header[0], header[1], header[4]);
+    let ip_family = i32::from(family) == libc::AF_INET || i32::from(family) == libc::AF_INET6;
+    if !ip_family || table != RT_TABLE_MAIN || header[7] != nl::RTN_UNICAST {
+        return Ok(None);
+    }
+    let unspecified = if i32::from(family) == libc::AF_INET {
+        IpAddr::from([0u8; 4])
+    } else {
+        IpAddr::from([0u8; 16])
+    };
+    let mut route = Route {
+        dst: unspecified,
+        prefix,
+        gateway: None,
+    };
+    let mut oif = None;
+    for (ty, p) in nl::parse_attrs(&payload[12..])? {
+        match ty {
+            RTA_DST => route.dst = ip_from(family, p).ok_or("short RTA_DST")?,
+            RTA_GATEWAY => route.gateway = ip_from(family, p),
+            nl::RTA_OIF => oif = nl::u32_at(p, 0),
+            _ => {}
+        }
+    }
+    Ok(Some((route, oif)))
+}
+
+/// The main table's routes out of `ifname` in `ns` (`ip route show dev`).
+///
+/// # Errors
+/// [`NetdevError::NoSuchLink`]; netlink failures.
+pub fn routes(ns: &NetnsHandle, ifname: &str) -> Result<Vec<Route>, NetdevError> {
+    const OP: &str = "RTM_GETROUTE (dump)";
+    validate_ifname(ifname)?;
+    in_netns(ns, || {
+        let mut sock = NlSocket::open(0)?;
+        let index = ifindex(&mut sock, OP, ifname)?;
+        let mut out = Vec::new();
+        for m in sock.dump(OP, &Request::new(nl::RTM_GETROUTE, true, &[0u8; 12]))? {
+            if m.ty != nl::RTM_NEWROUTE {
+                continue;
+            }
+            let parsed = parse_route(&m.payload)
+                .map_err(|detail| NetdevError::Malformed { op: OP, detail })?;
+            if let Some((r, Some(oif))) = parsed {
+                if oif == index {
+                    out.push(r);
+                }
+            }
+        }
+        Ok(out)
+    })?
+}

@@ -18,7 +18,7 @@ mod nl;
 pub mod ntuple;
 pub mod watch;
 
-pub use addr::{add_address, add_route};
+pub use addr::{add_address, add_route, routes, Route};
 pub use discover::{default_route_interfaces, get, list};
 pub use error::NetdevError;
 pub use ethtool::{ChannelCounts, Channels, DriverInfo};
