@@ -96,18 +96,9 @@ async fn pods_get_leased_addresses_and_every_failed_add_gives_the_lease_back() {
     let mut check_conf = lab.net_conf(&pod.device);
     check_conf["prevResult"] = result.clone();
     let check = |lab: &Lab| {
-        let pod = &lab.pods[0];
-        cni::exec(
-            &lab.cni,
-            "CHECK",
-            &pod.container_id,
-            Some(pod.netns.path()),
-            "net1",
-            "lab",
-            "p",
-            &check_conf,
-        )
-        .expect("exec CHECK")
+        lab.pods[0]
+            .cni(lab, "CHECK", &check_conf)
+            .expect("exec CHECK")
     };
     let ok = check(&lab);
     assert!(ok.success, "{ok:?}");
@@ -212,17 +203,7 @@ async fn the_static_plugin_gives_the_configured_address() {
     for (version, ip_version) in [("0.4.0", Some("4")), ("1.0.0", None)] {
         let mut conf = lab.net_conf(&pod.device);
         conf["cniVersion"] = version.into();
-        let out = cni::exec(
-            &lab.cni,
-            "ADD",
-            &pod.container_id,
-            Some(pod.netns.path()),
-            "net1",
-            "lab",
-            "s",
-            &conf,
-        )
-        .expect("exec ADD again");
+        let out = pod.cni(&lab, "ADD", &conf).expect("exec ADD again");
         let r = out.json().unwrap_or_else(|| panic!("{version}: {out:?}"));
         assert_eq!(r["cniVersion"], version, "{r}");
         assert_eq!(

@@ -139,23 +139,33 @@ impl Pod {
         })
     }
 
+    /// Exec afxdp-cni `command` for this pod's attachment with `conf`.
+    pub fn cni(
+        &self,
+        lab: &Lab,
+        command: &str,
+        conf: &serde_json::Value,
+    ) -> Result<CniOutcome, LabError> {
+        cni::exec(
+            &lab.cni,
+            command,
+            &self.container_id,
+            Some(self.netns.path()),
+            "net1",
+            &self.namespace,
+            &self.name,
+            conf,
+        )
+        .map_err(|e| step(format!("CNI {command}"))(e.to_string()))
+    }
+
     /// Stop the app and CNI DEL; only once the DEL succeeded is the pod
     /// forgotten in kubelet and its netns deleted. A failed DEL gives the pod
     /// back, to retry as runtimes do (deleting a netns that still holds a
     /// veth would destroy the device).
     pub async fn try_remove(mut self, lab: &Lab) -> Result<(), (Box<Pod>, LabError)> {
         self.stop_app();
-        let conf = lab.net_conf(&self.device);
-        let del = cni::exec(
-            &lab.cni,
-            "DEL",
-            &self.container_id,
-            Some(self.netns.path()),
-            "net1",
-            &self.namespace,
-            &self.name,
-            &conf,
-        );
+        let del = self.cni(lab, "DEL", &lab.net_conf(&self.device));
         let failure = match del {
             Err(e) => step("CNI DEL")(e.to_string()),
             Ok(del) if !del.success => {
