@@ -18,7 +18,7 @@ fn timeout(conf: &NetConf) -> Duration {
     Duration::from_millis(conf.node_api_timeout_ms.unwrap_or(2000))
 }
 
-fn device_ref(env: &Env, device: &str, addresses: Vec<String>) -> DeviceRef {
+fn device_ref(env: &Env, conf: &NetConf, device: &str, addresses: Vec<String>) -> DeviceRef {
     // The pod's netns identity (the UDS handshake checks its peer against it).
     let (netns_dev, netns_ino) = env
         .netns
@@ -42,6 +42,8 @@ fn device_ref(env: &Env, device: &str, addresses: Vec<String>) -> DeviceRef {
         pod_name: env.args.get("K8S_POD_NAME").cloned().unwrap_or_default(),
         // The IPAM lease's addresses (filter rules are templated with them).
         addresses,
+        network: conf.name.clone(),
+        ifname: env.ifname.clone(),
     }
 }
 
@@ -77,7 +79,7 @@ fn device_settings(
     };
     NodeClient::connect(&conf.node_api_socket(), timeout(conf))
         .map_err(again("afxdp-dp is not reachable"))?
-        .settings(device_ref(env, device, addresses))
+        .settings(device_ref(env, conf, device, addresses))
         .map_err(again("afxdp-dp did not answer"))
 }
 
@@ -89,6 +91,7 @@ pub fn run(env: &Env, stdin: &[u8]) -> Result<Output, CniError> {
         "DEL" => del(env, &NetConf::parse(stdin)?, stdin),
         "CHECK" => check(env, &NetConf::parse(stdin)?),
         "STATUS" => status(&NetConf::parse(stdin)?),
+        "GC" => gc(&NetConf::parse(stdin)?, stdin),
         other => Err(CniError::new(
             Code::InvalidEnv,
             format!("unsupported CNI_COMMAND {other:?}"),
@@ -284,7 +287,7 @@ fn del(env: &Env, conf: &NetConf, stdin: &[u8]) -> Result<Output, CniError> {
         }
     }
     match NodeClient::connect(&conf.node_api_socket(), timeout(conf))
-        .and_then(|mut c| c.release(device_ref(env, device, Vec::new())))
+        .and_then(|mut c| c.release(device_ref(env, conf, device, Vec::new())))
     {
         Ok(released) => tracing::info!(device, released, "afxdp-dp released the device"),
         Err(NodeError::Unreachable { path, detail }) => {
@@ -347,6 +350,33 @@ fn check(env: &Env, conf: &NetConf) -> Result<Output, CniError> {
             format!("device {device} is no longer allocated"),
             "",
         ));
+    }
+    Ok(None)
+}
+
+/// GC: afxdp-dp releases every device plumbed through this network that
+/// is not among `cni.dev/valid-attachments`; the IPAM plugin, when it
+/// speaks GC (spec 1.1), releases its stale leases.
+fn gc(conf: &NetConf, stdin: &[u8]) -> Result<Output, CniError> {
+    let valid = conf
+        .valid_attachments
+        .iter()
+        .map(|a| afxdp_proto::nodeapi::Attachment {
+            container_id: a.container_id.clone(),
+            ifname: a.ifname.clone(),
+        })
+        .collect();
+    let released = NodeClient::connect(&conf.node_api_socket(), timeout(conf))
+        .and_then(|mut c| {
+            c.collect_garbage(afxdp_proto::nodeapi::GcRequest {
+                network: conf.name.clone(),
+                valid,
+            })
+        })
+        .map_err(|e| CniError::new(Code::TryAgainLater, "afxdp-dp GC failed", e.to_string()))?;
+    tracing::info!(network = %conf.name, ?released, "GC");
+    if let Some(plugin) = crate::ipam::plugin_of(conf.ipam.as_ref())? {
+        crate::ipam::gc(&plugin, stdin);
     }
     Ok(None)
 }

@@ -52,6 +52,17 @@ pub struct NetConf {
     /// The IPAM plugin to delegate to (`type`, and its own settings).
     #[serde(default)]
     pub ipam: Option<serde_json::Value>,
+    /// GC: the attachments the runtime still has (spec 1.1).
+    #[serde(rename = "cni.dev/valid-attachments", default)]
+    pub valid_attachments: Vec<ValidAttachment>,
+}
+
+/// One entry of `cni.dev/valid-attachments`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ValidAttachment {
+    #[serde(rename = "containerID")]
+    pub container_id: String,
+    pub ifname: String,
 }
 
 impl NetConf {

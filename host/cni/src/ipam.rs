@@ -273,6 +273,17 @@ pub fn del(name: &str, stdin: &[u8]) -> Result<(), CniError> {
         .map(|_| tracing::info!(plugin = name, "IPAM lease released"))
 }
 
+/// IPAM GC (best effort): plugins older than spec 1.1 do not speak it.
+pub fn gc(name: &str, stdin: &[u8]) {
+    match exec(name, "GC", stdin) {
+        Ok(_) => tracing::info!(plugin = name, "IPAM GC done"),
+        Err(e) if e.code == Code::IncompatibleVersion as u32 => {
+            tracing::info!(plugin = name, "IPAM plugin has no GC (spec 1.1)")
+        }
+        Err(e) => tracing::warn!(plugin = name, error = %e, "IPAM GC failed"),
+    }
+}
+
 /// Apply `lease`'s addresses, then its routes, to `device` in `pod`.
 pub fn apply(pod: &NetnsHandle, device: &str, lease: &Lease) -> Result<(), CniError> {
     let netlink = |what: &'static str| {

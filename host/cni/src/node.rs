@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use afxdp_proto::nodeapi::{node_api_client::NodeApiClient, DeviceRef, DeviceSettings};
+use afxdp_proto::nodeapi::{node_api_client::NodeApiClient, DeviceRef, DeviceSettings, GcRequest};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -43,7 +43,7 @@ impl NodeClient {
         self.rt
             .block_on(c.get_device_settings(dev))
             .map(|r| r.into_inner())
-            .map_err(|s| NodeError::Refused(format!("{}: {}", s.code(), s.message())))
+            .map_err(refused)
     }
 
     pub fn release(&mut self, dev: DeviceRef) -> Result<bool, NodeError> {
@@ -51,8 +51,21 @@ impl NodeClient {
         self.rt
             .block_on(c.release_device(dev))
             .map(|r| r.into_inner().released)
-            .map_err(|s| NodeError::Refused(format!("{}: {}", s.code(), s.message())))
+            .map_err(refused)
     }
+
+    /// CNI GC: the devices afxdp-dp released.
+    pub fn collect_garbage(&mut self, req: GcRequest) -> Result<Vec<String>, NodeError> {
+        let c = &mut self.client;
+        self.rt
+            .block_on(c.collect_garbage(req))
+            .map(|r| r.into_inner().released)
+            .map_err(refused)
+    }
+}
+
+fn refused(s: tonic::Status) -> NodeError {
+    NodeError::Refused(format!("{}: {}", s.code(), s.message()))
 }
 
 fn source_chain(e: &dyn std::error::Error) -> String {

@@ -87,6 +87,8 @@ fn claimant(r: &api::DeviceRef) -> Claimant {
             dev: r.netns_dev,
             ino: r.netns_ino,
         }),
+        network: r.network.clone(),
+        ifname: r.ifname.clone(),
     }
 }
 
@@ -166,6 +168,29 @@ impl NodeApi for NodeApiService {
         Ok(Response::new(api::ReleaseResult {
             released: released == Released::Freed,
         }))
+    }
+
+    async fn collect_garbage(
+        &self,
+        req: Request<api::GcRequest>,
+    ) -> Result<Response<api::GcResult>, Status> {
+        let r = req.into_inner();
+        if r.network.is_empty() {
+            return Err(Status::invalid_argument("network is empty"));
+        }
+        let valid: std::collections::BTreeSet<(String, String)> = r
+            .valid
+            .into_iter()
+            .map(|a| (a.container_id, a.ifname))
+            .collect();
+        let agent = self.agent.clone();
+        let span = tracing::info_span!("gc", network = %r.network, valid = valid.len());
+        let released = tokio::task::spawn_blocking(move || {
+            span.in_scope(|| agent.collect_garbage(&r.network, &valid))
+        })
+        .await
+        .map_err(|e| Status::internal(format!("gc task: {e}")))?;
+        Ok(Response::new(api::GcResult { released }))
     }
 }
 

@@ -45,6 +45,12 @@ pub struct Claim {
     /// The pod's network namespace, when the CNI could tell.
     #[serde(default)]
     pub netns: Option<NetnsId>,
+    /// The CNI network (config `name`) and interface of the attachment
+    /// (empty from a CNI that did not say): CNI GC matches on them.
+    #[serde(default)]
+    pub network: String,
+    #[serde(default)]
+    pub ifname: String,
 }
 
 /// A CNI request about a device: who is asking.
@@ -54,6 +60,8 @@ pub struct Claimant {
     pub pod_namespace: String,
     pub pod_name: String,
     pub netns: Option<NetnsId>,
+    pub network: String,
+    pub ifname: String,
 }
 
 impl Claimant {
@@ -68,6 +76,8 @@ impl Claimant {
             container_id: self.container_id.clone(),
             pod: self.pod(),
             netns: self.netns,
+            network: self.network.clone(),
+            ifname: self.ifname.clone(),
         }
     }
 
@@ -148,7 +158,7 @@ mod tests {
             container_id: container.into(),
             pod_namespace: ns.into(),
             pod_name: name.into(),
-            netns: None,
+            ..Default::default()
         }
     }
 

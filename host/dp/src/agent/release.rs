@@ -209,6 +209,45 @@ impl Agent {
         released
     }
 
+    /// CNI GC of `network`: release every device CNI ADD plumbed through
+    /// `network` whose (container, ifname) is not in `valid`; nothing else
+    /// (other networks' attachments, devices allocated but not plumbed,
+    /// claims from a CNI that named no network). Returns the released
+    /// devices. Blocks.
+    pub fn collect_garbage(
+        &self,
+        network: &str,
+        valid: &std::collections::BTreeSet<(String, String)>,
+    ) -> Vec<String> {
+        let stale: Vec<String> = self
+            .lock()
+            .state
+            .allocations
+            .values()
+            .filter(|a| {
+                a.claim.as_ref().is_some_and(|c| {
+                    c.network == network
+                        && !valid.contains(&(c.container_id.clone(), c.ifname.clone()))
+                })
+            })
+            .map(|a| a.device.clone())
+            .collect();
+        let mut released = Vec::new();
+        for device in stale {
+            tracing::info!(
+                device,
+                network,
+                "CNI GC: attachment not among the valid ones; releasing"
+            );
+            match self.release(&device, ReleaseBy::Operator) {
+                Ok(Released::Freed) => released.push(device),
+                Ok(_) => {}
+                Err(e) => tracing::error!(device, error = %e, "CNI GC: release failed"),
+            }
+        }
+        released
+    }
+
     /// The device is back in the host netns (CNI DEL moved it): up again,
     /// prepared if the daemon prepares, published as free in the pool that
     /// holds it now (a reload may have moved it from `was_in`; then it may
