@@ -128,6 +128,12 @@ async fn del_is_idempotent_on_a_real_node() {
         )
         .expect("exec")
     };
+    // STATUS: afxdp-dp is up and registered.
+    let status = cni::exec(&lab.cni, "STATUS", "", None, "", "", "", &conf).expect("exec");
+    assert!(
+        status.success && status.stdout.trim().is_empty(),
+        "{status:?}"
+    );
     // CHECK passes while the pod is plumbed.
     let mut check_conf = conf.clone();
     check_conf["prevResult"] = pod.add.json().expect("ADD result");
@@ -173,5 +179,7 @@ async fn del_is_idempotent_on_a_real_node() {
     }
     let down = del(Some(gone));
     assert!(down.success, "DEL with afxdp-dp down: {down:?}");
+    let status = cni::exec(&lab.cni, "STATUS", "", None, "", "", "", &conf).expect("exec");
+    assert_eq!(error_code(&status), 50, "{status:?}");
     lab.teardown().await.expect("teardown");
 }

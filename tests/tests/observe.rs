@@ -55,6 +55,22 @@ async fn readyz_turns_ready_only_once_registered_with_the_kubelet() {
     let (status, why) = fetch(addr, "/readyz").await;
     assert_eq!(status, 503, "ready without a kubelet: {why}");
     assert!(why.contains("empty"), "{why}");
+    // CNI STATUS says the same: code 50, the reason given.
+    let cni_status = || {
+        let conf = afxdp_lab::cni::net_conf("", &state.join("node.sock"), "1.1.0");
+        let cni = afxdp_lab::bins::find("afxdp-cni").expect("afxdp-cni built");
+        afxdp_lab::cni::exec(&cni, "STATUS", "", None, "", "", "", &conf).expect("exec")
+    };
+    let out = cni_status();
+    assert!(!out.success, "{out:?}");
+    let err = out.json().expect("error JSON");
+    assert_eq!(err["code"], 50, "{err}");
+    assert!(
+        err["details"]
+            .as_str()
+            .is_some_and(|d| d.contains("not ready") && d.contains("empty")),
+        "{err}"
+    );
 
     let kubelet =
         afxdp_kubelet_standin::KubeletStandin::start(&plugins, &root.join("pr/kubelet.sock"))
@@ -76,6 +92,8 @@ async fn readyz_turns_ready_only_once_registered_with_the_kubelet() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let out = cni_status();
+    assert!(out.success, "STATUS once ready: {out:?}");
     daemon.stop().await;
     kubelet.shutdown().await;
     let _ = nix::mount::umount2(&state.join("pins"), nix::mount::MntFlags::MNT_DETACH);

@@ -180,6 +180,7 @@ fn add(env: &Env, conf: &NetConf, stdin: &[u8]) -> Result<Output, CniError> {
         mac: nd.as_ref().and_then(|n| n.mac.clone()),
         mtu: nd.as_ref().map(|n| n.mtu),
         sandbox: Some(netns_path.display().to_string()),
+        pci_id: (!settings.pci_address.is_empty()).then(|| settings.pci_address.clone()),
     };
     let mut result = CniResult::with_interface(&conf.cni_version, iface);
     if let Some(lease) = &lease {
@@ -381,15 +382,15 @@ fn gc(conf: &NetConf, stdin: &[u8]) -> Result<Output, CniError> {
     Ok(None)
 }
 
-/// STATUS: ready when afxdp-dp answers on the node API.
+/// STATUS: success when afxdp-dp answers on the node API and is ready
+/// (config loaded, every pool registered with kubelet); else code 50 with
+/// the reason.
 fn status(conf: &NetConf) -> Result<Output, CniError> {
+    let unavailable =
+        |reason: String| CniError::new(Code::NotAvailable, "afxdp-dp is not available", reason);
     NodeClient::connect(&conf.node_api_socket(), timeout(conf))
-        .map(|_| None)
-        .map_err(|e| {
-            CniError::new(
-                Code::NotAvailable,
-                "afxdp-dp is not available",
-                e.to_string(),
-            )
-        })
+        .and_then(|mut c| c.status())
+        .map_err(|e| unavailable(e.to_string()))?
+        .map_err(|why| unavailable(format!("not ready: {why}")))?;
+    Ok(None)
 }

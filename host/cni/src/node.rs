@@ -54,6 +54,22 @@ impl NodeClient {
             .map_err(refused)
     }
 
+    /// CNI STATUS: `Err(reason)` when afxdp-dp is not ready.
+    pub fn status(&mut self) -> Result<Result<(), String>, NodeError> {
+        let c = &mut self.client;
+        self.rt
+            .block_on(c.get_status(afxdp_proto::nodeapi::StatusRequest {}))
+            .map(|r| {
+                let s = r.into_inner();
+                if s.ready {
+                    Ok(())
+                } else {
+                    Err(s.reason)
+                }
+            })
+            .map_err(refused)
+    }
+
     /// CNI GC: the devices afxdp-dp released.
     pub fn collect_garbage(&mut self, req: GcRequest) -> Result<Vec<String>, NodeError> {
         let c = &mut self.client;

@@ -11,6 +11,9 @@ pub struct Interface {
     pub mtu: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<String>,
+    /// The device's PCI address, when it has one (spec 1.1 `pciID`).
+    #[serde(rename = "pciID", default, skip_serializing_if = "Option::is_none")]
+    pub pci_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

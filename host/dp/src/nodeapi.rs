@@ -138,6 +138,7 @@ impl NodeApi for NodeApiService {
                 filter_rules: s.filter_rules.iter().map(rule_to_wire).collect(),
                 filters_required: s.filters_required,
                 policy_digest: s.policy_digest.unwrap_or_default(),
+                pci_address: s.allocation.netdev.pci.clone().unwrap_or_default(),
             },
             None => api::DeviceSettings {
                 device: r.device,
@@ -168,6 +169,17 @@ impl NodeApi for NodeApiService {
         Ok(Response::new(api::ReleaseResult {
             released: released == Released::Freed,
         }))
+    }
+
+    async fn get_status(
+        &self,
+        _: Request<api::StatusRequest>,
+    ) -> Result<Response<api::NodeStatus>, Status> {
+        let (ready, reason) = match self.agent.metrics().ready() {
+            Ok(()) => (true, String::new()),
+            Err(why) => (false, why),
+        };
+        Ok(Response::new(api::NodeStatus { ready, reason }))
     }
 
     async fn collect_garbage(
