@@ -171,6 +171,46 @@ async fn cni_latency(n: usize) -> (Vec<Duration>, Vec<Duration>) {
     (add, del)
 }
 
+/// The reference plugin doing the same move: Debian's `host-device` ADD
+/// and DEL of a 4-queue veth (exec'd as a runtime does), the peer afxdp-cni
+/// is measured against.
+fn host_device_latency(n: usize) -> (Vec<Duration>, Vec<Duration>) {
+    let plugin = std::path::Path::new("/usr/lib/cni/host-device");
+    assert!(
+        plugin.is_file(),
+        "containernetworking-plugins not installed"
+    );
+    let pod = afxdp_testnet::Netns::new("afxhd").expect("netns");
+    let a = afxdp_testnet::unique_name("hd");
+    let b = afxdp_testnet::unique_name("hd");
+    let _veth = afxdp_testnet::VethPair::new(&a, &b, 4).expect("veth");
+    let conf = serde_json::json!({
+        "cniVersion": "1.0.0", "name": "hd-bench", "type": "host-device", "device": a,
+    });
+    let (mut add, mut del) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for i in 0..n {
+        let cid = format!("hd-{i}");
+        let run = |command: &str| {
+            let out = cni::exec(
+                plugin,
+                command,
+                &cid,
+                Some(pod.path()),
+                &a,
+                "bench",
+                "p",
+                &conf,
+            )
+            .expect("exec host-device");
+            assert!(out.success, "host-device {command}: {out:?}");
+            out.elapsed
+        };
+        add.push(run("ADD"));
+        del.push(run("DEL"));
+    }
+    (add, del)
+}
+
 /// The kernel's own cost of what CNI ADD must do, in process and without
 /// exec: move a 4-queue veth into a netns and bring it up, then move it back;
 /// with `xdp`, the veth carries the built-in program in native mode, as an
@@ -235,6 +275,16 @@ fn main() {
         let alloc_pinned = allocate_latency(Sharing::Pinned, false, n).await;
         let alloc_prepared = allocate_latency(Sharing::Uds, true, n).await;
         let (add, del) = cni_latency(n.min(100)).await;
+        let (hd_add, hd_del) = host_device_latency(n.min(100));
+        let ratio = |ours: &[Duration], theirs: &[Duration]| {
+            let p50 = |v: &[Duration]| {
+                let mut v = v.to_vec();
+                v.sort();
+                percentile(&v, 0.50).as_secs_f64()
+            };
+            p50(ours) / p50(theirs)
+        };
+        let (add_ratio, del_ratio) = (ratio(&add, &hd_add), ratio(&del, &hd_del));
         let (floor_in, floor_back) = netns_move_floor(n.min(100), false);
         let (xdp_in, xdp_back) = netns_move_floor(n.min(100), true);
         println!("\nafxdp-rs foundation bench (ms)");
@@ -259,6 +309,11 @@ fn main() {
         );
         row("afxdp-cni ADD (exec)", add, Some(Duration::from_millis(10)));
         row("afxdp-cni DEL (exec)", del, None);
+        row("host-device ADD (exec, reference)", hd_add, None);
+        row("host-device DEL (exec, reference)", hd_del, None);
+        println!(
+            "afxdp-cni / host-device p50: ADD {add_ratio:.2}x, DEL {del_ratio:.2}x (DEL target <= 1.0x)"
+        );
         row("kernel: veth into netns + up", floor_in, None);
         row("kernel: veth back to host netns", floor_back, None);
         row("kernel: XDP veth into netns + up", xdp_in, None);

@@ -151,6 +151,7 @@ async fn del_is_idempotent_on_a_real_node() {
     assert!(check.success, "{check:?}");
     let first = del(Some(pod.netns.path()));
     assert!(first.success, "{first:?}");
+    lab.settle(&nic).await; // DEL is answered before the detach ends
     assert!(
         afxdp_netdev::get(&nic).expect("lookup").is_some(),
         "device back"

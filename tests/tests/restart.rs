@@ -155,12 +155,7 @@ async fn a_device_whose_program_vanished_is_unhealthy_with_the_reason() {
         "still attached"
     );
 
-    lab.daemon = Some(
-        Daemon::start(lab.paths.daemon_options())
-            .await
-            .expect("restart afxdp-dp"),
-    );
-    let agent = lab.daemon.as_ref().expect("daemon").agent.clone();
+    let agent = start_again(&mut lab).await;
     assert!(
         agent.allocation(&nic).is_none(),
         "a lost allocation was kept"
@@ -184,12 +179,7 @@ async fn a_device_whose_program_vanished_is_unhealthy_with_the_reason() {
     lab.remove_pod("orphaned")
         .await
         .expect("CNI DEL of the lost pod");
-    lab.kubelet()
-        .wait_devices(RESOURCE, Duration::from_secs(10), |d| {
-            d.len() == 1 && d[0].is_healthy()
-        })
-        .await
-        .expect("healthy again once back");
+    wait_one_healthy(&lab).await;
     assert_eq!(agent.unhealthy_reason(&nic), None);
     lab.add_pod("next")
         .await
@@ -242,12 +232,7 @@ async fn after_a_reboot_afxdp_dp_starts_clean_and_stale_dels_succeed() {
         !afxdp_e2e::xdp_attached(&nic),
         "a program survived the reboot"
     );
-    lab.kubelet()
-        .wait_devices(RESOURCE, Duration::from_secs(10), |d| {
-            d.len() == 1 && d[0].is_healthy()
-        })
-        .await
-        .expect("the device is free and healthy");
+    wait_one_healthy(&lab).await;
 
     // The runtime cleans up the old sandbox: DEL with its netns gone.
     let conf = afxdp_lab::cni::net_conf(&nic, &lab.paths.node_api, "1.1.0");
@@ -296,4 +281,57 @@ async fn a_clean_shutdown_leaves_only_the_pins_mount() {
             .expect("restart"),
     );
     lab.teardown().await.expect("teardown");
+}
+
+/// A CNI DEL is answered once its release is persisted; a crash before the
+/// detach ran leaves the allocation marked releasing, and the next start
+/// carries the release out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_persisted_before_a_crash_is_finished_at_start() {
+    let mut lab = afxdp_e2e::default_lab(1).await;
+    let nic = lab.nics[0].name.clone();
+    lab.add_pod("going").await.expect("pod");
+    lab.daemon.take().expect("daemon").stop().await;
+    // What the crash left: the DEL's durable half only.
+    let state_file = lab.paths.state_dir.join("allocations.json");
+    let mut state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state_file).expect("state")).expect("json");
+    state["allocations"][&nic]["releasing"] = true.into();
+    std::fs::write(&state_file, state.to_string()).expect("write state");
+
+    let agent = start_again(&mut lab).await;
+    assert!(
+        agent.allocation(&nic).is_none(),
+        "the begun release was not finished"
+    );
+    assert!(
+        !afxdp_e2e::xdp_attached_in(&lab.pods[0].netns, &nic),
+        "the program is still attached"
+    );
+    // The runtime's DEL (a retry, or the one that was answered) is a success.
+    lab.remove_pod("going")
+        .await
+        .expect("DEL after the finished release");
+    wait_one_healthy(&lab).await;
+    lab.teardown().await.expect("teardown");
+}
+
+/// Wait until kubelet sees the lab's one device healthy (free, or in use).
+async fn wait_one_healthy(lab: &Lab) {
+    lab.kubelet()
+        .wait_devices(RESOURCE, Duration::from_secs(10), |d| {
+            d.len() == 1 && d[0].is_healthy()
+        })
+        .await
+        .expect("the device healthy");
+}
+
+/// Start afxdp-dp again in the lab (in process); its agent.
+async fn start_again(lab: &mut Lab) -> std::sync::Arc<afxdp_dp::agent::Agent> {
+    let daemon = Daemon::start(lab.paths.daemon_options())
+        .await
+        .expect("restart afxdp-dp");
+    let agent = daemon.agent.clone();
+    lab.daemon = Some(daemon);
+    agent
 }

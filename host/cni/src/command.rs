@@ -250,8 +250,10 @@ impl Drop for MoveBackGuard<'_> {
 }
 
 /// DEL: best effort and idempotent. Move the device back if it is still in the
-/// pod netns, then tell afxdp-dp to release it; a missing netns, a device
-/// already back, or afxdp-dp down are not errors.
+/// pod netns while afxdp-dp releases it (both wait on the kernel: the move
+/// on an RCU barrier, the detach on a grace period; run together, DEL costs
+/// one), then release the IPAM lease; a missing netns, a device already
+/// back, or afxdp-dp down are not errors.
 fn del(env: &Env, conf: &NetConf, stdin: &[u8]) -> Result<Output, CniError> {
     let device = match conf.device() {
         Ok(d) => d,
@@ -260,33 +262,55 @@ fn del(env: &Env, conf: &NetConf, stdin: &[u8]) -> Result<Output, CniError> {
             return Ok(None);
         }
     };
-    if let Some(path) = env.netns.as_deref() {
-        match NetnsHandle::open(path) {
-            Ok(pod) => {
-                let host = NetnsHandle::current().map_err(netlink_err("opening the host netns"))?;
-                let file = crate::filters::cache_file(&conf.cache_dir(), &env.container_id, device);
-                if let Some(programmed) = crate::filters::take(&file) {
-                    crate::filters::remove(&pod, &programmed);
-                }
-                if afxdp_netdev::link_exists(&pod, device)
-                    .map_err(netlink_err("looking up the device"))?
-                {
-                    // Down first, as the kernel would leave it on netns teardown.
-                    if let Err(e) = afxdp_netdev::set_link_down(&pod, device) {
-                        tracing::warn!(device, error = %e, "setting the device down failed");
-                    }
-                    afxdp_netdev::move_link(device, &pod, &host)
-                        .map_err(netlink_err("moving the device back"))?;
-                    tracing::info!(device, "device returned to the host netns");
-                } else {
-                    tracing::info!(device, "device not in the pod netns (already returned?)");
-                }
-            }
-            Err(e) => {
-                tracing::info!(netns = %path.display(), error = %e, "pod netns gone; nothing to move")
-            }
+    std::thread::scope(|s| {
+        let release = s.spawn(|| release(env, conf, device));
+        let moved = move_back(env, conf, device);
+        if release.join().is_err() {
+            tracing::error!(device, "the release thread panicked");
         }
+        moved
+    })?;
+    // Last: the lease is released even when the steps above found nothing.
+    if let Some(plugin) = crate::ipam::plugin_of(conf.ipam.as_ref())? {
+        crate::ipam::del(&plugin, stdin)?;
     }
+    Ok(None)
+}
+
+/// DEL's move: filter rules removed, the device down and back in the host
+/// netns, if it is still in the pod's.
+fn move_back(env: &Env, conf: &NetConf, device: &str) -> Result<(), CniError> {
+    let Some(path) = env.netns.as_deref() else {
+        return Ok(());
+    };
+    let pod = match NetnsHandle::open(path) {
+        Ok(pod) => pod,
+        Err(e) => {
+            tracing::info!(netns = %path.display(), error = %e, "pod netns gone; nothing to move");
+            return Ok(());
+        }
+    };
+    let host = NetnsHandle::current().map_err(netlink_err("opening the host netns"))?;
+    let file = crate::filters::cache_file(&conf.cache_dir(), &env.container_id, device);
+    if let Some(programmed) = crate::filters::take(&file) {
+        crate::filters::remove(&pod, &programmed);
+    }
+    if !afxdp_netdev::link_exists(&pod, device).map_err(netlink_err("looking up the device"))? {
+        tracing::info!(device, "device not in the pod netns (already returned?)");
+        return Ok(());
+    }
+    // Down first, as the kernel would leave it on netns teardown.
+    if let Err(e) = afxdp_netdev::set_link_down(&pod, device) {
+        tracing::warn!(device, error = %e, "setting the device down failed");
+    }
+    afxdp_netdev::move_link(device, &pod, &host).map_err(netlink_err("moving the device back"))?;
+    tracing::info!(device, "device returned to the host netns");
+    Ok(())
+}
+
+/// DEL's release: tell afxdp-dp (best effort: unreachable, it reconciles
+/// at its next start).
+fn release(env: &Env, conf: &NetConf, device: &str) {
     match NodeClient::connect(&conf.node_api_socket(), timeout(conf))
         .and_then(|mut c| c.release(device_ref(env, conf, device, Vec::new())))
     {
@@ -301,11 +325,6 @@ fn del(env: &Env, conf: &NetConf, stdin: &[u8]) -> Result<Output, CniError> {
         }
         Err(e) => tracing::warn!(device, error = %e, "release failed"),
     }
-    // Last: the lease is released even when the steps above found nothing.
-    if let Some(plugin) = crate::ipam::plugin_of(conf.ipam.as_ref())? {
-        crate::ipam::del(&plugin, stdin)?;
-    }
-    Ok(None)
 }
 
 /// CHECK: the device is in the pod netns, up, with the addresses and

@@ -199,6 +199,12 @@ impl Daemon {
         agent
             .resume_sharing()
             .map_err(|e| setup("resume UDS servers")(e.to_string()))?;
+        {
+            let agent = agent.clone();
+            tokio::task::spawn_blocking(move || agent.finish_pending_releases())
+                .await
+                .map_err(|e| setup("finish pending releases")(e.to_string()))?;
+        }
         release_not_held(&agent, &opts.pod_resources_socket).await;
         if opts.prepare_attachments {
             let agent = agent.clone();
@@ -322,6 +328,8 @@ impl Daemon {
     /// Stop serving; attachments, pins and state stay for the next run.
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
+        let agent = self.agent.clone();
+        let _ = tokio::task::spawn_blocking(move || agent.settle_all()).await;
         self.agent.shutdown();
         drop(self._link_watcher);
         for t in self.tasks {

@@ -160,15 +160,30 @@ impl NodeApi for NodeApiService {
         let agent = self.agent.clone();
         let span = tracing::info_span!("release", device = %r.device, container = %r.container_id);
         let who = claimant(&r);
-        let released = tokio::task::spawn_blocking(move || {
-            span.in_scope(|| agent.release(&r.device, ReleaseBy::Cni(&who)))
+        // The release is durable once begun: DEL is answered then, and the
+        // detach goes on behind it (the device stays busy until it is done;
+        // a crash before that is finished at the next start).
+        let begun = tokio::task::spawn_blocking({
+            let (agent, span) = (agent.clone(), span.clone());
+            move || span.in_scope(|| agent.begin_release(&r.device, ReleaseBy::Cni(&who)))
         })
         .await
         .map_err(|e| Status::internal(format!("release task: {e}")))?
         .map_err(|e| release_status(&e))?;
-        Ok(Response::new(api::ReleaseResult {
-            released: released == Released::Freed,
-        }))
+        let released = match begun {
+            Ok(pending) => {
+                tokio::task::spawn_blocking(move || {
+                    span.in_scope(|| {
+                        if let Err(e) = agent.finish_release(pending) {
+                            tracing::error!(error = %e, "finishing the release failed; the next start retries");
+                        }
+                    })
+                });
+                true
+            }
+            Err(outcome) => outcome == Released::Freed,
+        };
+        Ok(Response::new(api::ReleaseResult { released }))
     }
 
     async fn get_status(

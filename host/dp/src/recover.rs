@@ -178,5 +178,6 @@ fn recovered_allocation(a: &Attachment, pool: String, uds_root: &Path) -> Alloca
         pod: String::new(),
         claim: None,
         recovered: true,
+        releasing: false,
     }
 }

@@ -54,6 +54,10 @@ pub struct Allocation {
     /// container releases it.
     #[serde(default)]
     pub recovered: bool,
+    /// A CNI DEL released it (persisted before the DEL was answered); the
+    /// detach may not have run yet. A start finishes it.
+    #[serde(default)]
+    pub releasing: bool,
 }
 
 impl Allocation {
@@ -210,6 +214,7 @@ pub(crate) mod tests {
             pod: String::new(),
             claim: None,
             recovered: false,
+            releasing: false,
         }
     }
 

@@ -491,7 +491,19 @@ impl Lab {
         };
         let pod = self.pods.remove(i);
         self.apiserver.remove_pod("lab", name);
-        pod.remove(self).await
+        let device = pod.device.clone();
+        pod.remove(self).await?;
+        self.settle(&device).await;
+        Ok(())
+    }
+
+    /// Wait until afxdp-dp (in process) has carried out the release of
+    /// `device` a CNI DEL began (DEL is answered before the detach ends).
+    pub async fn settle(&self, device: &str) {
+        if let Some(d) = &self.daemon {
+            let (agent, device) = (d.agent.clone(), device.to_string());
+            let _ = tokio::task::spawn_blocking(move || agent.settle(&device)).await;
+        }
     }
 
     /// Tear everything down, in the order a node would.

@@ -225,8 +225,12 @@ pub async fn try_admit_from(
     let Err(error) = plumb_and_start(lab, &mut pod).await else {
         return Ok(pod);
     };
+    let device = pod.device.clone();
     match pod.try_remove(lab).await {
-        Ok(()) => Err(error.into()),
+        Ok(()) => {
+            lab.settle(&device).await;
+            Err(error.into())
+        }
         Err((pod, _del)) => Err(AdmitFailure {
             error,
             leftover: Some(pod),

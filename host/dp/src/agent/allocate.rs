@@ -206,6 +206,7 @@ impl Agent {
             },
             claim: None,
             recovered: false,
+            releasing: false,
         })
     }
 

@@ -3,12 +3,24 @@
 use super::Agent;
 
 impl Agent {
-    /// Apply a link event seen in the host netns.
+    /// Apply a link event seen in the host netns. A free pool device that
+    /// comes back (a CNI DEL moved it, down, after its release) is set up
+    /// and prepared again, as a release does when the device is back first.
+    /// Blocks (netlink, attach) on the link watcher's thread.
     pub fn link_seen(&self, nd: &afxdp_netdev::NetDev) {
         let mut inner = self.lock();
-        if let Some(c) = inner.inventory.device_seen(nd) {
-            tracing::info!(pool = %c.pool, device = %c.device, state = ?nd.state, ifindex = nd.ifindex, "device changed");
-            self.publish_locked(&inner, &c.pool);
+        let came_back = inner.inventory.device(&nd.name).is_some_and(|d| !d.present)
+            && !nd.admin_up
+            && !inner.state.allocations.contains_key(&nd.name)
+            && !inner.busy.contains(&nd.name);
+        let Some(c) = inner.inventory.device_seen(nd) else {
+            return;
+        };
+        tracing::info!(pool = %c.pool, device = %c.device, state = ?nd.state, ifindex = nd.ifindex, came_back, "device changed");
+        self.publish_locked(&inner, &c.pool);
+        drop(inner);
+        if came_back {
+            self.return_to_pool(&c.device, &c.pool);
         }
     }
 

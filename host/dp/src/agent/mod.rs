@@ -38,7 +38,7 @@ use afxdp_proto::deviceplugin as dp;
 pub use claim::{Claim, Claimant, NetnsId};
 pub use error::{AllocateError, ReleaseError};
 pub use reconfigure::PoolChanges;
-pub use release::{ReleaseBy, Released};
+pub use release::{PendingRelease, ReleaseBy, Released};
 
 use crate::images::ImageResolver;
 use crate::metrics::Metrics;
@@ -262,7 +262,7 @@ impl Agent {
                 .state
                 .allocations
                 .values()
-                .filter(|a| a.sharing == SharingKind::Uds)
+                .filter(|a| a.sharing == SharingKind::Uds && !a.releasing)
                 .filter_map(|a| {
                     let cfg = &inner.inventory.pool(&a.pool)?.config;
                     Some((a.device.clone(), cfg.uid, cfg.uds_timeout))

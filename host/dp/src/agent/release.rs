@@ -9,6 +9,13 @@ use super::{bring_up, Agent, AllocateError, DeviceSettings, ReleaseError};
 use crate::policies;
 use crate::state::Allocation;
 
+/// A release persisted and not carried out yet (see [`Agent::begin_release`]).
+#[derive(Debug)]
+#[must_use = "a begun release is finished with Agent::finish_release"]
+pub struct PendingRelease {
+    alloc: Allocation,
+}
+
 /// Who asks for a release.
 #[derive(Debug, Clone, Copy)]
 pub enum ReleaseBy<'a> {
@@ -129,6 +136,23 @@ impl Agent {
     /// DEL from a container that does not hold the device changes nothing.
     /// Blocks (detach, fsync); the lock is held only to check and to commit.
     pub fn release(&self, device: &str, by: ReleaseBy<'_>) -> Result<Released, ReleaseError> {
+        match self.begin_release(device, by)? {
+            Ok(pending) => self.finish_release(pending),
+            Err(done) => Ok(done),
+        }
+    }
+
+    /// The durable half of a release: check who asks, mark the device busy
+    /// and its allocation releasing, persist. Once it returns a
+    /// [`PendingRelease`] the release survives a crash (a start finishes
+    /// it, [`Agent::finish_pending_releases`]); carry it out with
+    /// [`Agent::finish_release`]. `Err(outcome)`: nothing to carry out.
+    /// Blocks (fsync).
+    pub fn begin_release(
+        &self,
+        device: &str,
+        by: ReleaseBy<'_>,
+    ) -> Result<Result<PendingRelease, Released>, ReleaseError> {
         let devices = [device.to_string()];
         let mut inner = self.lock_idle(&devices).map_err(ReleaseError::Busy)?;
         let Some(alloc) = inner.state.allocations.get(device).cloned() else {
@@ -142,17 +166,37 @@ impl Agent {
             if let Some(pool) = pool {
                 self.return_to_pool(device, &pool);
             }
-            return Ok(Released::NotAllocated);
+            return Ok(Err(Released::NotAllocated));
         };
         if let ReleaseBy::Cni(who) = by {
             if let Err(holder) = claim::releases(&alloc, who) {
                 tracing::warn!(device, %holder, container = %who.container_id, pod = %who.pod(), "CNI DEL from a container that does not hold the device; nothing released");
-                return Ok(Released::NotOwner { holder });
+                return Ok(Err(Released::NotOwner { holder }));
             }
         }
-        let _reserved = self.reserve(&mut inner, &devices);
+        let reserved = self.reserve(&mut inner, &devices);
+        if let Some(a) = inner.state.allocations.get_mut(device) {
+            a.releasing = true;
+        }
         drop(inner);
+        if let Err(e) = self.persist() {
+            if let Some(a) = self.lock().state.allocations.get_mut(device) {
+                a.releasing = alloc.releasing;
+            }
+            return Err(e.into());
+        }
+        reserved.keep();
+        Ok(Ok(PendingRelease { alloc }))
+    }
 
+    /// The rest of a release begun by [`Agent::begin_release`]: stop the
+    /// UDS server, detach, forget the allocation, persist, return the
+    /// device to its pool; the device is idle again after. On an error the
+    /// allocation stays releasing (the next start retries). Blocks.
+    pub fn finish_release(&self, pending: PendingRelease) -> Result<Released, ReleaseError> {
+        let alloc = pending.alloc;
+        let device = alloc.device.as_str();
+        let _reserved = super::transaction::Reservation::adopt(self, vec![device.to_string()]);
         self.stop_uds(device);
         self.programs
             .detach(device)
@@ -170,6 +214,43 @@ impl Agent {
         self.metrics.released(&alloc.pool);
         tracing::info!(pool = %alloc.pool, device, "released");
         Ok(Released::Freed)
+    }
+
+    /// Wait (bounded) until no allocation or release of `device` is in
+    /// flight: a CNI DEL is answered before its detach ends. Blocks.
+    pub fn settle(&self, device: &str) {
+        if let Err(busy) = self.lock_idle(&[device.to_string()]) {
+            tracing::warn!(device = %busy, "still busy after the wait");
+        }
+    }
+
+    /// [`Agent::settle`] for every device in flight (a clean shutdown lets
+    /// begun releases end). Blocks.
+    pub fn settle_all(&self) {
+        let busy: Vec<String> = self.lock().busy.iter().cloned().collect();
+        if let Err(device) = self.lock_idle(&busy) {
+            tracing::warn!(device, "still busy at shutdown; the next start finishes it");
+        }
+    }
+
+    /// Finish the releases a previous run persisted and did not carry out
+    /// (a crash between answering a CNI DEL and detaching). Run at start.
+    /// Blocks.
+    pub fn finish_pending_releases(&self) {
+        let pending: Vec<String> = self
+            .lock()
+            .state
+            .allocations
+            .values()
+            .filter(|a| a.releasing)
+            .map(|a| a.device.clone())
+            .collect();
+        for device in pending {
+            tracing::info!(device, "finishing a release a previous run began");
+            if let Err(e) = self.release(&device, ReleaseBy::Operator) {
+                tracing::error!(device, error = %e, "finishing the release failed");
+            }
+        }
     }
 
     /// Release the allocations kubelet does not hold: every device not among
@@ -252,7 +333,7 @@ impl Agent {
     /// prepared if the daemon prepares, published as free in the pool that
     /// holds it now (a reload may have moved it from `was_in`; then it may
     /// be in none).
-    fn return_to_pool(&self, device: &str, was_in: &str) {
+    pub(super) fn return_to_pool(&self, device: &str, was_in: &str) {
         let pool_now = self
             .lock()
             .inventory

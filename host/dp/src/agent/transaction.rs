@@ -73,6 +73,19 @@ impl Agent {
     }
 }
 
+impl<'a> Reservation<'a> {
+    /// Take over `devices` marked busy earlier (a release begun by
+    /// [`Agent::begin_release`] and finished later).
+    pub(super) fn adopt(agent: &'a Agent, devices: Vec<String>) -> Self {
+        Self { agent, devices }
+    }
+
+    /// Keep the devices busy past this guard (the release goes on later).
+    pub(super) fn keep(mut self) {
+        self.devices.clear();
+    }
+}
+
 /// Devices marked busy; idle again (waiters woken) on drop. Must be dropped
 /// without the agent's lock held.
 pub(super) struct Reservation<'a> {
