@@ -575,7 +575,6 @@ fn daemonset_mounts_every_path_it_names() {
         .iter()
         .find(|i| strings(&i["command"]).join(" ").contains("afxdp-cni"))
         .expect("an init container installing afxdp-cni");
-    let script = strings(&init["command"]).join(" ");
     let target = seq(&init["volumeMounts"])
         .iter()
         .find_map(|m| {
@@ -589,10 +588,42 @@ fn daemonset_mounts_every_path_it_names() {
             }
         })
         .expect("init container mounts the host's /opt/cni/bin");
-    assert!(
-        script.contains(&format!("{target}/afxdp-cni")),
-        "init container does not write {target}/afxdp-cni"
+    // Run the script against a scratch directory: it installs the binary
+    // under both names (afxdp: upstream NADs' type), executable.
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let source = scratch.path().join("afxdp-cni-built");
+    std::fs::write(&source, b"#!/bin/sh\n").expect("a stand-in binary");
+    let bin = scratch.path().join("bin");
+    std::fs::create_dir(&bin).expect("bin dir");
+    let script = init_script(init)
+        .replace("/usr/local/bin/afxdp-cni", &source.display().to_string())
+        .replace(target, &bin.display().to_string());
+    let out = std::process::Command::new("/bin/sh")
+        .args(["-c", &script])
+        .output()
+        .expect("sh");
+    assert!(out.status.success(), "install script: {out:?}");
+    for name in ["afxdp-cni", "afxdp"] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(bin.join(name))
+            .unwrap_or_else(|e| panic!("{name} not installed: {e}"))
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o755, "{name}");
+    }
+    assert_eq!(
+        std::fs::read_dir(&bin).expect("bin").count(),
+        2,
+        "temporary files left"
     );
+}
+
+/// The shell script of an init container (`sh -c <script>`).
+fn init_script(init: &Value) -> String {
+    strings(&init["command"])
+        .last()
+        .cloned()
+        .unwrap_or_default()
 }
 
 // ---------------------------------------------------------------- config
@@ -913,6 +944,23 @@ fn helm_chart_agrees_with_the_plain_manifests() {
     // The chart's DaemonSet passes the same afxdp-dp flags, all of them known.
     let template = std::fs::read_to_string(chart_dir().join("templates/daemonset.yaml"))
         .expect("daemonset template");
+    // And installs the CNI plugin the same way (both names).
+    let ds_text = std::fs::read_to_string(deploy_dir().join("kubernetes/30-daemonset.yaml"))
+        .expect("daemonset manifest");
+    let install = |t: &str| {
+        t.lines()
+            .map(str::trim)
+            .skip_while(|l| *l != "set -eu;")
+            .take_while(|l| *l != "done")
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert!(!install(&ds_text).is_empty(), "no install script found");
+    assert_eq!(
+        install(&template),
+        install(&ds_text),
+        "install-cni scripts differ"
+    );
     let ds = one(&docs, "DaemonSet");
     let known = dp_flags();
     for flag in dp_args(ds).keys() {
