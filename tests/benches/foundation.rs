@@ -6,6 +6,7 @@
 //! afxdp-e2e --bench foundation` (add `-- --iterations N`); the CNI is timed as
 //! the release binary a node would run.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use afxdp_dp::agent::ReleaseBy;
@@ -118,7 +119,55 @@ async fn allocate_latency(sharing: Sharing, prepared: bool, n: usize) -> Vec<Dur
     samples
 }
 
-async fn cni_latency(n: usize) -> (Vec<Duration>, Vec<Duration>) {
+/// Exec latencies of one CNI plugin's commands.
+#[derive(Default)]
+struct CniTimes {
+    version: Vec<Duration>,
+    add: Vec<Duration>,
+    check: Vec<Duration>,
+    del: Vec<Duration>,
+}
+
+impl CniTimes {
+    /// VERSION, then ADD → CHECK (with ADD's result) → DEL of `plugin` for
+    /// container `cid`, its device named `ifname` in `netns`, as a runtime
+    /// execs them.
+    fn round(
+        &mut self,
+        plugin: &Path,
+        conf: &serde_json::Value,
+        cid: &str,
+        netns: &Path,
+        ifname: &str,
+    ) {
+        let run = |command: &str, conf: &serde_json::Value| {
+            let out = cni::exec(
+                plugin,
+                command,
+                cid,
+                Some(netns),
+                ifname,
+                "bench",
+                "p",
+                conf,
+            )
+            .expect("exec");
+            assert!(out.success, "{} {command}: {out:?}", plugin.display());
+            out
+        };
+        self.version.push(run("VERSION", conf).elapsed);
+        let add = run("ADD", conf);
+        self.add.push(add.elapsed);
+        let mut check = conf.clone();
+        check["prevResult"] = add.json().expect("ADD result");
+        self.check.push(run("CHECK", &check).elapsed);
+        self.del.push(run("DEL", conf).elapsed);
+    }
+}
+
+/// afxdp-cni on the lab node (kubelet allocates before each ADD); its
+/// binary's size.
+async fn cni_latency(n: usize) -> (CniTimes, u64) {
     let lab = Lab::start(LabConfig {
         nics: 1,
         queues: 4,
@@ -132,50 +181,28 @@ async fn cni_latency(n: usize) -> (Vec<Duration>, Vec<Duration>) {
     let nic = lab.nics[0].name.clone();
     let netns = afxdp_testnet::Netns::new("afxbench").expect("netns");
     let conf = cni::net_conf(&nic, &lab.paths.node_api, "1.1.0");
-    let (mut add, mut del) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let mut times = CniTimes::default();
     for i in 0..n {
         lab.kubelet()
             .allocate(RESOURCE, std::slice::from_ref(&nic))
             .await
             .expect("allocate");
-        let cid = format!("bench-{i}");
-        let a = cni::exec(
-            &lab.cni,
-            "ADD",
-            &cid,
-            Some(netns.path()),
-            "net1",
-            "bench",
-            "p",
-            &conf,
-        )
-        .expect("ADD");
-        assert!(a.success, "{a:?}");
-        add.push(a.elapsed);
-        let d = cni::exec(
-            &lab.cni,
-            "DEL",
-            &cid,
-            Some(netns.path()),
-            "net1",
-            "bench",
-            "p",
-            &conf,
-        )
-        .expect("DEL");
-        assert!(d.success, "{d:?}");
-        del.push(d.elapsed);
+        times.round(&lab.cni, &conf, &format!("bench-{i}"), netns.path(), "net1");
+        lab.settle(&nic).await;
     }
+    let size = std::fs::metadata(&lab.cni).map(|m| m.len()).unwrap_or(0);
     drop(netns);
     lab.teardown().await.expect("teardown");
-    (add, del)
+    (times, size)
 }
 
-/// The reference plugin doing the same move: Debian's `host-device` ADD
-/// and DEL of a 4-queue veth (exec'd as a runtime does), the peer afxdp-cni
-/// is measured against.
-fn host_device_latency(n: usize) -> (Vec<Duration>, Vec<Duration>) {
-    let plugin = std::path::Path::new("/usr/lib/cni/host-device");
+const HOST_DEVICE: &str = "/usr/lib/cni/host-device";
+
+/// The reference plugin doing the same move: Debian's `host-device` on a
+/// 4-queue veth (exec'd as a runtime does), the peer afxdp-cni is measured
+/// against.
+fn host_device_latency(n: usize) -> CniTimes {
+    let plugin = Path::new(HOST_DEVICE);
     assert!(
         plugin.is_file(),
         "containernetworking-plugins not installed"
@@ -187,28 +214,11 @@ fn host_device_latency(n: usize) -> (Vec<Duration>, Vec<Duration>) {
     let conf = serde_json::json!({
         "cniVersion": "1.0.0", "name": "hd-bench", "type": "host-device", "device": a,
     });
-    let (mut add, mut del) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let mut times = CniTimes::default();
     for i in 0..n {
-        let cid = format!("hd-{i}");
-        let run = |command: &str| {
-            let out = cni::exec(
-                plugin,
-                command,
-                &cid,
-                Some(pod.path()),
-                &a,
-                "bench",
-                "p",
-                &conf,
-            )
-            .expect("exec host-device");
-            assert!(out.success, "host-device {command}: {out:?}");
-            out.elapsed
-        };
-        add.push(run("ADD"));
-        del.push(run("DEL"));
+        times.round(plugin, &conf, &format!("hd-{i}"), pod.path(), &a);
     }
-    (add, del)
+    times
 }
 
 /// The kernel's own cost of what CNI ADD must do, in process and without
@@ -274,19 +284,23 @@ fn main() {
         let alloc_uds = allocate_latency(Sharing::Uds, false, n).await;
         let alloc_pinned = allocate_latency(Sharing::Pinned, false, n).await;
         let alloc_prepared = allocate_latency(Sharing::Uds, true, n).await;
-        let (add, del) = cni_latency(n.min(100)).await;
-        let (hd_add, hd_del) = host_device_latency(n.min(100));
-        let ratio = |ours: &[Duration], theirs: &[Duration]| {
-            let p50 = |v: &[Duration]| {
-                let mut v = v.to_vec();
-                v.sort();
-                percentile(&v, 0.50).as_secs_f64()
-            };
-            p50(ours) / p50(theirs)
-        };
-        let (add_ratio, del_ratio) = (ratio(&add, &hd_add), ratio(&del, &hd_del));
+        let (ours, cni_size) = cni_latency(n.min(100)).await;
+        let theirs = host_device_latency(n.min(100));
         let (floor_in, floor_back) = netns_move_floor(n.min(100), false);
         let (xdp_in, xdp_back) = netns_move_floor(n.min(100), true);
+        let p50 = |v: &[Duration]| {
+            let mut v = v.to_vec();
+            v.sort();
+            percentile(&v, 0.50).as_secs_f64()
+        };
+        let ratio = |a: &[Duration], b: &[Duration]| p50(a) / p50(b);
+        let ratios = [
+            ("VERSION", ratio(&ours.version, &theirs.version)),
+            ("ADD", ratio(&ours.add, &theirs.add)),
+            ("CHECK", ratio(&ours.check, &theirs.check)),
+            ("DEL", ratio(&ours.del, &theirs.del)),
+        ];
+        let hd_size = std::fs::metadata(HOST_DEVICE).map(|m| m.len()).unwrap_or(0);
         println!("\nafxdp-rs foundation bench (ms)");
         println!(
             "{:<34} {:>6} {:>10} {:>10} {:>10}",
@@ -307,16 +321,34 @@ fn main() {
             alloc_prepared,
             Some(Duration::from_millis(5)),
         );
-        row("afxdp-cni ADD (exec)", add, Some(Duration::from_millis(10)));
-        row("afxdp-cni DEL (exec)", del, None);
-        row("host-device ADD (exec, reference)", hd_add, None);
-        row("host-device DEL (exec, reference)", hd_del, None);
-        println!(
-            "afxdp-cni / host-device p50: ADD {add_ratio:.2}x, DEL {del_ratio:.2}x (DEL target <= 1.0x)"
+        row(
+            "afxdp-cni VERSION (exec)",
+            ours.version,
+            Some(Duration::from_millis(2)),
         );
+        row(
+            "afxdp-cni ADD (exec)",
+            ours.add,
+            Some(Duration::from_millis(10)),
+        );
+        row("afxdp-cni CHECK (exec)", ours.check, None);
+        row("afxdp-cni DEL (exec)", ours.del, None);
+        row("host-device VERSION (reference)", theirs.version, None);
+        row("host-device ADD (reference)", theirs.add, None);
+        row("host-device CHECK (reference)", theirs.check, None);
+        row("host-device DEL (reference)", theirs.del, None);
         row("kernel: veth into netns + up", floor_in, None);
         row("kernel: veth back to host netns", floor_back, None);
         row("kernel: XDP veth into netns + up", xdp_in, None);
         row("kernel: XDP veth back to host", xdp_back, None);
+        println!("\nafxdp-cni / host-device p50 (targets: ADD <= 1.1x, DEL <= 1.2x)");
+        for (command, r) in ratios {
+            println!("  {command:<8} {r:.2}x");
+        }
+        println!(
+            "binary size: afxdp-cni {:.1} MiB, host-device {:.1} MiB",
+            cni_size as f64 / 1048576.0,
+            hd_size as f64 / 1048576.0
+        );
     });
 }
