@@ -89,10 +89,15 @@ async fn refusals_get_the_right_nak_and_leak_no_fd() {
     probe(&netns, &sock, &device, "holder");
     // The server closes its side asynchronously: allow it a moment.
     let deadline = Instant::now() + Duration::from_secs(3);
-    while open_fds() != before && Instant::now() < deadline {
+    // A leak is more descriptors; fewer is an unrelated one closing late.
+    while open_fds() > before && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(open_fds(), before, "file descriptors leaked");
+    let after = open_fds();
+    assert!(
+        after <= before,
+        "file descriptors leaked: {before} before, {after} after"
+    );
 
     // Once kubelet no longer lists the pod, even the former holder is refused.
     lab.kubelet().remove_pod("team-a", "p1");

@@ -139,10 +139,15 @@ async fn hostile_clients_leak_nothing_and_stall_no_other_pod() {
         }
     }
     let deadline = Instant::now() + Duration::from_secs(5);
-    while open_fds() != before && Instant::now() < deadline {
+    // A leak is more descriptors; fewer is an unrelated one closing late.
+    while open_fds() > before && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(open_fds(), before, "file descriptors leaked");
+    let after = open_fds();
+    assert!(
+        after <= before,
+        "file descriptors leaked: {before} before, {after} after"
+    );
     for (dev, ns, pod) in [(&dev_a, &ns_a, "victim"), (&dev_b, &ns_b, "bystander")] {
         let conf = cni::net_conf(dev, &lab.paths.node_api, "1.1.0");
         let del = cni::exec(
