@@ -201,9 +201,11 @@ impl Daemon {
             .map_err(|e| setup("resume UDS servers")(e.to_string()))?;
         {
             let agent = agent.clone();
-            tokio::task::spawn_blocking(move || agent.finish_pending_releases())
-                .await
-                .map_err(|e| setup("finish pending releases")(e.to_string()))?;
+            tokio::task::spawn_blocking(move || {
+                agent.finish_pending_releases();
+            })
+            .await
+            .map_err(|e| setup("finish pending releases")(e.to_string()))?;
         }
         release_not_held(&agent, &opts.pod_resources_socket).await;
         if opts.prepare_attachments {

@@ -236,21 +236,8 @@ impl Agent {
     /// Finish the releases a previous run persisted and did not carry out
     /// (a crash between answering a CNI DEL and detaching). Run at start.
     /// Blocks.
-    pub fn finish_pending_releases(&self) {
-        let pending: Vec<String> = self
-            .lock()
-            .state
-            .allocations
-            .values()
-            .filter(|a| a.releasing)
-            .map(|a| a.device.clone())
-            .collect();
-        for device in pending {
-            tracing::info!(device, "finishing a release a previous run began");
-            if let Err(e) = self.release(&device, ReleaseBy::Operator) {
-                tracing::error!(device, error = %e, "finishing the release failed");
-            }
-        }
+    pub fn finish_pending_releases(&self) -> Vec<String> {
+        self.release_where("finishing a release a previous run began", |a| a.releasing)
     }
 
     /// Release the allocations kubelet does not hold: every device not among
@@ -260,34 +247,9 @@ impl Agent {
     /// succeeds without afxdp-dp and kubelet forgets the pod). Run at start,
     /// before serving kubelet. Returns the released devices. Blocks.
     pub fn release_not_held(&self, held: &std::collections::BTreeSet<String>) -> Vec<String> {
-        let stale: Vec<(String, Option<String>)> = self
-            .lock()
-            .state
-            .allocations
-            .values()
-            .filter(|a| !held.contains(&a.device))
-            .map(|a| {
-                (
-                    a.device.clone(),
-                    a.claim.as_ref().map(|c| c.container_id.clone()),
-                )
-            })
-            .collect();
-        let mut released = Vec::new();
-        for (device, container) in stale {
-            tracing::warn!(
-                device,
-                ?container,
-                "allocation kubelet no longer holds; releasing"
-            );
-            match self.release(&device, ReleaseBy::Operator) {
-                Ok(_) => released.push(device),
-                Err(e) => {
-                    tracing::error!(device, error = %e, "releasing an allocation kubelet does not hold failed")
-                }
-            }
-        }
-        released
+        self.release_where("allocation kubelet no longer holds; releasing", |a| {
+            !held.contains(&a.device)
+        })
     }
 
     /// CNI GC of `network`: release every device CNI ADD plumbed through
@@ -300,30 +262,38 @@ impl Agent {
         network: &str,
         valid: &std::collections::BTreeSet<(String, String)>,
     ) -> Vec<String> {
-        let stale: Vec<String> = self
-            .lock()
-            .state
-            .allocations
-            .values()
-            .filter(|a| {
+        self.release_where(
+            "CNI GC: attachment not among the valid ones; releasing",
+            |a| {
                 a.claim.as_ref().is_some_and(|c| {
                     c.network == network
                         && !valid.contains(&(c.container_id.clone(), c.ifname.clone()))
                 })
+            },
+        )
+    }
+
+    /// Release (as the operator) every allocation `stale` picks, logging
+    /// `why` for each; the devices freed. Blocks.
+    fn release_where(&self, why: &str, stale: impl Fn(&Allocation) -> bool) -> Vec<String> {
+        let picked: Vec<(String, Option<String>)> = self
+            .lock()
+            .state
+            .allocations
+            .values()
+            .filter(|a| stale(a))
+            .map(|a| {
+                let container = a.claim.as_ref().map(|c| c.container_id.clone());
+                (a.device.clone(), container)
             })
-            .map(|a| a.device.clone())
             .collect();
         let mut released = Vec::new();
-        for device in stale {
-            tracing::info!(
-                device,
-                network,
-                "CNI GC: attachment not among the valid ones; releasing"
-            );
+        for (device, container) in picked {
+            tracing::warn!(device, ?container, "{why}");
             match self.release(&device, ReleaseBy::Operator) {
                 Ok(Released::Freed) => released.push(device),
                 Ok(_) => {}
-                Err(e) => tracing::error!(device, error = %e, "CNI GC: release failed"),
+                Err(e) => tracing::error!(device, error = %e, "{why}: release failed"),
             }
         }
         released
