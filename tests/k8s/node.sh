@@ -9,6 +9,7 @@
 #   tests/k8s/node.sh smoke-multus   (on a running node) pod with a second
 #                              network from a NetworkAttachmentDefinition
 #   tests/k8s/node.sh down     stop everything, remove what the run left behind
+#   tests/k8s/node.sh restart-kubelet   stop the kubelet and start a new one
 #   tests/k8s/node.sh status   processes + node/pod view
 #   tests/k8s/node.sh check    snapshot of processes, mounts, netns, links,
 #                              cgroups, iptables, files touched (before/after)
@@ -42,7 +43,7 @@ SYSCTLS="vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops 
 # host paths the kubelet/containerd/CNI use that cannot be moved by config
 # (/run/containerd: the runc shim's socket dir /run/containerd/s is compiled in;
 #  /var/lib/kubelet: the device-plugin dir /var/lib/kubelet/device-plugins is)
-FIXED_PATHS="/var/lib/kubelet /var/log/containers /var/log/pods /var/run/netns /var/lib/cni /run/containerd /var/lib/containerd /run/nri /etc/cni /opt/cni /etc/kubernetes"
+FIXED_PATHS="/run/afxdp /var/lib/kubelet /var/log/containers /var/log/pods /var/run/netns /var/lib/cni /run/containerd /var/lib/containerd /run/nri /etc/cni /opt/cni /etc/kubernetes"
 COMPONENTS="etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet"
 
 say() { echo "[node.sh $(date -u +%H:%M:%S)] $*"; }
@@ -61,7 +62,7 @@ snapshot() {
 		esac
 	done | sort -k2 | awk '{print $2}' | uniq -c
 	echo "## mounts under $RUN $STATE /var/lib/kubelet /var/run/netns /run/netns or of type nsfs/overlay"
-	awk -v r="$RUN" -v s="$STATE" '$2 ~ "^("r"|"s"|/var/lib/kubelet|/var/run/netns|/run/netns)" || $3=="nsfs" || $3=="overlay" {print $1, $2, $3}' /proc/self/mounts | sort
+	awk -v r="$RUN" -v s="$STATE" '$2 ~ "^("r"|"s"|/var/lib/kubelet|/run/afxdp$|/run/afxdp/|/var/run/netns|/run/netns)" || $3=="nsfs" || $3=="overlay" {print $1, $2, $3}' /proc/self/mounts | sort
 	echo "## netns"
 	ls /var/run/netns 2>/dev/null || true
 	echo "## links"
@@ -145,7 +146,7 @@ EOF
 
 # ---------------------------------------------------------------- configs
 write_configs() {
-	mkdir -p "$RUN/cni/net.d" "$STATE/multus-cache" "$RUN/containerd" "$STATE/containerd" "$STATE/kubelet" "$STATE/pod-logs" "$STATE/cni-ipam" "$STATE/cni-cache"
+	mkdir -p "$RUN/cni/net.d" "$STATE/multus-cache" "$RUN/containerd" "$STATE/containerd" "$STATE/pod-logs" "$STATE/cni-ipam" "$STATE/cni-cache"
 	cat >"$RUN/containerd/config.toml" <<EOF
 version = 3
 root = "$STATE/containerd"
@@ -212,10 +213,14 @@ EOF
   ]
 }
 EOF
-	# CNI bin dir: Debian's plugins plus multus (containerd and multus look here)
+	# CNI bin dir: Debian's plugins plus multus (containerd and multus look
+	# here). What is added to a dir that existed before is listed, and down
+	# removes exactly that.
 	mkdir -p "$CNI_BIN"
-	for f in "$CNI_PLUGINS"/*; do ln -sf "$f" "$CNI_BIN/"; done
-	ln -sf "$(readlink -f "$BIN/multus")" "$CNI_BIN/multus"
+	for f in "$CNI_PLUGINS"/* "$(readlink -f "$BIN/multus")"; do
+		[[ -e $CNI_BIN/${f##*/} ]] || echo "$CNI_BIN/${f##*/}" >>"$STATE/cni-bin-added"
+		ln -sf "$f" "$CNI_BIN/"
+	done
 	# Multus thin plugin first (containerd uses the first file, max_conf_num = 1):
 	# every sandbox goes through it; it runs the bridge conflist as the default
 	# network and adds the NetworkAttachmentDefinitions named in the pod's
@@ -427,7 +432,9 @@ up() {
 	PAUSE_IMAGE="$(cat "$BIN/../pause-image-name")"
 	RUNC="${K8S_RUNC:-$(command -v runc)}" || die "runc missing"
 	CNI_PLUGINS=/usr/lib/cni
-	CNI_BIN="$RUN/cni/bin"
+	# the standard CNI bin dir, so the chart and the plain manifests install
+	# afxdp-cni where containerd and Multus look, without overrides
+	CNI_BIN=/opt/cni/bin
 	[[ -x $CNI_PLUGINS/bridge ]] || die "no CNI plugins in $CNI_PLUGINS (apt-get install containernetworking-plugins)"
 	[[ -x $BIN/multus ]] || die "no multus in $BIN"
 	mkdir -p "$RUN" "$STATE"
@@ -491,6 +498,14 @@ up() {
 	apply_multus_rbac || fail kube-apiserver "Multus RBAC apply failed"
 	say "kube-apiserver: ClusterRole/ClusterRoleBinding afxdp-multus applied"
 
+	# afxdp-dp's state dir is a Bidirectional hostPath (its bpffs pins must
+	# reach the host), which containerd allows only on a shared mount. This
+	# host's / is private (no systemd, which would make it shared), so the
+	# dir becomes a shared bind mount of itself: the narrowest change.
+	mkdir -p /run/afxdp
+	mount --bind /run/afxdp /run/afxdp && mount --make-shared /run/afxdp ||
+		fail containerd "could not make /run/afxdp a shared mount"
+
 	# containerd + pause image
 	start containerd "$BIN/containerd" --config "$RUN/containerd/config.toml"
 	wait_for containerd 60 "serving" "$BIN/ctr" --address "$RUN/containerd/containerd.sock" version
@@ -502,10 +517,7 @@ up() {
 
 	# kubelet
 	for c in $CGCONTROLLERS; do [[ -d /sys/fs/cgroup/$c ]] && mkdir -p "/sys/fs/cgroup/$c/$CGROOT"; done
-	start kubelet "$BIN/kubelet" --config "$RUN/kubelet-config.yaml" \
-		--kubeconfig "$RUN/kubelet.kubeconfig" --hostname-override "$NODE" \
-		--root-dir "$STATE/kubelet" --cert-dir "$RUN/pki" --v 2
-	wait_for kubelet "$TIMEOUT" "node $NODE Ready" kc wait --for condition=Ready --timeout=5s "node/$NODE"
+	start_kubelet
 
 	# proof: a pod with the local pause image reaches Running
 	wait_for kube-controller-manager 60 "default service account exists" kc -n default get serviceaccount default
@@ -527,6 +539,22 @@ EOF
 	kc -n default get pod -o wide
 	[[ ${K8S_SKIP_MULTUS_SMOKE:-0} == 1 ]] || smoke_multus
 	say "up: node $NODE Ready, smoke pod Running (through Multus).  export KUBECONFIG=$RUN/admin.kubeconfig PATH=$BIN:\$PATH"
+}
+
+start_kubelet() {
+	start kubelet "$BIN/kubelet" --config "$RUN/kubelet-config.yaml" \
+		--kubeconfig "$RUN/kubelet.kubeconfig" --hostname-override "$NODE" \
+		--root-dir /var/lib/kubelet --cert-dir "$RUN/pki" --v 2
+	wait_for kubelet "$TIMEOUT" "node $NODE Ready" kc wait --for condition=Ready --timeout=5s "node/$NODE"
+}
+
+# A real kubelet restart (SIGTERM, then a new process): at start the kubelet
+# wipes the device-plugin dir, so every plugin has to register again.
+restart_kubelet() {
+	[[ -f $RUN/kubelet.pid ]] || die "kubelet is not running (up first)"
+	BIN=$(cat "$RUN/bindir")
+	stop_pid kubelet
+	start_kubelet
 }
 
 # ---------------------------------------------------------------- down
@@ -562,7 +590,7 @@ our_mounts() {
 	local netns='/run/netns/cni-'
 	grep -qx /var/run/netns "$STATE/created-paths" 2>/dev/null && netns='/run/netns'
 	awk -v r="$RUN" -v s="$STATE" -v n="$netns" \
-		'index($5, r)==1 || index($5, s)==1 || index($5, "/var/lib/kubelet")==1 || index($5, n)==1 {print $1, $5}' \
+		'index($5, r)==1 || index($5, s)==1 || index($5, "/var/lib/kubelet")==1 || ($5 == "/run/afxdp" || index($5, "/run/afxdp/")==1) || index($5, n)==1 {print $1, $5}' \
 		/proc/self/mountinfo | sort -rn | awk '{print $2}'
 }
 
@@ -621,6 +649,12 @@ down() {
 		while IFS== read -r k v; do
 			[[ "$(sysctl -n "$k" 2>/dev/null)" == "$v" ]] || sysctl -q -w "$k=$v" >/dev/null 2>&1 || say "could not restore $k=$v"
 		done <"$STATE/sysctls.orig"
+	fi
+	# plugins added to a CNI bin dir that existed before up (and what the
+	# chart's init container installed there)
+	if [[ -f $STATE/cni-bin-added ]]; then
+		while read -r p; do rm -f "$p"; done <"$STATE/cni-bin-added"
+		rm -f /opt/cni/bin/afxdp-cni /opt/cni/bin/afxdp
 	fi
 	# host paths the run created
 	if [[ -f $STATE/created-paths ]]; then
@@ -684,7 +718,8 @@ up) up ;;
 down) down ;;
 status) status ;;
 smoke-multus) smoke_multus ;;
+restart-kubelet) restart_kubelet ;;
 check) snapshot ;;
 env) echo "export KUBECONFIG=$RUN/admin.kubeconfig PATH=$(cat "$RUN/bindir"):\$PATH" ;;
-*) echo "usage: $0 up|down|status|check|env|smoke-multus" >&2; exit 2 ;;
+*) echo "usage: $0 up|down|status|check|env|smoke-multus|restart-kubelet" >&2; exit 2 ;;
 esac

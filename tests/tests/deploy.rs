@@ -588,42 +588,42 @@ fn daemonset_mounts_every_path_it_names() {
             }
         })
         .expect("init container mounts the host's /opt/cni/bin");
-    // Run the script against a scratch directory: it installs the binary
-    // under both names (afxdp: upstream NADs' type), executable.
+    // Run its command (the image's afxdpctl) against a scratch directory: it
+    // installs the binary under both names (afxdp: upstream NADs' type),
+    // executable, and leaves no temporary file.
     let scratch = tempfile::tempdir().expect("tempdir");
     let source = scratch.path().join("afxdp-cni-built");
-    std::fs::write(&source, b"#!/bin/sh\n").expect("a stand-in binary");
+    std::fs::write(&source, b"plugin").expect("a stand-in binary");
     let bin = scratch.path().join("bin");
     std::fs::create_dir(&bin).expect("bin dir");
-    let script = init_script(init)
-        .replace("/usr/local/bin/afxdp-cni", &source.display().to_string())
-        .replace(target, &bin.display().to_string());
-    let out = std::process::Command::new("/bin/sh")
-        .args(["-c", &script])
+    let command = strings(&init["command"]);
+    let (exe, args) = command.split_first().expect("init command");
+    assert_eq!(exe, "/usr/local/bin/afxdpctl", "the image has no shell");
+    let args: Vec<String> = args
+        .iter()
+        .map(|a| {
+            a.replace("/usr/local/bin/afxdp-cni", &source.display().to_string())
+                .replace(target, &bin.display().to_string())
+        })
+        .collect();
+    let ctl = afxdp_lab::bins::find("afxdpctl").expect("afxdpctl built");
+    let out = std::process::Command::new(ctl)
+        .args(&args)
         .output()
-        .expect("sh");
-    assert!(out.status.success(), "install script: {out:?}");
+        .expect("afxdpctl");
+    assert!(out.status.success(), "install-cni: {out:?}");
     for name in ["afxdp-cni", "afxdp"] {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(bin.join(name))
-            .unwrap_or_else(|e| panic!("{name} not installed: {e}"))
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o755, "{name}");
+        let meta = std::fs::metadata(bin.join(name))
+            .unwrap_or_else(|e| panic!("{name} not installed: {e}"));
+        assert_eq!(meta.permissions().mode() & 0o777, 0o755, "{name}");
+        assert_eq!(std::fs::read(bin.join(name)).expect("read"), b"plugin");
     }
     assert_eq!(
         std::fs::read_dir(&bin).expect("bin").count(),
         2,
         "temporary files left"
     );
-}
-
-/// The shell script of an init container (`sh -c <script>`).
-fn init_script(init: &Value) -> String {
-    strings(&init["command"])
-        .last()
-        .cloned()
-        .unwrap_or_default()
 }
 
 // ---------------------------------------------------------------- config
@@ -950,16 +950,19 @@ fn helm_chart_agrees_with_the_plain_manifests() {
     let install = |t: &str| {
         t.lines()
             .map(str::trim)
-            .skip_while(|l| *l != "set -eu;")
-            .take_while(|l| *l != "done")
+            .skip_while(|l| *l != "- /usr/local/bin/afxdpctl")
+            .take_while(|l| l.starts_with("- "))
             .map(str::to_string)
             .collect::<Vec<_>>()
     };
-    assert!(!install(&ds_text).is_empty(), "no install script found");
+    assert!(
+        install(&ds_text).contains(&"- install-cni".to_string()),
+        "no afxdpctl install-cni command found"
+    );
     assert_eq!(
         install(&template),
         install(&ds_text),
-        "install-cni scripts differ"
+        "install-cni commands differ"
     );
     let ds = one(&docs, "DaemonSet");
     let known = dp_flags();
@@ -969,7 +972,13 @@ fn helm_chart_agrees_with_the_plain_manifests() {
             "chart DaemonSet does not pass {flag}"
         );
     }
-    for line in template.lines().map(str::trim) {
+    // Every other "- --flag" line is an afxdp-dp argument.
+    let install_lines = install(&template);
+    for line in template
+        .lines()
+        .map(str::trim)
+        .filter(|l| !install_lines.iter().any(|i| i == l))
+    {
         if let Some(arg) = line.strip_prefix("- --") {
             let flag = format!("--{}", arg.split('=').next().unwrap_or(""));
             assert!(known.contains(&flag), "chart passes unknown flag {flag}");

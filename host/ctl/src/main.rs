@@ -1,6 +1,7 @@
 //! afxdpctl: validate configs and run the lab.
 
 mod image;
+mod install_cni;
 mod lab;
 mod policy;
 mod status;
@@ -45,6 +46,9 @@ enum Command {
     /// Pools, devices, health, allocations and deciding policies of the
     /// running afxdp-dp.
     Status(status::StatusArgs),
+    /// Copy afxdp-cni into the node's CNI bin dir, atomically, under each
+    /// plugin name (the DaemonSet's init container).
+    InstallCni(install_cni::InstallCniArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -132,6 +136,18 @@ fn main() -> ExitCode {
             Ok(false) => ExitCode::FAILURE,
             Err(e) => {
                 eprintln!("image: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::InstallCni(args) => match install_cni::run(&args) {
+            Ok(paths) => {
+                for p in paths {
+                    println!("installed {}", p.display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("install-cni: {e}");
                 ExitCode::FAILURE
             }
         },

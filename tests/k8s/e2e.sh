@@ -1,0 +1,354 @@
+#!/usr/bin/env bash
+# afxdp-rs on the real node (tests/k8s/node.sh up first): the real kubelet,
+# API server, containerd and Multus run it; nothing is a stand-in.
+#
+#   tests/k8s/e2e.sh chart      helm install of deploy/helm/afxdp-rs → the
+#                               Node's capacity shows afxdp/fastnet → the
+#                               example pod (deploy/kubernetes/examples,
+#                               unprivileged) receives an exact packet count
+#                               → faults (kubelet restart, afxdp-dp's pod
+#                               deleted while the app receives, a pod asking
+#                               more than the pool holds) → pod deleted:
+#                               device back on the host, program detached →
+#                               helm uninstall
+#   tests/k8s/e2e.sh manifests  the plain manifests of deploy/kubernetes,
+#                               validated by the API server (--dry-run=server),
+#                               installed, the same pod receiving, removed
+#
+# The pool's "NICs" are veth pairs made for the run: the NIC ends (afxk0,
+# afxk1) on the host, where afxdp-dp discovers them; the wire ends in the
+# netns afxdp-k8s-wire, which sends the traffic. Images are built locally as
+# OCI archives (deploy/images/build-local.sh) and imported into containerd.
+# Everything the script makes is removed on exit, failure included. Each
+# failure names the step and prints the last log lines of what was involved.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+RUN="${K8S_RUN:-/run/afxdp-k8s}"
+NODE="${K8S_NODE_NAME:-localhost}"
+TIMEOUT="${K8S_TIMEOUT:-180}"
+PROFILE="${AFXDP_IMAGE_PROFILE:-debug}"
+WIRE_NS=afxdp-k8s-wire
+NICS="afxk0 afxk1"
+POOL=fastnet
+RESOURCE="afxdp/$POOL"
+SYSTEM_NS=afxdp-system
+APP_NS=afxdp-demo
+APP=afxdp-pod-app
+PACKETS="${AFXDP_E2E_PACKETS:-1000}"
+
+say() { echo "[e2e.sh $(date -u +%H:%M:%S)] $*"; }
+
+[[ -f $RUN/bindir ]] || { say "FAILED: the node is not up (tests/k8s/node.sh up)"; exit 1; }
+eval "$(bash "$HERE/node.sh" env)"
+CTR=(ctr --address "$RUN/containerd/containerd.sock" -n k8s.io)
+WORK=$(mktemp -d)
+
+# ---------------------------------------------------------------- failures
+# The last lines of everything involved, then exit 1 (the EXIT trap cleans).
+fail() {
+	say "FAILED: $*"
+	echo "----- pods -----"
+	kubectl get pods -A -o wide 2>&1 | tail -n 20
+	echo "----- recent events -----"
+	kubectl get events -A --sort-by=.lastTimestamp 2>&1 | tail -n 15
+	echo "----- afxdp-dp (last 30 lines) -----"
+	kubectl -n "$SYSTEM_NS" logs -l app.kubernetes.io/name=afxdp-dp --tail=30 --all-containers 2>&1 || true
+	echo "----- $APP (last 10 lines) -----"
+	kubectl -n "$APP_NS" logs "$APP" --tail=10 2>&1 || true
+	for log in kubelet containerd multus; do
+		echo "----- $log (last 15 lines) -----"
+		tail -n 15 "$RUN/logs/$log.log" 2>/dev/null || true
+	done
+	exit 1
+}
+
+# wait_until SECONDS DESCRIPTION CMD...: poll CMD until it succeeds.
+wait_until() {
+	local t=$1 what=$2 end
+	shift 2
+	end=$((SECONDS + t))
+	until "$@" >/dev/null 2>&1; do
+		((SECONDS < end)) || fail "timed out after ${t}s waiting for $what"
+		sleep 1
+	done
+	say "$what"
+}
+
+# ---------------------------------------------------------------- the wire
+make_wire() {
+	ip netns add "$WIRE_NS"
+	local nic
+	for nic in $NICS; do
+		ip link add "$nic" numtxqueues 2 numrxqueues 2 type veth \
+			peer name "${nic}w" numtxqueues 2 numrxqueues 2 netns "$WIRE_NS"
+		# no IPv6 on the wire end: nothing but the test's datagrams reaches
+		# the NIC, so the pod's count is exact
+		ip netns exec "$WIRE_NS" sysctl -q -w "net.ipv6.conf.${nic}w.disable_ipv6=1"
+		ip -n "$WIRE_NS" link set "${nic}w" up
+		ip link set "$nic" up
+		cat "/sys/class/net/$nic/address" >"$WORK/$nic.mac"
+	done
+	say "wire: $NICS (host) <-> netns $WIRE_NS"
+}
+
+remove_wire() {
+	ip netns delete "$WIRE_NS" 2>/dev/null || true
+	local nic
+	for nic in $NICS; do ip link delete "$nic" 2>/dev/null || true; done
+}
+
+# send NIC COUNT: COUNT UDP datagrams from the wire end of NIC to its pod
+# (a static neighbour: the NIC end answers no ARP while XDP redirects).
+send() {
+	local nic=$1 count=$2 i
+	i=${nic##*[!0-9]}
+	ip -n "$WIRE_NS" addr replace "10.77.$i.1/24" dev "${nic}w"
+	ip -n "$WIRE_NS" neigh replace "10.77.$i.2" lladdr "$(cat "$WORK/$nic.mac")" dev "${nic}w" nud permanent
+	ip netns exec "$WIRE_NS" python3 - "10.77.$i.2" "$count" <<'EOF'
+import socket, sys
+dst, count = sys.argv[1], int(sys.argv[2])
+# four source ports: the flows spread over the veth's two queues
+socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(4)]
+for seq in range(count):
+    socks[seq % 4].sendto(b"afxdp-e2e %d" % seq, (dst, 9000))
+EOF
+}
+
+# ---------------------------------------------------------------- images
+load_images() {
+	if ! [[ -x $ROOT/target/$PROFILE/afxdp-dp && -x $ROOT/target/$PROFILE/afxdp-pod-app ]]; then
+		say "building the binaries ($PROFILE)"
+		(cd "$ROOT" && cargo build --locked -p afxdp-dp -p afxdpctl -p afxdp-cni -p afxdp-pod-app)
+	fi
+	bash "$ROOT/deploy/images/build-local.sh" "$WORK/images" "$PROFILE"
+	local image
+	for image in afxdp-dp afxdp-pod-app; do
+		"${CTR[@]}" images import --local "$WORK/images/$image.tar" >/dev/null ||
+			fail "ctr images import $image"
+	done
+	say "images imported: $("${CTR[@]}" images ls -q | grep afxdp-rs | tr '\n' ' ')"
+}
+
+remove_images() {
+	"${CTR[@]}" images ls -q 2>/dev/null | grep '^docker.io/afxdp-rs/' | while read -r ref; do
+		"${CTR[@]}" images rm "$ref" >/dev/null 2>&1 || true
+	done
+}
+
+# ---------------------------------------------------------------- the pool
+# The pool config: the example's pool (fastnet, uid 65534), made of the veths.
+pool_config_json() {
+	local devices="" nic
+	for nic in $NICS; do devices+="${devices:+,}{\"name\":\"$nic\"}"; done
+	printf '{"logLevel":"debug","pools":[{"name":"%s","mode":"primary","uid":65534,"udsTimeout":60,"devices":[%s]}]}' \
+		"$POOL" "$devices"
+}
+
+allocatable() {
+	kubectl get node "$NODE" -o json | jq -r --arg r "$RESOURCE" '.status.allocatable[$r] // "0"'
+}
+
+capacity_is() { [[ "$(allocatable)" == "$1" ]]; }
+
+wait_capacity() { # count why
+	wait_until "$TIMEOUT" "node allocatable $RESOURCE = $1 ($2)" capacity_is "$1"
+}
+
+dp_ready() {
+	[[ "$(kubectl -n "$SYSTEM_NS" get pods -l app.kubernetes.io/name=afxdp-dp \
+		-o jsonpath='{.items[*].status.containerStatuses[0].ready}')" == true ]]
+}
+
+# The DaemonSet's pod is a new one (not OLD), and ready.
+dp_replaced() {
+	[[ "$(kubectl -n "$SYSTEM_NS" get pods -l app.kubernetes.io/name=afxdp-dp -o jsonpath='{.items[*].metadata.name}')" != *"$1"* ]] && dp_ready
+}
+
+no_pods_in() { [[ -z "$(kubectl -n "$1" get pods -o name)" ]]; }
+
+namespace_gone() { ! kubectl get namespace "$1"; }
+
+# ---------------------------------------------------------------- the app
+start_app() {
+	kubectl apply -f "$ROOT/deploy/kubernetes/examples/" >/dev/null || fail "kubectl apply examples"
+	wait_until "$TIMEOUT" "pod $APP_NS/$APP Running" app_running
+	wait_until 60 "$APP bound its sockets" app_device
+	say "$APP got $(app_device)"
+}
+
+app_running() { [[ "$(kubectl -n "$APP_NS" get pod "$APP" -o jsonpath='{.status.phase}')" == Running ]]; }
+
+# The device the app got (its "ready" line).
+app_device() {
+	kubectl -n "$APP_NS" logs "$APP" 2>/dev/null | jq -r 'select(.type == "ready") | .device' | tail -n 1 | grep .
+}
+
+# Packets the app counted: the sum of each queue's latest stats line.
+app_packets() {
+	kubectl -n "$APP_NS" logs "$APP" 2>/dev/null |
+		jq -s '[.[] | select(.type == "stats")] | group_by(.queue) | map(last.packets) | add // 0'
+}
+
+app_packets_are() { [[ "$(app_packets)" == "$1" ]]; }
+
+# send_and_count EXPECTED_TOTAL: send $PACKETS more, wait for the exact total.
+send_and_count() {
+	local dev expected=$1
+	dev=$(app_device) || fail "no device in the app's ready line"
+	send "$dev" "$PACKETS"
+	wait_until 30 "$APP counted $expected packets" app_packets_are "$expected"
+	sleep 2
+	[[ "$(app_packets)" == "$expected" ]] || fail "$APP counted $(app_packets), not exactly $expected"
+}
+
+# The device is back on the host, up, with no XDP program.
+device_released() {
+	local dev=$1
+	ip link show "$dev" >/dev/null 2>&1 || return 1
+	! ip -d link show "$dev" | grep -q 'prog/xdp'
+}
+
+stop_app() {
+	local dev
+	dev=$(app_device) || fail "no device in the app's ready line"
+	kubectl delete -f "$ROOT/deploy/kubernetes/examples/20-pod.yaml" --wait=true --timeout=60s >/dev/null ||
+		fail "deleting $APP"
+	wait_until 30 "$dev back on the host with no XDP program" device_released "$dev"
+}
+
+# ---------------------------------------------------------------- faults
+# kubelet restarted: it wipes the plugin sockets; afxdp-dp registers again,
+# the capacity comes back, the running app keeps receiving.
+fault_kubelet_restart() {
+	local before=$1
+	bash "$HERE/node.sh" restart-kubelet >"$WORK/restart.log" 2>&1 || {
+		cat "$WORK/restart.log"
+		fail "kubelet restart"
+	}
+	wait_capacity 2 "after the kubelet restart"
+	send_and_count $((before + PACKETS))
+}
+
+# afxdp-dp's pod deleted while the app receives: the DaemonSet makes a new
+# one, which adopts the allocation; the app keeps receiving throughout.
+fault_agent_pod_deleted() {
+	local before=$1 old
+	old=$(kubectl -n "$SYSTEM_NS" get pods -l app.kubernetes.io/name=afxdp-dp -o jsonpath='{.items[0].metadata.name}')
+	kubectl -n "$SYSTEM_NS" delete pod "$old" --wait=false >/dev/null
+	send_and_count $((before + PACKETS))
+	wait_until "$TIMEOUT" "a new afxdp-dp pod replaced $old, ready" dp_replaced "$old"
+	wait_capacity 2 "after afxdp-dp's restart"
+	send_and_count $((before + 2 * PACKETS))
+}
+
+# Two pods asking for more devices than the pool holds (2, one in use): the
+# second stays Pending with the scheduler's reason; no sandbox is made for it.
+fault_pool_exhausted() {
+	kubectl apply -f - >/dev/null <<EOF || fail "creating the greedy pod"
+apiVersion: v1
+kind: Pod
+metadata: {name: afxdp-greedy, namespace: $APP_NS}
+spec:
+  automountServiceAccountToken: false
+  terminationGracePeriodSeconds: 1
+  securityContext: {runAsNonRoot: true, runAsUser: 65534}
+  containers:
+  - name: app
+    image: docker.io/afxdp-rs/afxdp-pod-app:$(chart_app_version)
+    imagePullPolicy: Never
+    resources:
+      limits: {$RESOURCE: "2"}
+EOF
+	wait_until 60 "afxdp-greedy Unschedulable: Insufficient $RESOURCE" greedy_unschedulable
+	sleep 3
+	[[ "$(kubectl -n "$APP_NS" get pod afxdp-greedy -o jsonpath='{.status.phase}')" == Pending ]] ||
+		fail "afxdp-greedy is not Pending"
+	[[ -z "$(kubectl -n "$APP_NS" get pod afxdp-greedy -o jsonpath='{.spec.nodeName}')" ]] ||
+		fail "afxdp-greedy was bound to a node"
+	kubectl -n "$APP_NS" delete pod afxdp-greedy --wait=true --timeout=30s >/dev/null
+}
+
+greedy_unschedulable() {
+	kubectl -n "$APP_NS" get pod afxdp-greedy -o json |
+		jq -e --arg r "$RESOURCE" '.status.conditions[]? | select(.type == "PodScheduled" and .reason == "Unschedulable" and (.message | contains("Insufficient " + $r)))'
+}
+
+chart_app_version() { awk -F'"' '/^appVersion:/ { print $2 }' "$ROOT/deploy/helm/afxdp-rs/Chart.yaml"; }
+
+# ---------------------------------------------------------------- the tests
+chart() {
+	cat >"$WORK/values.yaml" <<EOF
+image:
+  pullPolicy: Never
+configJson: '$(pool_config_json)'
+EOF
+	helm install afxdp-rs "$ROOT/deploy/helm/afxdp-rs" -n "$SYSTEM_NS" --create-namespace \
+		-f "$WORK/values.yaml" --wait --timeout "${TIMEOUT}s" >"$WORK/helm.log" 2>&1 || {
+		cat "$WORK/helm.log"
+		fail "helm install"
+	}
+	say "helm install: $(helm -n "$SYSTEM_NS" list -o json | jq -r '.[0] | "\(.name) \(.status) chart \(.chart)"')"
+	wait_capacity 2 "afxdp-dp registered through the chart"
+	start_app
+	send_and_count "$PACKETS"
+	fault_kubelet_restart "$PACKETS"
+	fault_agent_pod_deleted $((2 * PACKETS))
+	fault_pool_exhausted
+	stop_app
+	wait_capacity 2 "the device is free again"
+	helm uninstall afxdp-rs -n "$SYSTEM_NS" --wait --timeout 60s >/dev/null || fail "helm uninstall"
+	wait_until 60 "afxdp-dp's pod gone" no_pods_in "$SYSTEM_NS"
+	kubectl delete namespace "$SYSTEM_NS" "$APP_NS" --wait=true --timeout=60s >/dev/null
+	say "chart: installed, capacity, exact receive, three faults, released, uninstalled"
+}
+
+manifests() {
+	local dir="$ROOT/deploy/kubernetes"
+	kubectl apply --dry-run=server -f "$dir/" >"$WORK/dry-run.log" 2>&1 || {
+		cat "$WORK/dry-run.log"
+		fail "kubectl apply --dry-run=server deploy/kubernetes"
+	}
+	say "dry-run=server accepted $(grep -c 'server dry run' "$WORK/dry-run.log") objects:" $(awk '{print $1}' "$WORK/dry-run.log")
+	# installed as they are, but for the pool: the veths instead of the
+	# example's NIC drivers (the ConfigMap is written before the DaemonSet)
+	kubectl apply -f "$dir/00-namespace.yaml" -f "$dir/10-serviceaccount.yaml" >/dev/null || fail "kubectl apply namespace, service account"
+	kubectl -n "$SYSTEM_NS" create configmap afxdp-dp-config --from-literal=config.json="$(pool_config_json)" \
+		--dry-run=client -o yaml | kubectl apply -f - >/dev/null || fail "the pool ConfigMap"
+	kubectl apply -f "$dir/30-daemonset.yaml" >/dev/null || fail "kubectl apply 30-daemonset.yaml"
+	wait_until "$TIMEOUT" "afxdp-dp ready (plain manifests)" dp_ready
+	wait_capacity 2 "afxdp-dp registered through the plain manifests"
+	start_app
+	send_and_count "$PACKETS"
+	stop_app
+	kubectl delete -f "$ROOT/deploy/kubernetes/examples/" --wait=true --timeout=60s >/dev/null 2>&1 || true
+	kubectl delete -f "$dir/" --wait=true --timeout=60s >/dev/null || fail "kubectl delete deploy/kubernetes"
+	wait_until 60 "afxdp-dp's namespace gone" namespace_gone "$SYSTEM_NS"
+	say "manifests: validated by the API server, installed, exact receive, released, removed"
+}
+
+cleanup() {
+	local rc=$?
+	trap - EXIT
+	helm uninstall afxdp-rs -n "$SYSTEM_NS" --wait --timeout 60s >/dev/null 2>&1 || true
+	kubectl delete namespace "$APP_NS" "$SYSTEM_NS" --wait=true --timeout=60s >/dev/null 2>&1 || true
+	remove_wire
+	remove_images
+	rm -rf "$WORK"
+	exit "$rc"
+}
+
+main() {
+	case "${1:-}" in
+	chart | manifests) ;;
+	*) echo "usage: $0 chart|manifests" >&2; exit 2 ;;
+	esac
+	trap cleanup EXIT
+	remove_wire
+	make_wire
+	load_images
+	"$1"
+}
+
+main "$@"
