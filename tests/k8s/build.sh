@@ -112,8 +112,10 @@ build_comp() {
 	log "$c: built in $((t1 - t0))s"
 }
 
-# pause: static C binary + hand-written OCI image layout (no registry here)
-pause_hash() { { cat "$HERE/pause/pause.c"; echo "$PAUSE_IMAGE"; sed -n '/^build_pause()/,/^}/p' "$HERE/build.sh"; } | sha256sum | cut -c1-16; }
+# pause: static C binary, packed as an OCI image archive by the same recipe
+# as afxdp-rs's own images (deploy/images/oci-archive.sh; no registry here)
+OCI_ARCHIVE="$HERE/../../deploy/images/oci-archive.sh"
+pause_hash() { { cat "$HERE/pause/pause.c" "$OCI_ARCHIVE"; echo "$PAUSE_IMAGE"; sed -n '/^build_pause()/,/^}/p' "$HERE/build.sh"; } | sha256sum | cut -c1-16; }
 
 build_pause() {
 	local h dir t0
@@ -125,21 +127,12 @@ build_pause() {
 	fi
 	log "pause: building into $dir"
 	t0=$(date +%s)
-	rm -rf "$dir.tmp"; mkdir -p "$dir.tmp/bin" "$dir.tmp/rootfs" "$dir.tmp/oci/blobs/sha256"
+	rm -rf "$dir.tmp"; mkdir -p "$dir.tmp/bin" "$dir.tmp/rootfs"
 	gcc -static -Os -s -o "$dir.tmp/bin/pause" "$HERE/pause/pause.c"
 	cp "$dir.tmp/bin/pause" "$dir.tmp/rootfs/pause"
-	local o="$dir.tmp/oci" layer ldig lsize cfg cdig csize man mdig msize
-	# reproducible layer tar: one file /pause, owned by 65535 like the upstream image
-	tar --sort=name --mtime=@0 --owner=65535 --group=65535 --numeric-owner -C "$dir.tmp/rootfs" -cf "$dir.tmp/layer.tar" pause
-	ldig=$(sha256sum "$dir.tmp/layer.tar" | cut -d' ' -f1); lsize=$(stat -c %s "$dir.tmp/layer.tar")
-	mv "$dir.tmp/layer.tar" "$o/blobs/sha256/$ldig"
-	cfg='{"architecture":"amd64","os":"linux","config":{"User":"65535:65535","Entrypoint":["/pause"],"WorkingDir":"/"},"rootfs":{"type":"layers","diff_ids":["sha256:'$ldig'"]},"history":[{"created":"1970-01-01T00:00:00Z","created_by":"tests/k8s/build.sh pause"}]}'
-	printf '%s' "$cfg" >"$o/cfg"; cdig=$(sha256sum "$o/cfg" | cut -d' ' -f1); csize=$(stat -c %s "$o/cfg"); mv "$o/cfg" "$o/blobs/sha256/$cdig"
-	man='{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:'$cdig'","size":'$csize'},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"sha256:'$ldig'","size":'$lsize'}]}'
-	printf '%s' "$man" >"$o/man"; mdig=$(sha256sum "$o/man" | cut -d' ' -f1); msize=$(stat -c %s "$o/man"); mv "$o/man" "$o/blobs/sha256/$mdig"
-	printf '%s' '{"imageLayoutVersion":"1.0.0"}' >"$o/oci-layout"
-	printf '%s' '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:'$mdig'","size":'$msize',"annotations":{"io.containerd.image.name":"'$PAUSE_IMAGE'","org.opencontainers.image.ref.name":"'$PAUSE_TAG'"},"platform":{"architecture":"amd64","os":"linux"}}]}' >"$o/index.json"
-	tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C "$o" -cf "$dir.tmp/pause-image.tar" oci-layout index.json blobs
+	# one file /pause, owned by 65535 like the upstream image
+	bash "$OCI_ARCHIVE" --rootfs "$dir.tmp/rootfs" --name "$PAUSE_IMAGE" --out "$dir.tmp/pause-image.tar" \
+		--entrypoint /pause --user 65535:65535 --owner 65535:65535 --created-by "tests/k8s/build.sh pause" >&2
 	echo "$PAUSE_IMAGE" >"$dir.tmp/image-name"
 	rm -rf "$dir.tmp/rootfs"
 	touch "$dir.tmp/.done"; rm -rf "$dir"; mv "$dir.tmp" "$dir"

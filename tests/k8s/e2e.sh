@@ -109,10 +109,15 @@ send() {
 	ip netns exec "$WIRE_NS" python3 - "10.77.$i.2" "$count" <<'EOF'
 import socket, sys
 dst, count = sys.argv[1], int(sys.argv[2])
-# four source ports: the flows spread over the veth's two queues
+import time
+# four source ports: the flows spread over the veth's two queues; paced
+# (bursts of 64, well under a socket's 512 fill-ring frames), so an exact
+# count tests delivery, not how fast the app refills its ring
 socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(4)]
 for seq in range(count):
     socks[seq % 4].sendto(b"afxdp-e2e %d" % seq, (dst, 9000))
+    if seq % 64 == 63:
+        time.sleep(0.005)
 EOF
 }
 
@@ -166,6 +171,11 @@ dp_replaced() {
 	[[ "$(kubectl -n "$SYSTEM_NS" get pods -l app.kubernetes.io/name=afxdp-dp -o jsonpath='{.items[*].metadata.name}')" != *"$1"* ]] && dp_ready
 }
 
+dp_reregistered() {
+	kubectl -n "$SYSTEM_NS" logs -l app.kubernetes.io/name=afxdp-dp -c afxdp-dp --tail=-1 |
+		grep -q 'kubelet restarted; re-registering'
+}
+
 no_pods_in() { [[ -z "$(kubectl -n "$1" get pods -o name)" ]]; }
 
 namespace_gone() { ! kubectl get namespace "$1"; }
@@ -180,15 +190,15 @@ start_app() {
 
 app_running() { [[ "$(kubectl -n "$APP_NS" get pod "$APP" -o jsonpath='{.status.phase}')" == Running ]]; }
 
-# The device the app got (its "ready" line).
+# The device the app got (its "ready" line; the JSON lines among its log lines).
 app_device() {
-	kubectl -n "$APP_NS" logs "$APP" 2>/dev/null | jq -r 'select(.type == "ready") | .device' | tail -n 1 | grep .
+	kubectl -n "$APP_NS" logs "$APP" 2>/dev/null | jq -Rr 'fromjson? | select(.type == "ready") | .device' | tail -n 1 | grep .
 }
 
 # Packets the app counted: the sum of each queue's latest stats line.
 app_packets() {
 	kubectl -n "$APP_NS" logs "$APP" 2>/dev/null |
-		jq -s '[.[] | select(.type == "stats")] | group_by(.queue) | map(last.packets) | add // 0'
+		jq -Rn '[inputs | fromjson? | select(.type == "stats")] | group_by(.queue) | map(last.packets) | add // 0'
 }
 
 app_packets_are() { [[ "$(app_packets)" == "$1" ]]; }
@@ -196,7 +206,9 @@ app_packets_are() { [[ "$(app_packets)" == "$1" ]]; }
 # send_and_count EXPECTED_TOTAL: send $PACKETS more, wait for the exact total.
 send_and_count() {
 	local dev expected=$1
-	dev=$(app_device) || fail "no device in the app's ready line"
+	# its logs come through the kubelet, which may have just restarted
+	wait_until 30 "$APP's log readable" app_device
+	dev=$(app_device)
 	send "$dev" "$PACKETS"
 	wait_until 30 "$APP counted $expected packets" app_packets_are "$expected"
 	sleep 2
@@ -227,6 +239,7 @@ fault_kubelet_restart() {
 		cat "$WORK/restart.log"
 		fail "kubelet restart"
 	}
+	wait_until 60 "afxdp-dp saw the kubelet restart and registered again" dp_reregistered
 	wait_capacity 2 "after the kubelet restart"
 	send_and_count $((before + PACKETS))
 }
@@ -306,7 +319,11 @@ EOF
 
 manifests() {
 	local dir="$ROOT/deploy/kubernetes"
-	kubectl apply --dry-run=server -f "$dir/" >"$WORK/dry-run.log" 2>&1 || {
+	# server-side dry run creates nothing, so the namespaced objects are
+	# validated once their namespace exists (itself validated first)
+	kubectl apply --dry-run=server -f "$dir/00-namespace.yaml" >"$WORK/dry-run.log" 2>&1 &&
+		kubectl apply -f "$dir/00-namespace.yaml" >/dev/null &&
+		kubectl apply --dry-run=server -f "$dir/" >>"$WORK/dry-run.log" 2>&1 || {
 		cat "$WORK/dry-run.log"
 		fail "kubectl apply --dry-run=server deploy/kubernetes"
 	}

@@ -506,6 +506,13 @@ up() {
 	mount --bind /run/afxdp /run/afxdp && mount --make-shared /run/afxdp ||
 		fail containerd "could not make /run/afxdp a shared mount"
 
+	# the host's bpffs, shared, as systemd mounts it (the DaemonSet mounts it
+	# HostToContainer, which containerd allows only on a shared or slave mount)
+	if ! mountpoint -q /sys/fs/bpf; then
+		mount -t bpf bpffs /sys/fs/bpf && mount --make-shared /sys/fs/bpf && touch "$STATE/mounted-bpffs" ||
+			fail containerd "could not mount a shared bpffs on /sys/fs/bpf"
+	fi
+
 	# containerd + pause image
 	start containerd "$BIN/containerd" --config "$RUN/containerd/config.toml"
 	wait_for containerd 60 "serving" "$BIN/ctr" --address "$RUN/containerd/containerd.sock" version
@@ -626,6 +633,7 @@ down() {
 		for m in $ms; do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true; done
 	done
 	[[ -n $(our_mounts) ]] && say "could not umount: $(our_mounts | tr '\n' ' ')"
+	[[ -f $STATE/mounted-bpffs ]] && { umount /sys/fs/bpf || say "could not umount /sys/fs/bpf"; }
 	# CNI network namespaces made by containerd (cni-<uuid>)
 	for m in /var/run/netns/cni-*; do [[ -e $m ]] && { ip netns delete "${m##*/}" 2>/dev/null || rm -f "$m" || true; }; done
 	# links: our bridge (veths die with their netns)
