@@ -5,7 +5,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
+# No incremental caches: CI builds a clean clone once, and they only cost disk
+# (a run once failed on a full disk).
+export CARGO_INCREMENTAL=0
 suite_start=$(date +%s)
+# Free disk at the start and the end, so a full disk is seen, not guessed.
+disk() { df -h --output=avail,target . | tail -n 1 | awk '{ print "== disk: " $1 " free on " $2 }'; }
+disk
 
 # Run "$@" as the named stage and print how long it took.
 stage() {
@@ -44,4 +50,5 @@ stage k8s-node bash tests/k8s/ci.sh
 # One closing line over every test binary (cargo prints one per binary).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "%d passed, %d failed\n", p, f }' "$log"
+disk
 echo "== suite: $(( $(date +%s) - suite_start )) s"
