@@ -491,10 +491,27 @@ impl Lab {
         };
         let pod = self.pods.remove(i);
         self.apiserver.remove_pod("lab", name);
-        let device = pod.device.clone();
+        let (device, resource) = (pod.device.clone(), pod.resource.clone());
         pod.remove(self).await?;
         self.settle(&device).await;
+        self.wait_listed_free(&resource, &device).await;
         Ok(())
+    }
+
+    /// Wait (bounded) until the kubelet stand-in's ListAndWatch view lists
+    /// `device` healthy again, as a scheduler waits for capacity: the release
+    /// is done before afxdp-dp's update reaches kubelet. A timeout is left to
+    /// the next admission to report.
+    async fn wait_listed_free(&self, resource: &str, device: &str) {
+        let listed = self
+            .kubelet()
+            .wait_devices(resource, Duration::from_secs(5), |devices| {
+                devices.iter().any(|d| d.id == device && d.is_healthy())
+            })
+            .await;
+        if let Err(e) = listed {
+            tracing::warn!(device, error = %e, "released device not listed healthy");
+        }
     }
 
     /// Wait until afxdp-dp (in process) has carried out the release of

@@ -24,6 +24,8 @@ pub struct Pod {
     pub name: String,
     pub container_id: String,
     pub device: String,
+    /// The resource the device was allocated from (`afxdp/<pool>`).
+    pub resource: String,
     pub netns: Netns,
     /// Env and mounts from Allocate.
     pub envs: BTreeMap<String, String>,
@@ -272,6 +274,7 @@ async fn allocate(lab: &Lab, resource: &str, namespace: &str, name: &str) -> Res
         name: name.to_string(),
         container_id: format!("{namespace}-{name}-{}", std::process::id()),
         device,
+        resource: resource.to_string(),
         netns,
         envs,
         mounts,
