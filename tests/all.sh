@@ -44,6 +44,9 @@ run_tests() {
 stage test run_tests
 # Each fuzz target for a bounded time (a crash is kept as a regression input).
 stage fuzz bash tests/fuzz.sh "${AFXDP_FUZZ_SECONDS:-20}"
+# The bench in its bounded quick mode: proves the command works (figures
+# from a loaded CI machine are not the README's table).
+stage bench-quick bash tests/bench.sh --quick --json target/bench/ci-quick.json
 # A real single-node Kubernetes (tests/k8s, built from the Go module proxy
 # into a versioned cache: a warm run builds nothing) up and down, cleanly.
 stage k8s-node bash tests/k8s/ci.sh

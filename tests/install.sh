@@ -11,6 +11,8 @@ APT_PACKAGES=(
   pkg-config
   docker-registry
   apache2-utils
+  # the bench's peers: libxdp's AF_XDP programs and library (tests/bench.sh)
+  libxdp1 libxdp-dev
 )
 
 missing=()

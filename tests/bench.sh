@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The data-path bench (tests/bench): one table, every row a ratio against a
+# floor or a peer measured in the same run, also written as JSON
+# (default target/bench/latest.json). As root.
+#
+#   bash tests/bench.sh                 # the full bench (minutes)
+#   bash tests/bench.sh --quick         # bounded: proves it works (CI)
+#   bash tests/bench.sh --section prog-cost --json /tmp/t.json
+set -euo pipefail
+cd "$(dirname "$0")/.."
+args=("$@")
+if [[ " $* " != *" --json "* ]]; then
+  mkdir -p target/bench
+  args+=(--json target/bench/latest.json)
+fi
+cargo build --release --locked -p afxdp-bench -p afxdp-pod-app
+exec target/release/afxdp-bench "${args[@]}"

@@ -1,0 +1,137 @@
+//! `afxdp-bench`: the data path measured against its peers in one run.
+//!
+//! Prints one table (every row a value and its ratio to a floor or a peer
+//! measured in the same run) and writes it as JSON for comparison across
+//! commits. Needs root (netns, veths, `bpf(2)`). `tests/bench.sh` builds and
+//! runs it; `--quick` bounds it for CI, which only proves it works.
+
+mod frame;
+mod prog_cost;
+mod table;
+mod testrun;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use serde::Serialize;
+use std::{path::PathBuf, time::Instant};
+use table::Row;
+
+#[derive(Parser, Debug)]
+#[command(about = "afxdp-rs data-path bench: one table of ratios measured in the same run")]
+struct Args {
+    /// Few, short runs: proves the bench works, figures are rough.
+    #[arg(long)]
+    quick: bool,
+    /// Also write the table as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Only these sections (default: all). Known: prog-cost.
+    #[arg(long = "section")]
+    sections: Vec<String>,
+}
+
+/// How long each measurement runs.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Settings {
+    /// Measurements per cell; the table shows their median.
+    pub runs: usize,
+    /// `BPF_PROG_TEST_RUN` repetitions per measurement.
+    pub test_run_repeat: u32,
+}
+
+impl Settings {
+    fn new(quick: bool) -> Self {
+        if quick {
+            Settings {
+                runs: 3,
+                test_run_repeat: 200_000,
+            }
+        } else {
+            Settings {
+                runs: 7,
+                test_run_repeat: 10_000_000,
+            }
+        }
+    }
+}
+
+/// The machine a table was measured on.
+#[derive(Debug, Serialize)]
+struct Machine {
+    kernel: String,
+    cpu: String,
+    cores: usize,
+}
+
+impl Machine {
+    fn here() -> Self {
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        let cpu = std::fs::read_to_string("/proc/cpuinfo")
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+            })
+            .unwrap_or_default();
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Machine { kernel, cpu, cores }
+    }
+}
+
+#[derive(Serialize)]
+struct Report<'a> {
+    machine: Machine,
+    settings: Settings,
+    quick: bool,
+    rows: &'a [Row],
+}
+
+type Section = fn(&Settings) -> Result<Vec<Row>>;
+
+const SECTIONS: [(&str, Section); 1] = [("prog-cost", prog_cost::run)];
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    for s in &args.sections {
+        if !SECTIONS.iter().any(|(n, _)| n == s) {
+            anyhow::bail!(
+                "unknown section {s:?}; known: {:?}",
+                SECTIONS.map(|(n, _)| n)
+            );
+        }
+    }
+    let settings = Settings::new(args.quick);
+    let mut rows = Vec::new();
+    for (name, section) in SECTIONS {
+        if !args.sections.is_empty() && !args.sections.iter().any(|s| s == name) {
+            continue;
+        }
+        let start = Instant::now();
+        rows.extend(section(&settings).with_context(|| format!("section {name}"))?);
+        eprintln!(
+            "afxdp-bench: {name} took {:.1} s",
+            start.elapsed().as_secs_f64()
+        );
+    }
+    let machine = Machine::here();
+    println!(
+        "machine: {} · {} cores · Linux {}",
+        machine.cpu, machine.cores, machine.kernel
+    );
+    print!("{}", table::render(&rows));
+    if let Some(path) = &args.json {
+        let report = Report {
+            machine,
+            settings,
+            quick: args.quick,
+            rows: &rows,
+        };
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
