@@ -13,5 +13,5 @@ if [[ " $* " != *" --json "* ]]; then
   mkdir -p target/bench
   args+=(--json target/bench/latest.json)
 fi
-cargo build --release --locked -p afxdp-bench -p afxdp-pod-app
+cargo build --release --locked -p afxdp-bench
 exec target/release/afxdp-bench "${args[@]}"

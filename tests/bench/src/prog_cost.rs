@@ -15,6 +15,7 @@ use crate::{
     testrun::{load_return_program, test_run, TestRun, XdpAction},
     Settings,
 };
+use afxdp_program::XSKS_MAP_NAME;
 use afxdp_testnet::{Netns, VethOptions, VethPair};
 use afxdp_xsk::{XskConfig, XskSocket};
 use anyhow::{bail, Context, Result};
@@ -23,6 +24,7 @@ use aya::{
     programs::{Program, Xdp},
     Ebpf, EbpfLoader,
 };
+use nix::net::if_::if_nametoindex;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 const SECTION: &str = "xdp program cost";
@@ -37,12 +39,12 @@ const LIBXDP_PROGRAMS: [(&str, &str); 2] = [
     ("libxdp xsk_def_prog_5.3", "xsk_def_xdp_prog_5.3.o"),
 ];
 
-/// A loaded program and, for the steering ones, its XSKMAP.
+/// A loaded program and, for the steering ones, the object owning its XSKMAP.
 struct Candidate {
     name: String,
-    /// The loaded object (owns program and maps); `None` for the floor.
+    prog: OwnedFd,
+    /// The loaded object (keeps the map); `None` for the floor.
     ebpf: Option<Ebpf>,
-    raw: Option<OwnedFd>,
 }
 
 impl Candidate {
@@ -56,35 +58,24 @@ impl Candidate {
             .with_context(|| format!("{name}: no XDP program"))?;
         let xdp: &mut Xdp = program.try_into()?;
         xdp.load().with_context(|| format!("verifier on {name}"))?;
+        let prog = xdp.fd()?.as_fd().try_clone_to_owned()?;
         Ok(Candidate {
             name: name.to_string(),
+            prog,
             ebpf: Some(ebpf),
-            raw: None,
         })
     }
 
     fn floor() -> Result<Self> {
         Ok(Candidate {
             name: "floor XDP_PASS".to_string(),
+            prog: load_return_program("bench_pass", XdpAction::Pass)?,
             ebpf: None,
-            raw: Some(load_return_program("bench_pass", XdpAction::Pass)?),
         })
     }
 
-    fn prog_fd(&self) -> Result<BorrowedFd<'_>> {
-        if let Some(fd) = &self.raw {
-            return Ok(fd.as_fd());
-        }
-        let ebpf = self.ebpf.as_ref().context("candidate without program")?;
-        let (_, program) = ebpf
-            .programs()
-            .find(|(_, p)| matches!(p, Program::Xdp(_)))
-            .context("no XDP program")?;
-        Ok(program.fd()?.as_fd())
-    }
-
     fn xsks_map(&self) -> Option<BorrowedFd<'_>> {
-        match self.ebpf.as_ref()?.map("xsks_map")? {
+        match self.ebpf.as_ref()?.map(XSKS_MAP_NAME)? {
             Map::XskMap(data) => Some(data.fd().as_fd()),
             _ => None,
         }
@@ -125,7 +116,7 @@ pub fn run(settings: &Settings) -> Result<Vec<Row>> {
 }
 
 fn measure_in_netns(ifname: &str, settings: &Settings) -> Result<Vec<Row>> {
-    let ifindex = nix_ifindex(ifname)?;
+    let ifindex = if_nametoindex(ifname).with_context(|| format!("if_nametoindex({ifname})"))?;
     let all = candidates()?;
     let frame = udp_frame([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], 9001);
     let run = TestRun {
@@ -162,8 +153,8 @@ fn measure_case(
     for _ in 0..runs {
         for (c, s) in all.iter().zip(samples.iter_mut()) {
             let r =
-                test_run(c.prog_fd()?, run).with_context(|| format!("test run of {}", c.name))?;
-            let want = if c.raw.is_some() {
+                test_run(c.prog.as_fd(), run).with_context(|| format!("test run of {}", c.name))?;
+            let want = if c.ebpf.is_none() {
                 XdpAction::Pass
             } else {
                 expect
@@ -249,17 +240,4 @@ fn case_rows(case: &str, all: &[Candidate], cells: &[Cell], miss: bool) -> Vec<R
     let mut out = vec![rows[0].clone(), ours_row];
     out.extend(rows[2..].iter().map(|r| r.clone().versus(&rows[0])));
     out
-}
-
-fn nix_ifindex(ifname: &str) -> Result<u32> {
-    let c = std::ffi::CString::new(ifname)?;
-    // SAFETY: a valid NUL-terminated name.
-    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
-    if i == 0 {
-        bail!(
-            "if_nametoindex({ifname}): {}",
-            std::io::Error::last_os_error()
-        );
-    }
-    Ok(i)
 }
