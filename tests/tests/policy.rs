@@ -730,19 +730,25 @@ async fn policy_calls_of_a_pool_are_bounded_by_max_concurrent_calls() {
             .await
             .expect("node API");
         let client = afxdp_proto::nodeapi::node_api_client::NodeApiClient::new(ch);
+        let request = afxdp_proto::nodeapi::DeviceRef {
+            device: nic.clone(),
+            pod_namespace: "lab".into(),
+            pod_name: "burst".into(),
+            ..Default::default()
+        };
+        // One call first: the burst then starts after the server's HTTP/2
+        // SETTINGS arrived, so the client queues streams beyond the server's
+        // per-connection bound instead of opening them to be refused.
+        client
+            .clone()
+            .get_device_settings(request.clone())
+            .await
+            .expect("first settings");
         let mut calls = tokio::task::JoinSet::new();
         for _ in 0..24 {
             let mut c = client.clone();
-            let device = nic.clone();
-            calls.spawn(async move {
-                c.get_device_settings(afxdp_proto::nodeapi::DeviceRef {
-                    device,
-                    pod_namespace: "lab".into(),
-                    pod_name: "burst".into(),
-                    ..Default::default()
-                })
-                .await
-            });
+            let request = request.clone();
+            calls.spawn(async move { c.get_device_settings(request).await });
         }
         while let Some(r) = calls.join_next().await {
             let s = r.expect("task").expect("settings").into_inner();
