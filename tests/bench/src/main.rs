@@ -130,8 +130,17 @@ fn main() -> Result<()> {
             quick: args.quick,
             rows: &rows,
         };
-        std::fs::write(path, serde_json::to_vec_pretty(&report)?)
-            .with_context(|| format!("writing {}", path.display()))?;
+        write_report(path, &report)?;
     }
     Ok(())
+}
+
+/// Writes the JSON report, creating its directory (a clean clone has no
+/// `target/bench`).
+fn write_report(path: &std::path::Path, report: &Report) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(path, serde_json::to_vec_pretty(report)?)
+        .with_context(|| format!("writing {}", path.display()))
 }
