@@ -13,5 +13,11 @@ if [[ " $* " != *" --json "* ]]; then
   mkdir -p target/bench
   args+=(--json target/bench/latest.json)
 fi
-cargo build --release --locked -p afxdp-bench
+cargo build --release --locked -p afxdp-bench -p afxdp-pod-app
+# The libxdp peer of the receive-rate section (Debian's libxdp-dev).
+mkdir -p target/bench
+src=tests/bench/c/xsk_rx_libxdp.c bin=target/bench/xsk-rx-libxdp
+if [[ ! -x $bin || $src -nt $bin ]]; then
+  cc -O2 -Wall -Werror -o "$bin" "$src" -lxdp -lbpf
+fi
 exec target/release/afxdp-bench "${args[@]}"

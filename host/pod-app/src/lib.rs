@@ -7,7 +7,7 @@
 //! ```text
 //! {"type":"ready","device":"eth1","queues":[0,1,2,3]}
 //! {"type":"stats","device":"eth1","queue":0,"packets":12,"bytes":1032}
-//! {"type":"total","device":"eth1","packets":40,"bytes":3440,"per_queue":{"0":{"packets":12,"bytes":1032},...},"elapsed_ms":812,"reason":"expect"}
+//! {"type":"total","device":"eth1","packets":40,"bytes":3440,"per_queue":{"0":{"packets":12,"bytes":1032},...},"kernel":{"rx_dropped":0,"rx_ring_full":0,"rx_fill_ring_empty":0},"elapsed_ms":812,"reason":"expect"}
 //! ```
 //!
 //! It needs only `CAP_NET_RAW` (AF_XDP socket) and `RLIMIT_MEMLOCK` room for
@@ -148,6 +148,26 @@ pub struct QueueCount {
     pub bytes: u64,
 }
 
+/// Frames the kernel dropped before this app saw them, summed over its
+/// sockets (from `XDP_STATISTICS`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct KernelDrops {
+    /// Dropped for reasons other than invalid descriptors.
+    pub rx_dropped: u64,
+    /// Dropped because the rx ring was full (the app fell behind).
+    pub rx_ring_full: u64,
+    /// Times a frame found the fill ring empty (the app refilled too late).
+    pub rx_fill_ring_empty: u64,
+}
+
+impl KernelDrops {
+    fn add(&mut self, st: &afxdp_xsk::XskStatistics) {
+        self.rx_dropped += st.rx_dropped;
+        self.rx_ring_full += st.rx_ring_full;
+        self.rx_fill_ring_empty += st.rx_fill_ring_empty_descs;
+    }
+}
+
 /// Result of a run (also printed as the `total` line).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Totals {
@@ -159,6 +179,8 @@ pub struct Totals {
     pub bytes: u64,
     /// Per queue.
     pub per_queue: BTreeMap<u32, QueueCount>,
+    /// The kernel's drop counters (`XDP_STATISTICS`) summed over the sockets.
+    pub kernel: KernelDrops,
     /// Run time after the sockets were ready.
     pub elapsed_ms: u64,
     /// Why it stopped.
@@ -298,22 +320,13 @@ fn ifindex(device: &str) -> Result<u32, AppError> {
 ///
 /// Setup failures (device, map, sockets) and output errors.
 pub fn run(cfg: Config, out: &mut impl Write, stop: &AtomicBool) -> Result<Totals, AppError> {
-    let ifindex = ifindex(&cfg.device)?;
     let queues = if cfg.queues.is_empty() {
         device_queues(&cfg.device)?
     } else {
         cfg.queues.clone()
     };
-    let map = cfg.map.into_fd()?;
-    let mut sockets = Vec::with_capacity(queues.len());
-    for &q in &queues {
-        let xsk_err = |source| AppError::Xsk { queue: q, source };
-        let sock = XskSocket::new(ifindex, q, &cfg.xsk).map_err(xsk_err)?;
-        sock.register(map.as_fd(), q).map_err(xsk_err)?;
-        sockets.push(sock);
-    }
-    drop(map);
-    info!(device = %cfg.device, ifindex, ?queues, "sockets bound and registered");
+    let mut sockets = bind_and_register(&cfg.device, &queues, cfg.map, &cfg.xsk)?;
+    info!(device = %cfg.device, ?queues, "sockets bound and registered");
     emit(
         out,
         &Line::Ready {
@@ -328,14 +341,7 @@ pub fn run(cfg: Config, out: &mut impl Write, stop: &AtomicBool) -> Result<Total
     let mut counts: BTreeMap<u32, QueueCount> =
         queues.iter().map(|&q| (q, QueueCount::default())).collect();
     let mut total = 0u64;
-    let mut pfds: Vec<libc::pollfd> = sockets
-        .iter()
-        .map(|s| libc::pollfd {
-            fd: s.as_fd().as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        })
-        .collect();
+    let mut waiter = Waiter::new(&sockets);
 
     let reason = loop {
         if stop.load(Ordering::Relaxed) {
@@ -345,17 +351,145 @@ pub fn run(cfg: Config, out: &mut impl Write, stop: &AtomicBool) -> Result<Total
         if deadline.is_some_and(|d| now >= d) {
             break StopReason::Duration;
         }
-        let mut wait = next_stats
-            .saturating_duration_since(now)
-            .min(Duration::from_millis(100));
-        if let Some(d) = deadline {
-            wait = wait.min(d.saturating_duration_since(now));
+        let got = drain(&mut sockets, &mut counts)?;
+        total += got;
+        if cfg.expect.is_some_and(|n| total >= n) {
+            break StopReason::Expect;
         }
+        if now >= next_stats {
+            emit_stats(out, &cfg.device, &counts)?;
+            next_stats += cfg.stats_interval;
+        }
+        if got == 0 {
+            // Nothing on any ring: sleep in poll until frames, the next
+            // stats line or the deadline (at most 100 ms, to see `stop`).
+            let mut wait = next_stats
+                .saturating_duration_since(now)
+                .min(Duration::from_millis(100));
+            if let Some(d) = deadline {
+                wait = wait.min(d.saturating_duration_since(now));
+            }
+            waiter.wait(wait)?;
+        }
+    };
+
+    let kernel = kernel_drops(&sockets);
+    let totals = Totals {
+        device: cfg.device.clone(),
+        packets: total,
+        bytes: counts.values().map(|c| c.bytes).sum(),
+        per_queue: counts,
+        kernel,
+        elapsed_ms: start.elapsed().as_millis() as u64,
+        reason,
+    };
+    emit(out, &Line::Total(&totals))?;
+    Ok(totals)
+}
+
+/// Frames taken from one ring per pass: a pass over every socket stays
+/// short, so no queue waits long behind another.
+const RECV_BATCH: u32 = 256;
+
+/// One socket per queue, each bound and registered in the XSKMAP at its
+/// queue.
+fn bind_and_register(
+    device: &str,
+    queues: &[u32],
+    map: MapSource,
+    xsk: &XskConfig,
+) -> Result<Vec<XskSocket>, AppError> {
+    let ifindex = ifindex(device)?;
+    let map = map.into_fd()?;
+    let mut sockets = Vec::with_capacity(queues.len());
+    for &q in queues {
+        let xsk_err = |source| AppError::Xsk { queue: q, source };
+        let sock = XskSocket::new(ifindex, q, xsk).map_err(xsk_err)?;
+        sock.register(map.as_fd(), q).map_err(xsk_err)?;
+        sockets.push(sock);
+    }
+    Ok(sockets)
+}
+
+/// Takes what every socket's rx ring holds (up to [`RECV_BATCH`] each),
+/// counting it per queue; returns the frames taken.
+fn drain(
+    sockets: &mut [XskSocket],
+    counts: &mut BTreeMap<u32, QueueCount>,
+) -> Result<u64, AppError> {
+    let mut got = 0u64;
+    for sock in sockets {
+        let q = sock.queue();
+        let c = sock
+            .recv(RECV_BATCH, |_frame| {})
+            .map_err(|source| AppError::Xsk { queue: q, source })?;
+        let qc = counts.entry(q).or_default();
+        qc.packets += u64::from(c.packets);
+        qc.bytes += c.bytes;
+        got += u64::from(c.packets);
+    }
+    Ok(got)
+}
+
+fn emit_stats(
+    out: &mut impl Write,
+    device: &str,
+    counts: &BTreeMap<u32, QueueCount>,
+) -> Result<(), AppError> {
+    for (&queue, qc) in counts {
+        emit(
+            out,
+            &Line::Stats {
+                device,
+                queue,
+                packets: qc.packets,
+                bytes: qc.bytes,
+            },
+        )?;
+    }
+    Ok(())
+}
+
+/// The kernel's drop counters summed over the sockets (logged when any is
+/// non-zero).
+fn kernel_drops(sockets: &[XskSocket]) -> KernelDrops {
+    let mut kernel = KernelDrops::default();
+    for sock in sockets {
+        if let Ok(st) = sock.statistics() {
+            if st != Default::default() {
+                warn!(queue = sock.queue(), ?st, "kernel AF_XDP drop counters");
+            }
+            kernel.add(&st);
+        }
+    }
+    kernel
+}
+
+/// `poll` over every socket.
+struct Waiter {
+    pfds: Vec<libc::pollfd>,
+}
+
+impl Waiter {
+    fn new(sockets: &[XskSocket]) -> Self {
+        let pfds = sockets
+            .iter()
+            .map(|s| libc::pollfd {
+                fd: s.as_fd().as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        Waiter { pfds }
+    }
+
+    /// Blocks until a socket is readable or `wait` passed (or a signal).
+    fn wait(&mut self, wait: Duration) -> Result<(), AppError> {
         // SAFETY: `pfds` is a valid array of pollfd.
         let r = unsafe {
             libc::poll(
-                pfds.as_mut_ptr(),
-                pfds.len() as libc::nfds_t,
+                self.pfds.as_mut_ptr(),
+                self.pfds.len() as libc::nfds_t,
                 wait.as_millis() as libc::c_int,
             )
         };
@@ -365,53 +499,8 @@ pub fn run(cfg: Config, out: &mut impl Write, stop: &AtomicBool) -> Result<Total
                 return Err(AppError::Poll(e));
             }
         }
-        // Drain every socket (cheap when empty; copy mode may need kicks).
-        for sock in &mut sockets {
-            let q = sock.queue();
-            let c = sock
-                .recv(64, |_frame| {})
-                .map_err(|source| AppError::Xsk { queue: q, source })?;
-            let qc = counts.entry(q).or_default();
-            qc.packets += u64::from(c.packets);
-            qc.bytes += c.bytes;
-            total += u64::from(c.packets);
-        }
-        if cfg.expect.is_some_and(|n| total >= n) {
-            break StopReason::Expect;
-        }
-        if Instant::now() >= next_stats {
-            for (&queue, qc) in &counts {
-                emit(
-                    out,
-                    &Line::Stats {
-                        device: &cfg.device,
-                        queue,
-                        packets: qc.packets,
-                        bytes: qc.bytes,
-                    },
-                )?;
-            }
-            next_stats += cfg.stats_interval;
-        }
-    };
-
-    for sock in &sockets {
-        if let Ok(st) = sock.statistics() {
-            if st != Default::default() {
-                warn!(queue = sock.queue(), ?st, "kernel AF_XDP drop counters");
-            }
-        }
+        Ok(())
     }
-    let totals = Totals {
-        device: cfg.device.clone(),
-        packets: total,
-        bytes: counts.values().map(|c| c.bytes).sum(),
-        per_queue: counts,
-        elapsed_ms: start.elapsed().as_millis() as u64,
-        reason,
-    };
-    emit(out, &Line::Total(&totals))?;
-    Ok(totals)
 }
 
 #[cfg(test)]
@@ -461,6 +550,7 @@ mod tests {
             packets: 2,
             bytes: 84,
             per_queue,
+            kernel: KernelDrops::default(),
             elapsed_ms: 5,
             reason: StopReason::Expect,
         };

@@ -17,8 +17,20 @@ impl PinRoot {
     /// # Errors
     /// Creating the directory or setting its mode.
     pub fn new() -> std::io::Result<Self> {
+        Self::new_in(&std::env::temp_dir())
+    }
+
+    /// As [`PinRoot::new`], under `parent`: outside `/tmp` when confined
+    /// pods, whose `/tmp` is a fresh tmpfs, bind-mount pins or exec staged
+    /// binaries from it.
+    ///
+    /// # Errors
+    /// Creating the directory or setting its mode.
+    pub fn new_in(parent: &Path) -> std::io::Result<Self> {
         use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::Builder::new().prefix("afxdp-pins-").tempdir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("afxdp-pins-")
+            .tempdir_in(parent)?;
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
         Ok(PinRoot { dir })
     }

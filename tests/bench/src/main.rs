@@ -6,12 +6,18 @@
 //! runs it; `--quick` bounds it for CI, which only proves it works.
 
 mod frame;
+mod packet_sender;
 mod prog_cost;
+mod receivers;
+mod rx_bed;
+mod rx_rate;
 mod table;
 mod testrun;
+mod xdp_link;
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use receivers::Binaries;
 use serde::Serialize;
 use std::{path::PathBuf, time::Instant};
 use table::Row;
@@ -25,9 +31,16 @@ struct Args {
     /// Also write the table as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
-    /// Only these sections (default: all). Known: prog-cost.
+    /// Only these sections (default: all). Known: prog-cost, rx-rate.
     #[arg(long = "section")]
     sections: Vec<String>,
+    /// afxdp-pod-app binary (default: beside this one).
+    #[arg(long)]
+    pod_app: Option<PathBuf>,
+    /// The libxdp receiver tests/bench.sh compiles from tests/bench/c
+    /// (default: target/bench/xsk-rx-libxdp).
+    #[arg(long)]
+    libxdp_rx: Option<PathBuf>,
 }
 
 /// How long each measurement runs.
@@ -37,6 +50,10 @@ pub struct Settings {
     pub runs: usize,
     /// `BPF_PROG_TEST_RUN` repetitions per measurement.
     pub test_run_repeat: u32,
+    /// Receive-rate measurements per receiver.
+    pub rate_runs: usize,
+    /// Frames sent per receive-rate measurement.
+    pub rate_frames: u32,
 }
 
 impl Settings {
@@ -45,11 +62,15 @@ impl Settings {
             Settings {
                 runs: 3,
                 test_run_repeat: 200_000,
+                rate_runs: 1,
+                rate_frames: 500_000,
             }
         } else {
             Settings {
                 runs: 7,
                 test_run_repeat: 10_000_000,
+                rate_runs: 3,
+                rate_frames: 20_000_000,
             }
         }
     }
@@ -90,9 +111,28 @@ struct Report<'a> {
     rows: &'a [Row],
 }
 
-type Section = fn(&Settings) -> Result<Vec<Row>>;
+type Section = fn(&Settings, &Binaries) -> Result<Vec<Row>>;
 
-const SECTIONS: [(&str, Section); 1] = [("prog-cost", prog_cost::run)];
+const SECTIONS: [(&str, Section); 2] = [
+    ("prog-cost", |s, _| prog_cost::run(s)),
+    ("rx-rate", rx_rate::run),
+];
+
+/// The receivers' binaries: given, else where tests/bench.sh builds them.
+fn binaries(args: &Args) -> Result<Binaries> {
+    let exe = std::env::current_exe().context("current_exe")?;
+    let dir = exe.parent().context("no directory of current_exe")?;
+    Ok(Binaries {
+        pod_app: args
+            .pod_app
+            .clone()
+            .unwrap_or_else(|| dir.join("afxdp-pod-app")),
+        libxdp_rx: args
+            .libxdp_rx
+            .clone()
+            .unwrap_or_else(|| dir.join("../bench/xsk-rx-libxdp")),
+    })
+}
 
 fn main() -> Result<()> {
     let args = Args::parse();
@@ -105,13 +145,14 @@ fn main() -> Result<()> {
         }
     }
     let settings = Settings::new(args.quick);
+    let bins = binaries(&args)?;
     let mut rows = Vec::new();
     for (name, section) in SECTIONS {
         if !args.sections.is_empty() && !args.sections.iter().any(|s| s == name) {
             continue;
         }
         let start = Instant::now();
-        rows.extend(section(&settings).with_context(|| format!("section {name}"))?);
+        rows.extend(section(&settings, &bins).with_context(|| format!("section {name}"))?);
         eprintln!(
             "afxdp-bench: {name} took {:.1} s",
             start.elapsed().as_secs_f64()

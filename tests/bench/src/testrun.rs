@@ -18,9 +18,15 @@ const BPF_PROG_TYPE_XDP: u32 = 6;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u32)]
 pub enum XdpAction {
+    Drop = 1,
     Pass = 2,
+    Tx = 3,
     Redirect = 4,
 }
+
+/// `BPF_F_TEST_XDP_LIVE_FRAMES`: frames the program returns `XDP_TX` or
+/// `XDP_REDIRECT` for really leave (the bench's packet sender).
+pub const BPF_F_TEST_XDP_LIVE_FRAMES: u32 = 1 << 1;
 
 #[repr(C)]
 #[derive(Default)]

@@ -1,0 +1,435 @@
+//! The receivers the receive-rate section compares, each started on the
+//! testbed's rx end before the sender runs and finished after it:
+//!
+//! - **XDP_DROP ceiling**: the cheapest a program can take a frame; counted
+//!   by veth's own XDP counters;
+//! - **UDP socket**: `XDP_PASS` in front (veth needs a program there), a
+//!   socket on [`RX_ADDR`] read with `recvmmsg` on a thread of the bench;
+//! - **afxdp-pod-app**: our built-in program attached by the native
+//!   program manager, the app confined as a pod (nobody, CAP_NET_RAW only,
+//!   the pinned map bind-mounted), as in pinned-map mode;
+//! - **libxdp receiver**: `xsk-rx-libxdp` (tests/bench/c), libxdp loading
+//!   its own program, the same ring sizes.
+//!
+//! Every receiver runs on `cpu`; the sender on another.
+
+use crate::rx_bed::{pin_current_thread, Testbed, RX_ADDR, RX_DEV, UDP_PORT};
+use crate::testrun::{load_return_program, XdpAction};
+use crate::xdp_link::attach_native;
+use afxdp_program::{AttachRequest, NativeManager, ProgramManager, XdpMode};
+use afxdp_testnet::pod::{confine, spawn_retrying, stage_binary, ContainerMounts, PodUser};
+use afxdp_testnet::PinRoot;
+use anyhow::{bail, Context, Result};
+use std::{
+    io::{BufRead, BufReader},
+    net::UdpSocket,
+    os::fd::{AsFd, AsRawFd, OwnedFd},
+    os::unix::process::CommandExt,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        mpsc, Arc,
+    },
+    thread::JoinHandle,
+    time::Duration,
+};
+
+/// UMEM frames (and fill and rx ring entries) of both AF_XDP receivers.
+pub const XSK_FRAMES: u32 = 2048;
+/// Where the pod sees the pinned-map directory.
+const POD_MAP_DIR: &str = "/tmp/afxdp_dp/xsk";
+const READY_WITHIN: Duration = Duration::from_secs(10);
+const TOTAL_WITHIN: Duration = Duration::from_secs(10);
+
+/// What a receiver got in one measurement.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Received {
+    pub packets: u64,
+    /// Times a frame found the fill ring empty (AF_XDP receivers).
+    pub fill_ring_empty: Option<u64>,
+    /// CPU time the receiving process or thread used while receiving.
+    pub cpu: Option<Duration>,
+}
+
+/// The receivers, in table order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    DropCeiling,
+    PodApp,
+    Libxdp,
+    UdpSocket,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 4] = [
+        Kind::DropCeiling,
+        Kind::PodApp,
+        Kind::Libxdp,
+        Kind::UdpSocket,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::DropCeiling => "XDP_DROP ceiling",
+            Kind::PodApp => "afxdp-pod-app (unprivileged)",
+            Kind::Libxdp => "libxdp receiver",
+            Kind::UdpSocket => "UDP socket (recvmmsg)",
+        }
+    }
+}
+
+/// The binaries the child receivers run.
+#[derive(Debug, Clone)]
+pub struct Binaries {
+    pub pod_app: PathBuf,
+    pub libxdp_rx: PathBuf,
+}
+
+/// A receiver running on the testbed.
+pub trait Receiver {
+    /// Stops receiving and reports (after the sender finished).
+    fn finish(self: Box<Self>, bed: &Testbed) -> Result<Received>;
+}
+
+/// Starts `kind` on the rx end, receiving on `cpu`; returns once it can
+/// receive.
+pub fn start(
+    kind: Kind,
+    bed: &Testbed,
+    bins: &Binaries,
+    scratch: &PinRoot,
+    cpu: usize,
+) -> Result<Box<dyn Receiver>> {
+    Ok(match kind {
+        Kind::DropCeiling => Box::new(DropCeiling::start(bed)?),
+        Kind::UdpSocket => Box::new(UdpReceiver::start(bed, cpu)?),
+        Kind::PodApp => Box::new(PodApp::start(bed, &bins.pod_app, scratch, cpu)?),
+        Kind::Libxdp => Box::new(ChildReceiver::libxdp(bed, &bins.libxdp_rx, cpu)?),
+    })
+}
+
+fn attach_return_program(bed: &Testbed, action: XdpAction) -> Result<OwnedFd> {
+    let prog = load_return_program("bench_rx", action)?;
+    let ifindex = bed.rx_ifindex;
+    let link = bed
+        .ns
+        .run(|| attach_native(prog.as_fd(), ifindex))?
+        .with_context(|| format!("attaching {action:?} to {RX_DEV}"))?;
+    Ok(link)
+}
+
+struct DropCeiling {
+    _link: OwnedFd,
+    before: u64,
+}
+
+impl DropCeiling {
+    fn start(bed: &Testbed) -> Result<Self> {
+        let link = attach_return_program(bed, XdpAction::Drop)?;
+        Ok(DropCeiling {
+            _link: link,
+            before: bed.rx_xdp_packets()?,
+        })
+    }
+}
+
+impl Receiver for DropCeiling {
+    fn finish(self: Box<Self>, bed: &Testbed) -> Result<Received> {
+        Ok(Received {
+            packets: bed.rx_xdp_packets()? - self.before,
+            ..Default::default()
+        })
+    }
+}
+
+/// `recvmmsg` batch and buffer per message.
+const UDP_BATCH: usize = 64;
+const UDP_BUF: usize = 2048;
+const UDP_RCVBUF: libc::c_int = 4 << 20;
+
+struct UdpReceiver {
+    _link: OwnedFd,
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<std::io::Result<(u64, Duration)>>,
+}
+
+impl UdpReceiver {
+    fn start(bed: &Testbed, cpu: usize) -> Result<Self> {
+        let link = attach_return_program(bed, XdpAction::Pass)?;
+        let socket = bed
+            .ns
+            .run(|| UdpSocket::bind((RX_ADDR, UDP_PORT)))?
+            .context("binding the UDP socket")?;
+        set_rcvbuf(&socket, UDP_RCVBUF)?;
+        socket.set_read_timeout(Some(Duration::from_millis(50)))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            pin_current_thread(cpu)?;
+            recv_until(&socket, &flag)
+        });
+        Ok(UdpReceiver {
+            _link: link,
+            stop,
+            thread,
+        })
+    }
+}
+
+impl Receiver for UdpReceiver {
+    fn finish(self: Box<Self>, _bed: &Testbed) -> Result<Received> {
+        self.stop.store(true, Ordering::Relaxed);
+        let (packets, cpu) = self
+            .thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("UDP receiver thread panicked"))??;
+        Ok(Received {
+            packets,
+            fill_ring_empty: None,
+            cpu: Some(cpu),
+        })
+    }
+}
+
+fn set_rcvbuf(socket: &UdpSocket, bytes: libc::c_int) -> std::io::Result<()> {
+    // SAFETY: SO_RCVBUFFORCE takes an int; the socket is open.
+    let r = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            &bytes as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Reads datagrams in `recvmmsg` batches until `stop`; returns how many and
+/// the thread's CPU time.
+fn recv_until(socket: &UdpSocket, stop: &AtomicBool) -> std::io::Result<(u64, Duration)> {
+    let mut bufs = vec![[0u8; UDP_BUF]; UDP_BATCH];
+    let mut iovs: Vec<libc::iovec> = bufs
+        .iter_mut()
+        .map(|b| libc::iovec {
+            iov_base: b.as_mut_ptr().cast(),
+            iov_len: UDP_BUF,
+        })
+        .collect();
+    // SAFETY: mmsghdr is plain data; zero is a valid empty header.
+    let mut msgs: Vec<libc::mmsghdr> = iovs
+        .iter_mut()
+        .map(|iov| {
+            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            m.msg_hdr.msg_iov = iov;
+            m.msg_hdr.msg_iovlen = 1;
+            m
+        })
+        .collect();
+    let cpu_start = thread_cpu_time();
+    let mut packets = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        // SAFETY: msgs point into iovs and bufs, alive for the call.
+        let n = unsafe {
+            libc::recvmmsg(
+                socket.as_raw_fd(),
+                msgs.as_mut_ptr(),
+                UDP_BATCH as libc::c_uint,
+                libc::MSG_WAITFORONE,
+                std::ptr::null_mut(),
+            )
+        };
+        if n > 0 {
+            packets += n as u64;
+            continue;
+        }
+        let e = std::io::Error::last_os_error();
+        if !matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+        ) {
+            return Err(e);
+        }
+    }
+    Ok((packets, thread_cpu_time().saturating_sub(cpu_start)))
+}
+
+fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is writable.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// afxdp-pod-app on our program, attached and shared by the native
+/// program manager as afxdp-dp does in pinned-map mode.
+struct PodApp {
+    app: ChildReceiver,
+    manager: NativeManager,
+}
+
+impl PodApp {
+    fn start(bed: &Testbed, binary: &Path, scratch: &PinRoot, cpu: usize) -> Result<Self> {
+        let manager = NativeManager::new(scratch.path()).context("native program manager")?;
+        let ifindex = bed.rx_ifindex;
+        let attachment = bed.ns.run(|| {
+            manager.attach(&AttachRequest {
+                device: RX_DEV,
+                ifindex,
+                mode: XdpMode::Native,
+                program: None,
+                function: None,
+            })
+        })??;
+        let user = PodUser::nobody_net_raw();
+        manager.share_map_with(RX_DEV, user.uid)?;
+        let staged = stage_binary(binary, &scratch.dir().join("bin"))?;
+        let mut cmd = Command::new(staged);
+        cmd.env_clear()
+            .args(["--device", RX_DEV, "--queues", "0", "--pinned-map"])
+            .arg(Path::new(POD_MAP_DIR).join(afxdp_program::XSKS_MAP_NAME))
+            .args(["--frames", &XSK_FRAMES.to_string()])
+            .args(["--stats-interval-ms", "3600000"]);
+        let mounts = ContainerMounts {
+            root: PathBuf::from("/tmp"),
+            binds: vec![(attachment.map_dir.clone(), PathBuf::from(POD_MAP_DIR))],
+        };
+        confine(&mut cmd, netns_fd(bed)?, user, &mounts)?;
+        let app = ChildReceiver::spawn(cmd, cpu).context("afxdp-pod-app")?;
+        Ok(PodApp { app, manager })
+    }
+}
+
+impl Receiver for PodApp {
+    fn finish(self: Box<Self>, bed: &Testbed) -> Result<Received> {
+        let PodApp { app, manager } = *self;
+        let got = Box::new(app).finish(bed);
+        // Detaching finds the device by index: in its netns.
+        bed.ns.run(|| manager.detach(RX_DEV))??;
+        got
+    }
+}
+
+fn netns_fd(bed: &Testbed) -> Result<OwnedFd> {
+    Ok(std::fs::File::open(bed.ns.path())
+        .with_context(|| format!("opening {}", bed.ns.path().display()))?
+        .into())
+}
+
+/// A receiver process speaking afxdp-pod-app's JSON lines (`ready`, then
+/// `total` after SIGTERM), pinned to one CPU.
+struct ChildReceiver {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    cpu_at_ready: Duration,
+}
+
+impl ChildReceiver {
+    /// `xsk-rx-libxdp` in the testbed's netns as root (libxdp loads its own
+    /// program), attaching directly (no dispatcher, as for one program).
+    fn libxdp(bed: &Testbed, binary: &Path, cpu: usize) -> Result<Self> {
+        let mut cmd = Command::new(binary);
+        cmd.args([RX_DEV, "0", &XSK_FRAMES.to_string()])
+            .env("LIBXDP_SKIP_DISPATCHER", "1");
+        let ns = netns_fd(bed)?;
+        // SAFETY: setns is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        Self::spawn(cmd, cpu).with_context(|| binary.display().to_string())
+    }
+
+    fn spawn(mut cmd: Command, cpu: usize) -> Result<Self> {
+        // SAFETY: sched_setaffinity is async-signal-safe.
+        unsafe { cmd.pre_exec(move || pin_current_thread(cpu)) };
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = spawn_retrying(&mut cmd)?;
+        let out = child.stdout.take().context("child stdout")?;
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut me = ChildReceiver {
+            child,
+            lines,
+            cpu_at_ready: Duration::ZERO,
+        };
+        if let Err(e) = me.wait_line("ready", READY_WITHIN) {
+            let _ = me.child.kill();
+            let _ = me.child.wait();
+            return Err(e);
+        }
+        me.cpu_at_ready = process_cpu(me.child.id())?;
+        Ok(me)
+    }
+
+    fn wait_line(&self, kind: &str, within: Duration) -> Result<serde_json::Value> {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = self
+                .lines
+                .recv_timeout(left)
+                .with_context(|| format!("no {kind:?} line within {within:?}"))?;
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                if v["type"] == kind {
+                    return Ok(v);
+                }
+            }
+        }
+    }
+}
+
+impl Receiver for ChildReceiver {
+    fn finish(mut self: Box<Self>, _bed: &Testbed) -> Result<Received> {
+        let cpu = process_cpu(self.child.id())?.saturating_sub(self.cpu_at_ready);
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )?;
+        let total = self.wait_line("total", TOTAL_WITHIN);
+        let status = self.child.wait()?;
+        let total = total?;
+        if !status.success() {
+            bail!("receiver exited with {status}");
+        }
+        let packets = total["packets"]
+            .as_u64()
+            .context("total line without packets")?;
+        Ok(Received {
+            packets,
+            fill_ring_empty: total["kernel"]["rx_fill_ring_empty"].as_u64(),
+            cpu: Some(cpu),
+        })
+    }
+}
+
+/// CPU time a single-threaded process has used (`/proc/<pid>/schedstat`,
+/// nanosecond resolution).
+fn process_cpu(pid: u32) -> Result<Duration> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/schedstat"))?;
+    let ns: u64 = text
+        .split_whitespace()
+        .next()
+        .and_then(|v| v.parse().ok())
+        .context("unreadable schedstat")?;
+    Ok(Duration::from_nanos(ns))
+}
