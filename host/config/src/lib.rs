@@ -37,8 +37,9 @@
 //! `programManager: "bpfman"` / upstream `bpfdClientEnable: true`,
 //! `sharing: "csi"` and `"none"` (upstream `UdsServerDisable` without
 //! `BpfMapPinningEnable`), `requiresUnprivilegedBpf: true` (upstream
-//! `RequiresUnprivilegedBpf`, legacy `requireUnprivilegedBpf`), non-empty
-//! upstream `ethtoolCmds`, and a policy's `insecure: true`. The model keeps
+//! `RequiresUnprivilegedBpf`, legacy `requireUnprivilegedBpf`), upstream
+//! `ethtoolCmds` other than `-L combined` and `-N` flow rules (those are
+//! translated: [`ethtool_cmd`]), and a policy's `insecure: true`. The model keeps
 //! their variants and fields for when they arrive. `tests/every_key.rs`
 //! walks every key the parser knows and checks which of the two it is.
 //!
@@ -52,6 +53,7 @@
 
 mod common;
 mod error;
+pub mod ethtool_cmd;
 mod json;
 mod model;
 pub mod policy;

@@ -85,11 +85,14 @@ pub struct PoolConfig {
     pub selector: Selector,
     /// Requested combined channel (queue) count for each device, if any.
     pub channels: Option<u32>,
-    /// Upstream `ethtoolCmds`: ethtool argument strings applied at allocation
-    /// (`-device-` and `-ip-` are substituted). Always empty for now (both
-    /// forms refuse commands: not supported yet); in the richer form filter
-    /// rules come from the pool policy.
-    pub ethtool_cmds: Vec<String>,
+    /// Upstream `ethtoolCmds`' ntuple rules, translated
+    /// ([`crate::ethtool_cmd`]): the pool's filter rules when no policy
+    /// decides them, programmed at CNI ADD with `-ip-` the pod's address and
+    /// required (a device that refuses them fails the ADD, as upstream's
+    /// ethtool run would). Their `-L combined N` sets
+    /// [`PoolConfig::channels`]. Always empty in the richer form, where
+    /// filter rules come from the pool policy.
+    pub ethtool_cmds: Vec<crate::ethtool_cmd::NtupleTemplate>,
     /// The pool's Wasm policy; `None` = the built-in decisions.
     pub policy: Option<PolicyConfig>,
 }

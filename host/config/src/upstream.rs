@@ -37,6 +37,7 @@ use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use crate::common::{self, Dialect};
+use crate::ethtool_cmd::{self, EthtoolOp, NtupleTemplate};
 use crate::json::{Json, JsonPath};
 use crate::model::{
     Config, LogFormat, LogLevel, PoolConfig, PoolMode, ProgramManagerKind, ProgramSource, Selector,
@@ -304,36 +305,7 @@ fn parse_pool(v: &Json, path: &JsonPath, legacy: &Legacy, ctx: &mut Ctx) -> Opti
             }
         }
     };
-    let mut ethtool_cmds = Vec::new();
-    if let Some((p, items)) = obj.array("ethtoolCmds", ctx) {
-        for (i, item) in items.iter().enumerate() {
-            let ip = p.index(i);
-            match item {
-                Json::String(s) => {
-                    if ethtool_cmd_ok(s) {
-                        ethtool_cmds.push(s.clone());
-                    } else {
-                        ctx.invalid(
-                            &ip,
-                            format!(
-                                "invalid ethtool command {s:?}: use letters, digits, spaces and \
-                                 - : . / (as ethtool arguments; -device- and -ip- are substituted)"
-                            ),
-                        );
-                    }
-                }
-                other => ctx.wrong_type(&ip, "a string", other),
-            }
-        }
-        if !ethtool_cmds.is_empty() {
-            common::not_supported(
-                &p,
-                "running ethtool commands at allocation",
-                " (NIC filter rules come from a v1alpha1 pool policy)",
-                ctx,
-            );
-        }
-    }
+    let (ethtool_cmds, channels) = ethtool_cmds(&mut obj, ctx);
     let image = obj.string("bpfByteCodeImage", ctx);
     let section = obj.string("bpfByteCodeSection", ctx);
     let program = match (image, section) {
@@ -429,10 +401,42 @@ fn parse_pool(v: &Json, path: &JsonPath, legacy: &Legacy, ctx: &mut Ctx) -> Opti
         program,
         requires_unprivileged_bpf: false,
         selector,
-        channels: None,
+        channels,
         ethtool_cmds,
         policy: None,
     })
+}
+
+/// `ethtoolCmds`, translated: the ntuple rules and the channel count of the
+/// last `-L` (see [`crate::ethtool_cmd`]); each untranslatable one refused.
+fn ethtool_cmds(obj: &mut ObjReader<'_>, ctx: &mut Ctx) -> (Vec<NtupleTemplate>, Option<u32>) {
+    let (mut rules, mut channels) = (Vec::new(), None);
+    let Some((p, items)) = obj.array("ethtoolCmds", ctx) else {
+        return (rules, channels);
+    };
+    for (i, item) in items.iter().enumerate() {
+        let ip = p.index(i);
+        let Json::String(s) = item else {
+            ctx.wrong_type(&ip, "a string", item);
+            continue;
+        };
+        if !ethtool_cmd_ok(s) {
+            ctx.invalid(
+                &ip,
+                format!(
+                    "invalid ethtool command {s:?}: use letters, digits, spaces and \
+                     - : . / (as ethtool arguments; -device- and -ip- are substituted)"
+                ),
+            );
+            continue;
+        }
+        match ethtool_cmd::translate(s) {
+            Ok(EthtoolOp::Ntuple(rule)) => rules.push(rule),
+            Ok(EthtoolOp::Channels(n)) => channels = Some(n),
+            Err(why) => ctx.invalid(&ip, format!("ethtool command {s:?}: {why}")),
+        }
+    }
+    (rules, channels)
 }
 
 /// Upstream's filter regex allowed letters, digits, whitespace and `- : . /`.

@@ -11,6 +11,7 @@
 
 use std::collections::BTreeSet;
 
+use afxdp_config::ethtool_cmd::AddrSpec;
 use afxdp_config::{
     parse, Config, ConfigError, DeviceMatch, FailurePolicy, LogFormat, LogLevel, PolicySource,
     ProgramSource, PullPolicy, SharingMode, XdpMode,
@@ -211,7 +212,9 @@ const ROWS: &[Row] = &[
     row(At::UpPool, "BpfdClientEnable", || json!(true), Refused("pools[0].BpfdClientEnable: true (bpfman loads the programs) is not supported yet")),
     row(At::UpPool, "UdsFuzz", || json!(true), Warned("test-only upstream switch")),
     row(At::UpPool, "RequiresUnprivilegedBpf", || json!(true), Refused("pools[0].RequiresUnprivilegedBpf: true (taking devices only where kernel.unprivileged_bpf_disabled is 0) is not supported yet")),
-    row(At::UpPool, "ethtoolCmds", || json!(["-N -device- flow-type udp4 action 1"]), Refused("pools[0].ethtoolCmds: running ethtool commands at allocation is not supported yet")),
+    row(At::UpPool, "ethtoolCmds", || json!(["-N -device- flow-type udp4 dst-ip -ip- action 1"]), Effect(|c| pool(c).ethtool_cmds.len() == 1 && pool(c).ethtool_cmds[0].dst_ip == Some(AddrSpec::PodAddress))),
+    row(At::UpPool, "ethtoolCmds", || json!(["-L -device- combined 2"]), Effect(|c| pool(c).channels == Some(2))),
+    row(At::UpPool, "ethtoolCmds", || json!(["-X -device- equal 1 start 3"]), Refused("pools[0].ethtoolCmds[0]: ethtool command \"-X -device- equal 1 start 3\": RSS indirection (-X) is not supported yet")),
     row(At::UpPool, "bpfByteCodeImage", || json!(format!("quay.io/x@{DIGEST}")), Effect(|c| matches!(&pool(c).program, Some(ProgramSource::Image { function: None, .. })))),
     Row { with: &[("bpfByteCodeImage", || json!("quay.io/x:v1"))], ..row(At::UpPool, "bpfByteCodeSection", || json!("xsk_def_prog"), Effect(|c| matches!(&pool(c).program, Some(ProgramSource::Image { function: Some(f), .. }) if f == "xsk_def_prog"))) },
     // ---- upstream driver, device, exclusion, node

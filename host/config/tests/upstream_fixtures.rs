@@ -32,7 +32,7 @@ const REFUSED: &[(&str, &[&str])] = &[
         "readme-pool-options.json",
         &[
             "pools[0].RequiresUnprivilegedBpf: true (taking devices only where kernel.unprivileged_bpf_disabled is 0) is not supported yet",
-            "pools[0].ethtoolCmds: running ethtool commands at allocation is not supported yet (NIC filter rules come from a v1alpha1 pool policy)",
+            r#"pools[0].ethtoolCmds[0]: ethtool command "-X -device- equal 5 start 3": RSS indirection (-X) is not supported yet: steer with -N rules"#,
             r#"pools[1].mode: "cdq" (subfunctions) is not supported yet; use "primary""#,
             "pools[1].UdsServerDisable: true without BpfMapPinningEnable (the pod would get the raw netdev, or bpfman's CSI map with bpfdClientEnable) is not supported yet",
         ],

@@ -111,6 +111,7 @@ pub fn allocate_status(e: &AllocateError) -> Status {
         | AllocateError::Sharing(_) => Status::internal(msg),
         AllocateError::Policy { .. }
         | AllocateError::PolicyUnavailable { .. }
+        | AllocateError::FilterTemplate { .. }
         | AllocateError::Image { .. } => Status::failed_precondition(msg),
         AllocateError::State(_) => Status::unavailable(msg),
     }

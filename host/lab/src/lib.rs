@@ -69,6 +69,8 @@ pub struct LabConfig {
     pub daemon: DaemonRun,
     /// The CNI config's `ipam` block (a Debian IPAM plugin); `None`: no addresses.
     pub ipam: Option<serde_json::Value>,
+    /// The upstream-format pool's `ethtoolCmds` (without a policy only).
+    pub ethtool_cmds: Vec<String>,
 }
 
 /// How the lab runs afxdp-dp.
@@ -91,6 +93,7 @@ impl Default for LabConfig {
             policy: None,
             daemon: DaemonRun::InProcess,
             ipam: None,
+            ethtool_cmds: Vec::new(),
         }
     }
 }
@@ -274,10 +277,13 @@ impl Lab {
         }
         let names: Vec<String> = nics.iter().map(|n| n.name.clone()).collect();
         let uid = unprivileged::PodUser::nobody_net_raw().uid;
-        let config = match &cfg.policy {
+        let mut config = match &cfg.policy {
             None => pool_config(&names, cfg.sharing, uid),
             Some(p) => policy_pool_config(&names, cfg.sharing, uid, cfg.xdp_mode, p),
         };
+        if !cfg.ethtool_cmds.is_empty() {
+            config["pools"][0]["ethtoolCmds"] = serde_json::json!(cfg.ethtool_cmds);
+        }
         std::fs::write(&paths.config, config.to_string())
             .map_err(|e| step("config")(e.to_string()))?;
 

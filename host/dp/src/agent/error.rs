@@ -55,6 +55,12 @@ pub enum AllocateError {
     },
     #[error("pool {pool}: its policy is not loaded: {reason}")]
     PolicyUnavailable { pool: String, reason: String },
+    #[error("pool {pool}: ethtool command {command:?}: {why}")]
+    FilterTemplate {
+        pool: String,
+        command: String,
+        why: String,
+    },
     #[error("pool {pool}: {source}")]
     Image {
         pool: String,
@@ -82,6 +88,7 @@ impl AllocateError {
             Self::Unsupported { .. } => "unsupported",
             Self::Policy { .. } => "policy",
             Self::PolicyUnavailable { .. } => "policy_unavailable",
+            Self::FilterTemplate { .. } => "filter_template",
             Self::Image { .. } => "image",
             Self::State(_) => "state",
         }

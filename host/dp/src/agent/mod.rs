@@ -17,6 +17,7 @@
 
 mod allocate;
 pub mod claim;
+mod configured_rules;
 mod decide;
 mod error;
 mod links;

@@ -62,14 +62,25 @@ impl Agent {
         }
         let snapshot = self.snapshot(&cfg);
         let view = policies::netdev_view(&alloc.netdev);
-        let rules = decide(
+        let mut rules = decide(
             &snapshot,
             &cfg.name,
             afxdp_policy::Decision::FilterRules,
             |p| p.call(|l, ctx| l.filter_rules(b, ctx, &view, &pod, addresses)),
             afxdp_policy::defaults::filter_rules,
         )?;
-        let (filters_required, policy_digest) = snapshot.filters_required();
+        let (mut filters_required, policy_digest) = snapshot.filters_required();
+        let by_default = matches!(rules.by, afxdp_policy::DecidedBy::Default { .. });
+        if by_default && !cfg.ethtool_cmds.is_empty() {
+            // The pool's translated ethtoolCmds stand in for the decision.
+            rules.value = super::configured_rules::concrete(
+                &cfg.name,
+                &cfg.ethtool_cmds,
+                addresses,
+                &alloc.queues,
+            )?;
+            filters_required = true;
+        }
         Ok(Some(DeviceSettings {
             allocation: alloc,
             filter_rules: rules.value,
