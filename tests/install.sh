@@ -38,3 +38,11 @@ rustup target list --installed 2>/dev/null | grep -q '^wasm32-wasip2$' || rustup
 # Fuzzing (tests/fuzz.sh): nightly for the sanitizer build, and cargo-fuzz.
 rustup toolchain list 2>/dev/null | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
+
+# bpfman's daemon for the bpfman backend's tests (host/bpfman): bpfman-rpc.
+# Its build compiles bpfman's dispatchers with clang, which needs the
+# multiarch include directory for <asm/types.h>.
+if ! command -v bpfman-rpc >/dev/null 2>&1 && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/bpfman-rpc" ]; then
+  C_INCLUDE_PATH="/usr/include/$(uname -m)-linux-gnu${C_INCLUDE_PATH:+:$C_INCLUDE_PATH}" \
+    cargo install --locked bpfman-api
+fi

@@ -215,14 +215,15 @@ pub enum ProgramError {
         #[source]
         source: std::io::Error,
     },
+    /// An error of another [`ProgramManager`] implementation (bpfman's),
+    /// shown as that implementation words it.
+    #[error(transparent)]
+    Backend(Box<dyn std::error::Error + Send + Sync + 'static>),
 }
 
 impl ProgramError {
-    pub(crate) fn syscall(
-        call: &'static str,
-        target: impl fmt::Display,
-        source: std::io::Error,
-    ) -> Self {
+    /// A [`ProgramError::Syscall`]: `call` failed on `target`.
+    pub fn syscall(call: &'static str, target: impl fmt::Display, source: std::io::Error) -> Self {
         ProgramError::Syscall {
             call,
             target: target.to_string(),
@@ -233,8 +234,10 @@ impl ProgramError {
 
 /// Attaches XDP programs to devices and hands out their XSKMAP.
 ///
-/// Implementations are the native one ([`NativeManager`]) and bpfman's (in
-/// the daemon). Every method is safe to call from several threads.
+/// Implementations are the native one ([`NativeManager`]) and bpfman's
+/// (crate `afxdp-bpfman`, kept out of this crate so that the CNI binary and
+/// native-only users do not carry its gRPC client). Every method is safe to
+/// call from several threads.
 pub trait ProgramManager: Send + Sync {
     /// Attaches the requested program to `req.device`.
     ///
@@ -254,7 +257,10 @@ pub trait ProgramManager: Send + Sync {
 }
 
 /// Checks that `name` can be a netdev name and a single path component.
-pub(crate) fn validate_device(name: &str) -> Result<(), ProgramError> {
+///
+/// # Errors
+/// [`ProgramError::InvalidDevice`] saying what is wrong with it.
+pub fn validate_device(name: &str) -> Result<(), ProgramError> {
     let bad = |reason| {
         Err(ProgramError::InvalidDevice {
             name: name.to_string(),

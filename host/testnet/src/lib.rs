@@ -10,6 +10,7 @@
 #![deny(missing_docs)]
 
 pub mod apiserver;
+pub mod bpfman;
 pub mod http;
 mod pins;
 pub mod pod;

@@ -1,0 +1,604 @@
+//! [`BpfmanManager`]: the [`ProgramManager`] that has bpfman load and attach.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    os::{
+        fd::{AsFd, OwnedFd},
+        unix::fs::PermissionsExt,
+    },
+    path::{Path, PathBuf},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Mutex, MutexGuard,
+    },
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use afxdp_program::{
+    validate_device, AttachRequest, Attachment, ProgramError, ProgramManager, XdpMode,
+    BUILTIN_PROGRAM_NAME, XSKS_MAP_NAME,
+};
+use tracing::{info, warn};
+
+use crate::{
+    client::{BpfmanClient, DEFAULT_CALL_TIMEOUT, DEFAULT_SOCKET},
+    BpfmanError, Bytecode, Direction, Hook, ListFilter, LoadSpec, Program, ProgramType, XdpAction,
+};
+
+/// Metadata key: the node whose afxdp-dp owns the program.
+pub const META_NODE: &str = "afxdp.io/node";
+/// Metadata key: the pool of the device.
+pub const META_POOL: &str = "afxdp.io/pool";
+/// Metadata key: the device the program is attached to.
+pub const META_DEVICE: &str = "afxdp.io/device";
+/// Metadata key: the allocation the attachment belongs to.
+pub const META_ALLOCATION: &str = "afxdp.io/allocation";
+/// Metadata key bpfman's CSI driver matches `csi.bpfman.io/program` against.
+pub const META_PROGRAM_NAME: &str = "bpfman.io/ProgramName";
+
+/// Which hook the manager attaches programs to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HookKind {
+    /// XDP through bpfman's dispatcher: what pods need. bpfman attaches
+    /// XDP programs as freplace extensions of its dispatcher, so the kernel
+    /// must accept `BPF_PROG_TYPE_EXT`.
+    Xdp {
+        /// 1 (first) to 1000 (last).
+        priority: i32,
+        /// Actions after which the next program of the dispatcher runs.
+        proceed_on: Vec<XdpAction>,
+    },
+    /// TCX (Linux 6.6) with a tc function of the same object: for kernels
+    /// that refuse freplace, where it exercises everything but the hook
+    /// (load, metadata, map pins, reconcile, unload). Pods get no frames
+    /// through it.
+    Tcx {
+        /// 1 (first) to 1000 (last).
+        priority: i32,
+        /// Ingress or egress.
+        direction: Direction,
+    },
+}
+
+impl Default for HookKind {
+    fn default() -> Self {
+        HookKind::Xdp {
+            priority: 50,
+            proceed_on: vec![XdpAction::Pass, XdpAction::DispatcherReturn],
+        }
+    }
+}
+
+/// Settings of a [`BpfmanManager`].
+#[derive(Clone, Debug)]
+pub struct BpfmanConfig {
+    /// bpfman-rpc's socket.
+    pub socket: PathBuf,
+    /// Bound on each bpfman call.
+    pub call_timeout: Duration,
+    /// The node name written into each program's metadata.
+    pub node: String,
+    /// The pool: written into each program's metadata; the manager adopts
+    /// only its own pool's programs.
+    pub pool: String,
+    /// The object loaded when a request names none (the built-in program,
+    /// published as an image or written where bpfman can read it).
+    pub builtin: Bytecode,
+    /// The hook.
+    pub hook: HookKind,
+    /// Where bpfman's paths (`map_pin_path`) are reached from this process:
+    /// `/` when both share the host's mounts, `/proc/<pid>/root` to look
+    /// into the mount namespace of bpfman's process `<pid>`.
+    pub path_root: PathBuf,
+    /// The network namespace file of the pool's devices, as bpfman reaches
+    /// it; `None`: bpfman's own (the host's, where devices are at Allocate).
+    pub netns: Option<PathBuf>,
+}
+
+impl BpfmanConfig {
+    /// Defaults for `node` and `pool`: the default socket and timeout, XDP,
+    /// paths as seen from `/`.
+    pub fn new(node: impl Into<String>, pool: impl Into<String>, builtin: Bytecode) -> Self {
+        Self {
+            socket: DEFAULT_SOCKET.into(),
+            call_timeout: DEFAULT_CALL_TIMEOUT,
+            node: node.into(),
+            pool: pool.into(),
+            builtin,
+            hook: HookKind::default(),
+            path_root: "/".into(),
+            netns: None,
+        }
+    }
+}
+
+/// One attachment and what it is made of in bpfman.
+#[derive(Clone, Debug)]
+struct Record {
+    attachment: Attachment,
+    program_key: String,
+    link_id: u32,
+    allocation: String,
+}
+
+/// A [`ProgramManager`] that has bpfman (`bpfman-rpc`) load and attach each
+/// device's program and pin its maps; the XSKMAP is the `xsks_map` under
+/// the program's `map_pin_path`.
+///
+/// Every load carries metadata naming its owner ([`META_NODE`],
+/// [`META_POOL`], [`META_DEVICE`], [`META_ALLOCATION`]) and
+/// [`META_PROGRAM_NAME`]; [`BpfmanManager::new`] adopts what bpfman already
+/// holds for the node and pool, so a restart of afxdp-dp or of bpfman loads
+/// nothing twice.
+///
+/// Every method **blocks** on bpfman (see [`BpfmanClient`]): call them from
+/// `spawn_blocking` or a plain thread, never from an async task.
+#[derive(Debug)]
+pub struct BpfmanManager {
+    client: BpfmanClient,
+    config: BpfmanConfig,
+    records: Mutex<HashMap<String, Record>>,
+}
+
+impl BpfmanManager {
+    /// Connects to bpfman and adopts the programs it holds for this node
+    /// and pool. Programs of ours without a link (a crash between load and
+    /// attach) and second programs for one device are unloaded.
+    ///
+    /// # Errors
+    /// bpfman down or refusing `List`.
+    pub fn new(config: BpfmanConfig) -> Result<Self, BpfmanError> {
+        let client = BpfmanClient::new(&config.socket, config.call_timeout)?;
+        let mgr = Self {
+            client,
+            config,
+            records: Mutex::new(HashMap::new()),
+        };
+        let adopted = mgr.reconcile()?;
+        *mgr.lock() = adopted;
+        Ok(mgr)
+    }
+
+    /// The client, for calls the trait does not cover.
+    pub fn client(&self) -> &BpfmanClient {
+        &self.client
+    }
+
+    /// The programs bpfman holds for this manager's node and pool.
+    ///
+    /// # Errors
+    /// bpfman down or refusing `List`.
+    pub fn owned_programs(&self) -> Result<Vec<Program>, BpfmanError> {
+        let metadata = BTreeMap::from([
+            (META_NODE.to_string(), self.config.node.clone()),
+            (META_POOL.to_string(), self.config.pool.clone()),
+        ]);
+        self.client.list(&ListFilter {
+            metadata,
+            bpfman_only: true,
+        })
+    }
+
+    /// Attaches like [`ProgramManager::attach`], recording `allocation` in
+    /// the program's metadata.
+    ///
+    /// # Errors
+    /// As [`ProgramManager::attach`].
+    pub fn attach_for(
+        &self,
+        req: &AttachRequest<'_>,
+        allocation: &str,
+    ) -> Result<Attachment, ProgramError> {
+        validate_device(req.device)?;
+        let program_key = program_key(req);
+        let mut records = self.lock();
+        if let Some(existing) = records.get(req.device) {
+            return same_or_busy(existing, req, &program_key);
+        }
+        let record = self
+            .load_and_attach(req, program_key, allocation)
+            .map_err(backend)?;
+        let attachment = record.attachment.clone();
+        records.insert(req.device.to_string(), record);
+        Ok(attachment)
+    }
+
+    /// The allocation id recorded for `device`'s attachment.
+    pub fn allocation_of(&self, device: &str) -> Option<String> {
+        self.lock().get(device).map(|r| r.allocation.clone())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Record>> {
+        self.records.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Lists our programs; returns the ones to adopt, unloads the rest.
+    fn reconcile(&self) -> Result<HashMap<String, Record>, BpfmanError> {
+        let mut records = HashMap::new();
+        for program in self.owned_programs()? {
+            match self.adoptable(&program) {
+                Ok(record) if !records.contains_key(&record.attachment.device) => {
+                    info!(
+                        device = record.attachment.device,
+                        program_id = program.id,
+                        "adopted bpfman program"
+                    );
+                    records.insert(record.attachment.device.clone(), record);
+                }
+                Ok(_) => self.unload_orphan(program.id, "a second program for its device")?,
+                Err(reason) => self.unload_orphan(program.id, &reason)?,
+            }
+        }
+        Ok(records)
+    }
+
+    fn unload_orphan(&self, id: u32, reason: &str) -> Result<(), BpfmanError> {
+        warn!(
+            program_id = id,
+            reason, "unloading a leftover bpfman program"
+        );
+        self.client.unload(id)
+    }
+
+    /// The record of one of our programs, or why it cannot be adopted.
+    fn adoptable(&self, program: &Program) -> Result<Record, String> {
+        let managed = program.managed.as_ref().ok_or("not bpfman's")?;
+        let device = managed
+            .metadata
+            .get(META_DEVICE)
+            .ok_or("no device in its metadata")?;
+        validate_device(device).map_err(|e| e.to_string())?;
+        let &[link_id] = managed.links.as_slice() else {
+            return Err(format!("{} links, not one", managed.links.len()));
+        };
+        let (map_dir, map_pin) = self.map_paths(&managed.map_pin_path);
+        Ok(Record {
+            attachment: Attachment {
+                device: device.clone(),
+                ifindex: meta_u32(&managed.metadata, "afxdp.io/ifindex"),
+                program_id: program.id,
+                mode: self.reported_mode(XdpMode::Auto),
+                map_dir,
+                map_pin,
+            },
+            program_key: managed
+                .metadata
+                .get("afxdp.io/program")
+                .cloned()
+                .unwrap_or_default(),
+            link_id,
+            allocation: managed
+                .metadata
+                .get(META_ALLOCATION)
+                .cloned()
+                .unwrap_or_default(),
+        })
+    }
+
+    /// Load, check the map pin, attach; anything loaded is unloaded when a
+    /// later step fails.
+    fn load_and_attach(
+        &self,
+        req: &AttachRequest<'_>,
+        program_key: String,
+        allocation: &str,
+    ) -> Result<Record, BpfmanError> {
+        let spec = self.load_spec(req, &program_key, allocation);
+        let program = self.client.load(&spec)?;
+        let loaded = Loaded::new(&self.client, program.id);
+        let (map_dir, map_pin) = self.map_paths(&map_pin_path(&program)?);
+        check_map_pin(&map_pin, &spec)?;
+        let link_id = self.client.attach(program.id, &self.hook(req))?;
+        loaded.keep();
+        info!(
+            device = req.device,
+            program_id = program.id,
+            link_id,
+            map_pin = %map_pin.display(),
+            "bpfman attached program"
+        );
+        Ok(Record {
+            attachment: Attachment {
+                device: req.device.to_string(),
+                ifindex: req.ifindex,
+                program_id: program.id,
+                mode: self.reported_mode(req.mode),
+                map_dir,
+                map_pin,
+            },
+            program_key,
+            link_id,
+            allocation: allocation.to_string(),
+        })
+    }
+
+    fn load_spec(&self, req: &AttachRequest<'_>, program_key: &str, allocation: &str) -> LoadSpec {
+        let bytecode = match req.program {
+            Some(p) => Bytecode::File(p.to_path_buf()),
+            None => self.config.builtin.clone(),
+        };
+        let program_type = match self.config.hook {
+            HookKind::Xdp { .. } => ProgramType::Xdp,
+            HookKind::Tcx { .. } => ProgramType::Tcx,
+        };
+        let c = &self.config;
+        let metadata = BTreeMap::from([
+            (META_NODE.to_string(), c.node.clone()),
+            (META_POOL.to_string(), c.pool.clone()),
+            (META_DEVICE.to_string(), req.device.to_string()),
+            (META_ALLOCATION.to_string(), allocation.to_string()),
+            (
+                META_PROGRAM_NAME.to_string(),
+                format!("afxdp-{}-{}", c.pool, req.device),
+            ),
+            ("afxdp.io/ifindex".to_string(), req.ifindex.to_string()),
+            ("afxdp.io/program".to_string(), program_key.to_string()),
+        ]);
+        LoadSpec {
+            bytecode,
+            function: req.function.unwrap_or(BUILTIN_PROGRAM_NAME).to_string(),
+            program_type,
+            metadata,
+        }
+    }
+
+    fn hook(&self, req: &AttachRequest<'_>) -> Hook {
+        let iface = req.device.to_string();
+        let netns = self.config.netns.clone();
+        match &self.config.hook {
+            HookKind::Xdp {
+                priority,
+                proceed_on,
+            } => Hook::Xdp {
+                iface,
+                priority: *priority,
+                proceed_on: proceed_on.clone(),
+                netns,
+            },
+            HookKind::Tcx {
+                priority,
+                direction,
+            } => Hook::Tcx {
+                iface,
+                priority: *priority,
+                direction: *direction,
+                netns,
+            },
+        }
+    }
+
+    /// bpfman picks the XDP mode itself (its config's per-interface
+    /// `xdp_mode`, native by default, generic when the driver refuses) and
+    /// does not say which it used: the request is reported, `auto` as
+    /// native. A TCX hook is an skb hook: generic.
+    fn reported_mode(&self, requested: XdpMode) -> XdpMode {
+        match (&self.config.hook, requested) {
+            (HookKind::Tcx { .. }, _) => XdpMode::Generic,
+            (HookKind::Xdp { .. }, XdpMode::Auto) => XdpMode::Native,
+            (HookKind::Xdp { .. }, mode) => mode,
+        }
+    }
+
+    /// bpfman's map directory as reached from here, and the XSKMAP pin in it.
+    fn map_paths(&self, map_pin_path: &Path) -> (PathBuf, PathBuf) {
+        let relative = map_pin_path.strip_prefix("/").unwrap_or(map_pin_path);
+        let dir = self.config.path_root.join(relative);
+        let pin = dir.join(XSKS_MAP_NAME);
+        (dir, pin)
+    }
+
+    fn record(&self, device: &str) -> Result<Record, ProgramError> {
+        validate_device(device)?;
+        self.lock()
+            .get(device)
+            .cloned()
+            .ok_or_else(|| ProgramError::NotAttached {
+                device: device.to_string(),
+            })
+    }
+}
+
+impl ProgramManager for BpfmanManager {
+    /// Has bpfman load the requested object (a file path as bpfman sees it,
+    /// or the configured built-in bytecode) and attach its function
+    /// (`xsk_redirect` unless named) to the device. A failed attach unloads
+    /// what was loaded. Blocks on bpfman.
+    fn attach(&self, req: &AttachRequest<'_>) -> Result<Attachment, ProgramError> {
+        self.attach_for(req, &new_allocation_id(req.device))
+    }
+
+    /// Detaches the link and unloads the program (bpfman removes its pins).
+    fn detach(&self, device: &str) -> Result<bool, ProgramError> {
+        validate_device(device)?;
+        let mut records = self.lock();
+        let Some(record) = records.get(device) else {
+            return Ok(false);
+        };
+        let id = record.attachment.program_id;
+        if let Err(e) = self.client.detach(record.link_id) {
+            // Unload detaches too; only bpfman being away is worth stopping for.
+            if matches!(e, BpfmanError::Unavailable { .. }) {
+                return Err(backend(e));
+            }
+            warn!(device, link_id = record.link_id, error = %e, "bpfman Detach");
+        }
+        self.client.unload(id).map_err(backend)?;
+        records.remove(device);
+        info!(device, program_id = id, "bpfman unloaded program");
+        Ok(true)
+    }
+
+    fn xsk_map_fd(&self, device: &str) -> Result<OwnedFd, ProgramError> {
+        let record = self.record(device)?;
+        open_map_pin(&record.attachment.map_pin)
+    }
+
+    fn attachments(&self) -> Vec<Attachment> {
+        let mut v: Vec<Attachment> = self.lock().values().map(|r| r.attachment.clone()).collect();
+        v.sort_by(|a, b| a.device.cmp(&b.device));
+        v
+    }
+
+    fn share_map_with(&self, device: &str, uid: u32) -> Result<(), ProgramError> {
+        let record = self.record(device)?;
+        let pin = &record.attachment.map_pin;
+        std::os::unix::fs::chown(pin, Some(uid), None)
+            .map_err(|e| ProgramError::syscall("chown", pin.display(), e))?;
+        std::fs::set_permissions(pin, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| ProgramError::syscall("chmod", pin.display(), e))?;
+        info!(device, uid, pin = %pin.display(), "shared bpfman's XSKMAP pin");
+        Ok(())
+    }
+}
+
+/// Unloads a loaded program on drop unless [`Loaded::keep`] was called.
+struct Loaded<'a> {
+    client: &'a BpfmanClient,
+    id: Option<u32>,
+}
+
+impl<'a> Loaded<'a> {
+    fn new(client: &'a BpfmanClient, id: u32) -> Self {
+        Self {
+            client,
+            id: Some(id),
+        }
+    }
+
+    fn keep(mut self) {
+        self.id = None;
+    }
+}
+
+impl Drop for Loaded<'_> {
+    fn drop(&mut self) {
+        if let Some(id) = self.id {
+            match self.client.unload(id) {
+                Ok(()) => info!(program_id = id, "unloaded after a failed attach"),
+                Err(e) => warn!(program_id = id, error = %e, "unload after a failed attach"),
+            }
+        }
+    }
+}
+
+fn same_or_busy(
+    existing: &Record,
+    req: &AttachRequest<'_>,
+    program_key: &str,
+) -> Result<Attachment, ProgramError> {
+    let a = &existing.attachment;
+    if a.ifindex == req.ifindex && existing.program_key == program_key {
+        return Ok(a.clone());
+    }
+    Err(ProgramError::AlreadyAttached {
+        device: req.device.to_string(),
+        program_id: a.program_id,
+        mode: a.mode,
+        ifindex: a.ifindex,
+    })
+}
+
+fn program_key(req: &AttachRequest<'_>) -> String {
+    let object = req.program.map_or_else(
+        || "builtin".to_string(),
+        |p| format!("file:{}", p.display()),
+    );
+    match req.function {
+        Some(f) => format!("{object}#{f}"),
+        None => object,
+    }
+}
+
+fn map_pin_path(program: &Program) -> Result<PathBuf, BpfmanError> {
+    program
+        .managed
+        .as_ref()
+        .map(|m| m.map_pin_path.clone())
+        .filter(|p| !p.as_os_str().is_empty())
+        .ok_or(BpfmanError::Malformed {
+            call: "Load",
+            missing: "map_pin_path",
+        })
+}
+
+fn check_map_pin(pin: &Path, spec: &LoadSpec) -> Result<(), BpfmanError> {
+    if pin.exists() {
+        return Ok(());
+    }
+    Err(BpfmanError::NoXskMap {
+        object: spec.bytecode.to_string(),
+        pin: pin.to_path_buf(),
+    })
+}
+
+fn open_map_pin(pin: &Path) -> Result<OwnedFd, ProgramError> {
+    let map = aya::maps::MapData::from_pin(pin).map_err(|e| {
+        ProgramError::syscall("BPF_OBJ_GET", pin.display(), std::io::Error::other(e))
+    })?;
+    map.fd()
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(|e| ProgramError::syscall("dup", pin.display(), e))
+}
+
+fn meta_u32(meta: &BTreeMap<String, String>, key: &str) -> u32 {
+    meta.get(key).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+/// `<device>-<unix nanos in hex>-<counter>`: unique on the node.
+fn new_allocation_id(device: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{device}-{nanos:x}-{n}")
+}
+
+fn backend(e: BpfmanError) -> ProgramError {
+    ProgramError::Backend(Box::new(e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> BpfmanConfig {
+        BpfmanConfig::new("node-a", "fast", Bytecode::File("/opt/x.o".into()))
+    }
+
+    #[test]
+    fn map_paths_go_through_the_root() {
+        let mut c = config();
+        c.path_root = "/proc/42/root".into();
+        let mgr = BpfmanManager {
+            client: BpfmanClient::new("/nonexistent.sock", Duration::from_secs(1)).unwrap(),
+            config: c,
+            records: Mutex::new(HashMap::new()),
+        };
+        let (dir, pin) = mgr.map_paths(Path::new("/run/bpfman/fs/maps/7"));
+        assert_eq!(dir, Path::new("/proc/42/root/run/bpfman/fs/maps/7"));
+        assert_eq!(pin, dir.join("xsks_map"));
+    }
+
+    #[test]
+    fn allocation_ids_are_unique() {
+        assert_ne!(new_allocation_id("eth0"), new_allocation_id("eth0"));
+    }
+
+    #[test]
+    fn program_keys_name_file_and_function() {
+        let req = |program, function| AttachRequest {
+            device: "eth0",
+            ifindex: 3,
+            mode: XdpMode::Auto,
+            program,
+            function,
+        };
+        assert_eq!(program_key(&req(None, None)), "builtin");
+        assert_eq!(
+            program_key(&req(Some(Path::new("/a.o")), Some("f"))),
+            "file:/a.o#f"
+        );
+    }
+}
