@@ -417,3 +417,43 @@ fn bpfman_down_is_a_clear_error() {
     assert!(msg.contains("bpfman is not reachable"), "{msg}");
     assert!(msg.contains(&d.socket().display().to_string()), "{msg}");
 }
+
+#[test]
+fn unreachable_image_is_refused_and_nothing_stays_loaded() {
+    let Some(d) = Bpfmand::start_or_skip() else {
+        return;
+    };
+    let c = client(&d);
+    // Nothing listens on port 1: bpfman's pull fails, it must say so.
+    let image = afxdp_bpfman::Image {
+        url: "127.0.0.1:1/afxdp/missing:v1".into(),
+        pull_policy: afxdp_bpfman::PullPolicy::Always,
+        credentials: None,
+    };
+    let err = c.pull_bytecode(&image).expect_err("pulled from nowhere");
+    assert!(
+        matches!(
+            err,
+            BpfmanError::Refused {
+                call: "PullBytecode",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains(&image.url), "{err}");
+    let err = c
+        .load(&LoadSpec {
+            bytecode: Bytecode::Image(image.clone()),
+            function: TCX_FUNCTION.into(),
+            program_type: ProgramType::Tcx,
+            metadata: owner_meta("node-t", "imgpool", "eth0"),
+        })
+        .expect_err("loaded from nowhere");
+    assert!(
+        matches!(err, BpfmanError::Refused { call: "Load", .. }),
+        "{err:?}"
+    );
+    eprintln!("bpfman on a missing image: {err}");
+    assert!(ours(&c, "imgpool").is_empty());
+}
