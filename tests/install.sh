@@ -46,3 +46,11 @@ if ! command -v bpfman-rpc >/dev/null 2>&1 && [ ! -x "${CARGO_HOME:-$HOME/.cargo
   C_INCLUDE_PATH="/usr/include/$(uname -m)-linux-gnu${C_INCLUDE_PATH:+:$C_INCLUDE_PATH}" \
     cargo install --locked bpfman-api
 fi
+
+# The libcni harness the CNI tests drive afxdp-cni through (Go from
+# /usr/local/go or $GO; built once into target/libcni, nothing to do after).
+# Without Go the tests build nothing and skip, or fail under CI=true.
+go_bin="${GO:-/usr/local/go/bin/go}"
+if [ -x "$go_bin" ]; then
+  GO="$go_bin" bash "$(dirname "$0")/libcni/build.sh" >/dev/null
+fi

@@ -1,6 +1,8 @@
 //! Shared helpers of the end-to-end tests: the lab node (`afxdp-lab`) does the
 //! heavy lifting; this adds the checks every test repeats.
 
+pub mod libcni;
+
 use std::path::Path;
 
 /// Does `device` (in the current netns) have an XDP program attached?
@@ -39,6 +41,21 @@ pub fn entries_under(dir: &Path) -> Vec<String> {
     let mut out = Vec::new();
     walk(dir, &mut out);
     out
+}
+
+/// The addresses Debian's host-local has leased for `network` under its
+/// `data_dir` (one file per address), sorted.
+pub fn host_local_leases(data_dir: &Path, network: &str) -> Vec<String> {
+    let mut l: Vec<String> = std::fs::read_dir(data_dir.join(network))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.parse::<std::net::IpAddr>().is_ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    l.sort();
+    l
 }
 
 /// Does `device` inside `netns` have an XDP program attached?

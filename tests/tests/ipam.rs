@@ -21,18 +21,9 @@ fn host_local(data_dir: &Path) -> serde_json::Value {
     })
 }
 
-/// The addresses host-local has leased (one file per address).
+/// The addresses host-local has leased.
 fn leases(data_dir: &Path) -> Vec<String> {
-    let mut l: Vec<String> = std::fs::read_dir(data_dir.join(NET))
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.parse::<std::net::IpAddr>().is_ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    l.sort();
-    l
+    afxdp_e2e::host_local_leases(data_dir, NET)
 }
 
 fn exec_add(lab: &Lab, conf: &serde_json::Value, container: &str, netns: &Path) -> cni::CniOutcome {

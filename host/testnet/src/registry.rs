@@ -15,14 +15,19 @@ pub const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
 /// a panic when it is missing in CI (`CI=true`), where tests fail rather
 /// than skip.
 pub fn installed_or_skip(bin: &str) -> bool {
+    present_or_skip(bin, "tests/install.sh installs it")
+}
+
+/// [`installed_or_skip`] for a tool that `hint` says how to get.
+pub fn present_or_skip(bin: &str, hint: &str) -> bool {
     if Path::new(bin).exists() {
         return true;
     }
     assert!(
         std::env::var("CI").map_or(true, |v| v != "true"),
-        "{bin} is missing (tests/install.sh installs it)"
+        "{bin} is missing ({hint})"
     );
-    eprintln!("skipping: {bin} not installed");
+    eprintln!("skipping: {bin} not installed ({hint})");
     false
 }
 
