@@ -350,8 +350,14 @@ async fn gc_through_libcni_releases_the_stale_attachment_only() {
         "the valid one changed"
     );
     assert!(leases(data.path()).contains(&ip_of(kept_address)));
+    // libcni's DEL of the stale attachment named no device: afxdp-dp said
+    // which one it claimed, so it is back in the host netns and its lease
+    // released, by the GC alone.
+    assert_returned(&lab, stale).await;
+    assert_eq!(leases(data.path()), vec![ip_of(kept_address)]);
 
-    // The stale pod's own DEL returns its device and lease; then the valid one's.
+    // The stale pod's own DEL later finds nothing to do; the valid one's
+    // returns its device and lease.
     for (device, list, pod) in [(stale, stale_list, stale_pod), (kept, kept_list, kept_pod)] {
         let del = cni.del(list, pod);
         assert!(del.success, "{del:?}");

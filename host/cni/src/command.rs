@@ -255,21 +255,25 @@ impl Drop for MoveBackGuard<'_> {
 /// one), then release the IPAM lease; a missing netns, a device already
 /// back, or afxdp-dp down are not errors.
 fn del(env: &Env, conf: &NetConf, stdin: &[u8]) -> Result<Output, CniError> {
-    let device = match conf.device() {
-        Ok(d) => d,
+    match conf.device() {
+        Ok(device) => std::thread::scope(|s| {
+            let release = s.spawn(|| release(env, conf, device));
+            let moved = move_back(env, conf, device);
+            if release.join().is_err() {
+                tracing::error!(device, "the release thread panicked");
+            }
+            moved
+        })?,
+        // libcni's GC deletes stale attachments with the network's config,
+        // which names no device: afxdp-dp says which one the attachment
+        // claimed, released first, then moved back.
         Err(e) => {
-            tracing::warn!(error = %e, "DEL without a device: nothing to do");
-            return Ok(None);
+            tracing::info!(reason = %e, "DEL without a device: asking afxdp-dp what the attachment claimed");
+            if let Some(device) = release(env, conf, "") {
+                move_back(env, conf, &device)?;
+            }
         }
-    };
-    std::thread::scope(|s| {
-        let release = s.spawn(|| release(env, conf, device));
-        let moved = move_back(env, conf, device);
-        if release.join().is_err() {
-            tracing::error!(device, "the release thread panicked");
-        }
-        moved
-    })?;
+    }
     // Last: the lease is released even when the steps above found nothing.
     if let Some(plugin) = crate::ipam::plugin_of(conf.ipam.as_ref())? {
         crate::ipam::del(&plugin, stdin)?;
@@ -309,12 +313,16 @@ fn move_back(env: &Env, conf: &NetConf, device: &str) -> Result<(), CniError> {
 }
 
 /// DEL's release: tell afxdp-dp (best effort: unreachable, it reconciles
-/// at its next start).
-fn release(env: &Env, conf: &NetConf, device: &str) {
+/// at its next start). `device` empty: the one the attachment claimed.
+/// Returns the device afxdp-dp named, if any.
+fn release(env: &Env, conf: &NetConf, device: &str) -> Option<String> {
     match NodeClient::connect(&conf.node_api_socket(), timeout(conf))
         .and_then(|mut c| c.release(device_ref(env, conf, device, Vec::new())))
     {
-        Ok(released) => tracing::info!(device, released, "afxdp-dp released the device"),
+        Ok((released, named)) => {
+            tracing::info!(device = %named, released, "afxdp-dp released the device");
+            return (!named.is_empty()).then_some(named);
+        }
         Err(NodeError::Unreachable { path, detail }) => {
             tracing::warn!(
                 device,
@@ -325,6 +333,7 @@ fn release(env: &Env, conf: &NetConf, device: &str) {
         }
         Err(e) => tracing::warn!(device, error = %e, "release failed"),
     }
+    None
 }
 
 /// CHECK: the device is in the pod netns, up, with the addresses and

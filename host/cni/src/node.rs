@@ -46,11 +46,16 @@ impl NodeClient {
             .map_err(refused)
     }
 
-    pub fn release(&mut self, dev: DeviceRef) -> Result<bool, NodeError> {
+    /// Releases `dev.device`, or with an empty one the device the
+    /// attachment claimed; returns whether a device was freed and which.
+    pub fn release(&mut self, dev: DeviceRef) -> Result<(bool, String), NodeError> {
         let c = &mut self.client;
         self.rt
             .block_on(c.release_device(dev))
-            .map(|r| r.into_inner().released)
+            .map(|r| {
+                let r = r.into_inner();
+                (r.released, r.device)
+            })
             .map_err(refused)
     }
 

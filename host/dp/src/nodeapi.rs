@@ -153,13 +153,21 @@ impl NodeApi for NodeApiService {
         &self,
         req: Request<api::DeviceRef>,
     ) -> Result<Response<api::ReleaseResult>, Status> {
-        let r = req.into_inner();
-        if r.device.is_empty() {
-            return Err(Status::invalid_argument("device is empty"));
-        }
+        let mut r = req.into_inner();
         let agent = self.agent.clone();
+        if r.device.is_empty() {
+            // A DEL without a deviceID: the device its attachment claimed.
+            match claimed_device(&agent, &r) {
+                Some(device) => r.device = device,
+                None => {
+                    tracing::info!(container = %r.container_id, ifname = %r.ifname, network = %r.network, "release without a device: the attachment claims none");
+                    return Ok(Response::new(api::ReleaseResult::default()));
+                }
+            }
+        }
         let span = tracing::info_span!("release", device = %r.device, container = %r.container_id);
         let who = claimant(&r);
+        let device_name = r.device.clone();
         // The release is durable once begun: DEL is answered then, and the
         // detach goes on behind it (the device stays busy until it is done;
         // a crash before that is finished at the next start).
@@ -183,7 +191,10 @@ impl NodeApi for NodeApiService {
             }
             Err(outcome) => outcome == Released::Freed,
         };
-        Ok(Response::new(api::ReleaseResult { released }))
+        Ok(Response::new(api::ReleaseResult {
+            released,
+            device: device_name,
+        }))
     }
 
     async fn get_status(
@@ -249,4 +260,13 @@ fn rule_to_wire(r: &afxdp_policy::FilterRule) -> api::FilterRule {
         drop,
         queue,
     }
+}
+
+/// The device `r`'s attachment (container, network, ifname) claimed at CNI
+/// ADD, if any; `None` when the request does not say which attachment.
+fn claimed_device(agent: &Agent, r: &api::DeviceRef) -> Option<String> {
+    if r.container_id.is_empty() || r.ifname.is_empty() {
+        return None;
+    }
+    agent.claimed_device(&r.container_id, &r.network, &r.ifname)
 }

@@ -284,6 +284,26 @@ impl Agent {
         )
     }
 
+    /// The device the CNI attachment (`container_id`, `network`, `ifname`)
+    /// claimed at ADD, if it still holds one.
+    pub fn claimed_device(
+        &self,
+        container_id: &str,
+        network: &str,
+        ifname: &str,
+    ) -> Option<String> {
+        self.lock()
+            .state
+            .allocations
+            .values()
+            .find(|a| {
+                a.claim.as_ref().is_some_and(|c| {
+                    c.container_id == container_id && c.network == network && c.ifname == ifname
+                })
+            })
+            .map(|a| a.device.clone())
+    }
+
     /// Release (as the operator) every allocation `stale` picks, logging
     /// `why` for each; the devices freed. Blocks.
     fn release_where(&self, why: &str, stale: impl Fn(&Allocation) -> bool) -> Vec<String> {
