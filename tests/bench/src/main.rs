@@ -11,6 +11,7 @@ mod prog_cost;
 mod receivers;
 mod rx_bed;
 mod rx_rate;
+mod scale;
 mod table;
 mod testrun;
 mod xdp_link;
@@ -31,7 +32,7 @@ struct Args {
     /// Also write the table as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
-    /// Only these sections (default: all). Known: prog-cost, rx-rate.
+    /// Only these sections (default: all). Known: prog-cost, rx-rate, scale.
     #[arg(long = "section")]
     sections: Vec<String>,
     /// afxdp-pod-app binary (default: beside this one).
@@ -54,6 +55,8 @@ pub struct Settings {
     pub rate_runs: usize,
     /// Frames sent per receive-rate measurement.
     pub rate_frames: u32,
+    /// Netdev counts of the scale section.
+    pub scale_sizes: &'static [usize],
 }
 
 impl Settings {
@@ -64,6 +67,7 @@ impl Settings {
                 test_run_repeat: 200_000,
                 rate_runs: 1,
                 rate_frames: 500_000,
+                scale_sizes: &[64, 256],
             }
         } else {
             Settings {
@@ -71,6 +75,7 @@ impl Settings {
                 test_run_repeat: 10_000_000,
                 rate_runs: 3,
                 rate_frames: 20_000_000,
+                scale_sizes: &[64, 256, 1024],
             }
         }
     }
@@ -113,9 +118,10 @@ struct Report<'a> {
 
 type Section = fn(&Settings, &Binaries) -> Result<Vec<Row>>;
 
-const SECTIONS: [(&str, Section); 2] = [
+const SECTIONS: [(&str, Section); 3] = [
     ("prog-cost", |s, _| prog_cost::run(s)),
     ("rx-rate", rx_rate::run),
+    ("scale", |s, _| scale::run(s)),
 ];
 
 /// The receivers' binaries: given, else where tests/bench.sh builds them.
