@@ -11,6 +11,8 @@ APT_PACKAGES=(
   pkg-config
   docker-registry
   apache2-utils
+  # the bpfman image test's registry certificate
+  openssl
   # the bench's peers: libxdp's AF_XDP programs and library (tests/bench.sh)
   libxdp1 libxdp-dev
 )

@@ -457,3 +457,184 @@ fn unreachable_image_is_refused_and_nothing_stays_loaded() {
     eprintln!("bpfman on a missing image: {err}");
     assert!(ours(&c, "imgpool").is_empty());
 }
+
+/// Debian's docker-registry twice on one storage: plain HTTP for the push
+/// (afxdp-oci speaks HTTP to loopback) and HTTPS with a certificate made
+/// here for bpfman, which pulls only over HTTPS. Killed on drop.
+struct TlsRegistry {
+    children: Vec<std::process::Child>,
+    http: String,
+    https: String,
+    ca: PathBuf,
+}
+
+impl TlsRegistry {
+    fn start(dir: &Path) -> TlsRegistry {
+        let (key, ca) = (dir.join("key.pem"), dir.join("cert.pem"));
+        let out = Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            ])
+            .args(["-subj", "/CN=afxdp-test-registry"])
+            .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&ca)
+            .output()
+            .expect("run openssl");
+        assert!(
+            out.status.success(),
+            "openssl: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (http, https) = (free_addr(), free_addr());
+        let tls = format!(
+            "  tls:\n    certificate: {}\n    key: {}\n",
+            ca.display(),
+            key.display()
+        );
+        let children = [(&http, String::new()), (&https, tls)]
+            .into_iter()
+            .enumerate()
+            .map(|(i, (addr, tls))| spawn_registry(dir, i, addr, &tls))
+            .collect();
+        let reg = TlsRegistry {
+            children,
+            http,
+            https,
+            ca,
+        };
+        for addr in [&reg.http, &reg.https] {
+            let up = afxdp_testnet::wait_until(TIMEOUT, Duration::from_millis(50), || {
+                std::net::TcpStream::connect(addr).is_ok()
+            });
+            assert!(up, "registry on {addr} not up");
+        }
+        reg
+    }
+}
+
+impl Drop for TlsRegistry {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn free_addr() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+    l.local_addr().expect("addr").to_string()
+}
+
+fn spawn_registry(dir: &Path, i: usize, addr: &str, tls: &str) -> std::process::Child {
+    let config = format!(
+        "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\n\
+         storage:\n  filesystem:\n    rootdirectory: {}\n\
+         http:\n  addr: {addr}\n{tls}",
+        dir.join("storage").display()
+    );
+    let path = dir.join(format!("registry-{i}.yml"));
+    std::fs::write(&path, config).expect("registry config");
+    Command::new(afxdp_testnet::registry::REGISTRY_BIN)
+        .arg("serve")
+        .arg(&path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn docker-registry")
+}
+
+/// Pushes `object` as a bytecode image to `registry` (plain HTTP) and
+/// returns the pinned reference's `@sha256:...` part.
+fn push_image(object: &Path, registry: &str, cache: &Path) -> String {
+    let fetcher =
+        afxdp_oci::Fetcher::new(afxdp_oci::FetcherConfig::anonymous(cache)).expect("fetcher");
+    let bytes = std::fs::read(object).expect("read object");
+    let programs = BTreeMap::from([
+        (TCX_FUNCTION.to_string(), "tc".to_string()),
+        ("xsk_redirect".to_string(), "xdp".to_string()),
+    ]);
+    let maps = BTreeMap::from([(XSKS_MAP_NAME.to_string(), "xskmap".to_string())]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let pinned = rt
+        .block_on(fetcher.push_bytecode(
+            &format!("{registry}/afxdp/xsk-tcx:v1"),
+            &bytes,
+            &programs,
+            &maps,
+        ))
+        .expect("push bytecode image");
+    let at = pinned.find('@').expect("pinned reference");
+    pinned[at..].to_string()
+}
+
+#[test]
+fn tcx_from_image_pulled_over_https() {
+    if !afxdp_testnet::registry::installed_or_skip(afxdp_testnet::registry::REGISTRY_BIN) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = TlsRegistry::start(tmp.path());
+    let ca = reg.ca.display().to_string();
+    let Some(d) = Bpfmand::start_or_skip_with_env(&[("SSL_CERT_FILE", &ca)]) else {
+        return;
+    };
+    let object = test_object(tmp.path());
+    let digest = push_image(&object, &reg.http, &tmp.path().join("cache"));
+    let url = format!("{}/afxdp/xsk-tcx{digest}", reg.https);
+    let image = afxdp_bpfman::Image {
+        url: url.clone(),
+        pull_policy: afxdp_bpfman::PullPolicy::Always,
+        credentials: None,
+    };
+    let c = client(&d);
+    c.pull_bytecode(&image)
+        .unwrap_or_else(|e| panic!("PullBytecode: {e}\n{}", d.log()));
+
+    let wire = Wire::new();
+    let prog = c
+        .load(&LoadSpec {
+            bytecode: Bytecode::Image(afxdp_bpfman::Image {
+                pull_policy: afxdp_bpfman::PullPolicy::IfNotPresent,
+                ..image
+            }),
+            function: TCX_FUNCTION.into(),
+            program_type: ProgramType::Tcx,
+            metadata: owner_meta("node-t", "imagepool", wire.dev()),
+        })
+        .unwrap_or_else(|e| panic!("Load from image: {e}\n{}", d.log()));
+    let managed = prog.managed.clone().expect("record");
+    let Some(Bytecode::Image(recorded)) = &managed.bytecode else {
+        panic!("bytecode recorded as {:?}", managed.bytecode)
+    };
+    assert_eq!(recorded.url, url);
+    let maps = d.path(&managed.map_pin_path);
+    assert!(maps.join(XSKS_MAP_NAME).exists());
+    let link = c
+        .attach(
+            prog.id,
+            &Hook::Tcx {
+                iface: wire.dev().into(),
+                priority: 100,
+                direction: Direction::Ingress,
+                netns: Some(wire.netns_for_bpfman()),
+            },
+        )
+        .unwrap_or_else(|e| panic!("Attach: {e}\n{}", d.log()));
+    wire.send(10);
+    let seen = maps.join("tcx_seen");
+    assert!(afxdp_testnet::wait_until(
+        TIMEOUT,
+        Duration::from_millis(20),
+        || read_seen(&seen) >= 10
+    ));
+    c.detach(link).expect("Detach");
+    c.unload(prog.id).expect("Unload");
+    assert!(ours(&c, "imagepool").is_empty());
+}

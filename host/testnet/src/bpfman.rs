@@ -88,6 +88,7 @@ pub fn host_path(path: &Path) -> PathBuf {
 /// A running `bpfman-rpc` in its own mount namespace; see the module docs.
 pub struct Bpfmand {
     bin: PathBuf,
+    env: Vec<(String, String)>,
     dir: tempfile::TempDir,
     holder: Child,
     rpc: Option<Child>,
@@ -98,6 +99,11 @@ impl Bpfmand {
     /// `bpfman-rpc` is not installed outside CI; in CI (`CI=true`) a missing
     /// daemon is a failure.
     pub fn start_or_skip() -> Option<Bpfmand> {
+        Bpfmand::start_or_skip_with_env(&[])
+    }
+
+    /// [`Bpfmand::start_or_skip`] with more environment for the daemon.
+    pub fn start_or_skip_with_env(env: &[(&str, &str)]) -> Option<Bpfmand> {
         if bpfman_rpc().is_none() {
             assert!(
                 std::env::var("CI").map_or(true, |v| v != "true"),
@@ -106,7 +112,7 @@ impl Bpfmand {
             eprintln!("skipping: {BPFMAN_RPC} not installed");
             return None;
         }
-        Some(Bpfmand::start())
+        Some(Bpfmand::start_with_env(env))
     }
 
     /// Starts bpfman and waits (up to 30 s) until its socket accepts.
@@ -115,6 +121,15 @@ impl Bpfmand {
     /// Not root, `bpfman-rpc` missing, the namespace or the shim cannot be
     /// made, or the daemon does not come up (its log is in the message).
     pub fn start() -> Bpfmand {
+        Bpfmand::start_with_env(&[])
+    }
+
+    /// [`Bpfmand::start`] with more environment for the daemon (e.g.
+    /// `SSL_CERT_FILE`, the CA bpfman trusts when it pulls images).
+    ///
+    /// # Panics
+    /// As [`Bpfmand::start`].
+    pub fn start_with_env(env: &[(&str, &str)]) -> Bpfmand {
         crate::require_root();
         let bin = bpfman_rpc().unwrap_or_else(|| {
             panic!("{BPFMAN_RPC} is missing (cargo install --locked bpfman-api; tests/install.sh)")
@@ -128,6 +143,10 @@ impl Bpfmand {
         let holder = spawn_holder(dir.path());
         let mut d = Bpfmand {
             bin,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             dir,
             holder,
             rpc: None,
@@ -189,6 +208,7 @@ impl Bpfmand {
             .arg(self.socket())
             .env("LD_PRELOAD", self.dir.path().join("shim.so"))
             .env("RUST_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log2);
