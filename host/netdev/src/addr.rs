@@ -3,38 +3,32 @@
 //! retried ADD converges. Removing them is never needed here: moving a
 //! link to another netns drops its addresses and routes.
 //!
-//! Layouts: `struct ifaddrmsg` and `struct rtmsg` of
-//! `include/uapi/linux/{if_addr,rtnetlink}.h`.
+//! Messages are netlink-packet-route's `AddressMessage` and `RouteMessage`.
 
 use std::net::IpAddr;
 
+use netlink_packet_route::address::{
+    AddressAttribute, AddressHeaderFlags, AddressMessage, AddressScope,
+};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+
+use crate::discover::is_ip_family;
 use crate::ethtool::validate_ifname;
 use crate::netns::{in_netns, NetnsHandle};
-use crate::nl::{self, NlSocket, Request};
+use crate::nl::{NlSocket, NLM_F_CREATE, NLM_F_REPLACE};
 use crate::NetdevError;
 
-const IFA_F_PERMANENT: u8 = 0x80;
-const RT_TABLE_MAIN: u8 = 254;
-const RTPROT_BOOT: u8 = 3;
-const RT_SCOPE_UNIVERSE: u8 = 0;
-const RT_SCOPE_LINK: u8 = 253;
-const RTA_DST: u16 = 1;
-const RTA_GATEWAY: u16 = 5;
-
-fn family(ip: &IpAddr) -> u8 {
+fn family(ip: &IpAddr) -> AddressFamily {
     match ip {
-        IpAddr::V4(_) => libc::AF_INET as u8,
-        IpAddr::V6(_) => libc::AF_INET6 as u8,
+        IpAddr::V4(_) => AddressFamily::Inet,
+        IpAddr::V6(_) => AddressFamily::Inet6,
     }
 }
 
-fn octets(ip: &IpAddr) -> Vec<u8> {
-    match ip {
-        IpAddr::V4(a) => a.octets().to_vec(),
-        IpAddr::V6(a) => a.octets().to_vec(),
-    }
-}
-
+/// The ifindex of `ifname`; blocks on the socket.
 fn ifindex(sock: &mut NlSocket, op: &'static str, ifname: &str) -> Result<u32, NetdevError> {
     crate::discover::link_by_name(sock, ifname)?
         .map(|l| l.ifindex)
@@ -42,6 +36,44 @@ fn ifindex(sock: &mut NlSocket, op: &'static str, ifname: &str) -> Result<u32, N
             op,
             name: ifname.to_string(),
         })
+}
+
+/// `RTM_NEWADDR` for a permanent `ip/prefix` on link `index`.
+fn new_address(index: u32, ip: IpAddr, prefix: u8) -> RouteNetlinkMessage {
+    let mut m = AddressMessage::default();
+    m.header.family = family(&ip);
+    m.header.prefix_len = prefix;
+    m.header.flags = AddressHeaderFlags::Permanent;
+    m.header.scope = AddressScope::Universe;
+    m.header.index = index;
+    m.attributes.push(AddressAttribute::Local(ip));
+    m.attributes.push(AddressAttribute::Address(ip));
+    RouteNetlinkMessage::NewAddress(m)
+}
+
+/// `RTM_NEWROUTE` for a main-table unicast route out of link `index`.
+fn new_route(index: u32, dst: IpAddr, prefix: u8, gateway: Option<IpAddr>) -> RouteNetlinkMessage {
+    let mut m = RouteMessage::default();
+    m.header.address_family = family(&dst);
+    m.header.destination_prefix_length = prefix;
+    m.header.table = RouteHeader::RT_TABLE_MAIN;
+    m.header.protocol = RouteProtocol::Boot;
+    m.header.scope = if gateway.is_some() {
+        RouteScope::Universe
+    } else {
+        RouteScope::Link
+    };
+    m.header.kind = RouteType::Unicast;
+    if prefix > 0 {
+        m.attributes
+            .push(RouteAttribute::Destination(RouteAddress::from(dst)));
+    }
+    if let Some(gw) = gateway {
+        m.attributes
+            .push(RouteAttribute::Gateway(RouteAddress::from(gw)));
+    }
+    m.attributes.push(RouteAttribute::Oif(index));
+    RouteNetlinkMessage::NewRoute(m)
 }
 
 /// Add `ip/prefix` to `ifname` in `ns` (`ip addr replace`).
@@ -58,13 +90,8 @@ pub fn add_address(
     in_netns(ns, || {
         let mut sock = NlSocket::open(0)?;
         let index = ifindex(&mut sock, "RTM_NEWADDR", ifname)?;
-        let mut header = vec![family(&ip), prefix, IFA_F_PERMANENT, RT_SCOPE_UNIVERSE];
-        header.extend_from_slice(&index.to_ne_bytes());
-        let req = Request::new(nl::RTM_NEWADDR, false, &header)
-            .create_or_replace()
-            .attr(nl::IFA_LOCAL, &octets(&ip))
-            .attr(nl::IFA_ADDRESS, &octets(&ip));
-        sock.request_ack("RTM_NEWADDR", req)
+        let req = new_address(index, ip, prefix);
+        sock.request_ack("RTM_NEWADDR", req, NLM_F_CREATE | NLM_F_REPLACE)
     })?
 }
 
@@ -85,34 +112,8 @@ pub fn add_route(
     in_netns(ns, || {
         let mut sock = NlSocket::open(0)?;
         let index = ifindex(&mut sock, "RTM_NEWROUTE", ifname)?;
-        let scope = if gateway.is_some() {
-            RT_SCOPE_UNIVERSE
-        } else {
-            RT_SCOPE_LINK
-        };
-        let header = [
-            family(&dst),
-            prefix,
-            0,
-            0,
-            RT_TABLE_MAIN,
-            RTPROT_BOOT,
-            scope,
-            nl::RTN_UNICAST,
-            0, // rtm_flags (u32)
-            0,
-            0,
-            0,
-        ];
-        let mut req = Request::new(nl::RTM_NEWROUTE, false, &header).create_or_replace();
-        if prefix > 0 {
-            req = req.attr(RTA_DST, &octets(&dst));
-        }
-        if let Some(gw) = gateway {
-            req = req.attr(RTA_GATEWAY, &octets(&gw));
-        }
-        let req = req.attr_u32(nl::RTA_OIF, index);
-        sock.request_ack("RTM_NEWROUTE", req)
+        let req = new_route(index, dst, prefix, gateway);
+        sock.request_ack("RTM_NEWROUTE", req, NLM_F_CREATE | NLM_F_REPLACE)
     })?
 }
 
@@ -127,44 +128,42 @@ pub struct Route {
     pub gateway: Option<IpAddr>,
 }
 
-fn ip_from(family: u8, b: &[u8]) -> Option<IpAddr> {
-    if i32::from(family) == libc::AF_INET {
-        let o: [u8; 4] = b.get(..4)?.try_into().ok()?;
-        Some(IpAddr::from(o))
-    } else {
-        let o: [u8; 16] = b.get(..16)?.try_into().ok()?;
-        Some(IpAddr::from(o))
+fn route_ip(a: &RouteAddress) -> Option<IpAddr> {
+    match a {
+        RouteAddress::Inet(v4) => Some(IpAddr::V4(*v4)),
+        RouteAddress::Inet6(v6) => Some(IpAddr::V6(*v6)),
+        _ => None,
     }
 }
 
-/// One `RTM_NEWROUTE` payload: the route, and its output link.
-fn parse_route(payload: &[u8]) -> Result<Option<(Route, Option<u32>)>, String> {
-    let header = payload.get(..12).ok_or("short rtmsg")?;
-    let (family, prefix, table) = (header[0], header[1], header[4]);
-    let ip_family = i32::from(family) == libc::AF_INET || i32::from(family) == libc::AF_INET6;
-    if !ip_family || table != RT_TABLE_MAIN || header[7] != nl::RTN_UNICAST {
-        return Ok(None);
+/// A main-table unicast IP route and its output link; `None` for any other route.
+fn parse_route(msg: &RouteMessage) -> Option<(Route, Option<u32>)> {
+    let h = &msg.header;
+    if !is_ip_family(h.address_family)
+        || h.table != RouteHeader::RT_TABLE_MAIN
+        || h.kind != RouteType::Unicast
+    {
+        return None;
     }
-    let unspecified = if i32::from(family) == libc::AF_INET {
-        IpAddr::from([0u8; 4])
-    } else {
-        IpAddr::from([0u8; 16])
-    };
     let mut route = Route {
-        dst: unspecified,
-        prefix,
+        dst: if h.address_family == AddressFamily::Inet {
+            IpAddr::from([0u8; 4])
+        } else {
+            IpAddr::from([0u8; 16])
+        },
+        prefix: h.destination_prefix_length,
         gateway: None,
     };
     let mut oif = None;
-    for (ty, p) in nl::parse_attrs(&payload[12..])? {
-        match ty {
-            RTA_DST => route.dst = ip_from(family, p).ok_or("short RTA_DST")?,
-            RTA_GATEWAY => route.gateway = ip_from(family, p),
-            nl::RTA_OIF => oif = nl::u32_at(p, 0),
+    for a in &msg.attributes {
+        match a {
+            RouteAttribute::Destination(d) => route.dst = route_ip(d).unwrap_or(route.dst),
+            RouteAttribute::Gateway(g) => route.gateway = route_ip(g),
+            RouteAttribute::Oif(i) => oif = Some(*i),
             _ => {}
         }
     }
-    Ok(Some((route, oif)))
+    Some((route, oif))
 }
 
 /// The main table's routes out of `ifname` in `ns` (`ip route show dev`).
@@ -178,13 +177,12 @@ pub fn routes(ns: &NetnsHandle, ifname: &str) -> Result<Vec<Route>, NetdevError>
         let mut sock = NlSocket::open(0)?;
         let index = ifindex(&mut sock, OP, ifname)?;
         let mut out = Vec::new();
-        for m in sock.dump(OP, &Request::new(nl::RTM_GETROUTE, true, &[0u8; 12]))? {
-            if m.ty != nl::RTM_NEWROUTE {
+        let req = RouteNetlinkMessage::GetRoute(RouteMessage::default());
+        for m in sock.dump(OP, &req)? {
+            let RouteNetlinkMessage::NewRoute(m) = m else {
                 continue;
-            }
-            let parsed = parse_route(&m.payload)
-                .map_err(|detail| NetdevError::Malformed { op: OP, detail })?;
-            if let Some((r, Some(oif))) = parsed {
+            };
+            if let Some((r, Some(oif))) = parse_route(&m) {
                 if oif == index {
                     out.push(r);
                 }

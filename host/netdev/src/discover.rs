@@ -11,16 +11,24 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
+use netlink_packet_core::{
+    DecodeError, NetlinkDeserializable, NetlinkHeader, NetlinkSerializable, NlasIterator,
+};
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::link::{LinkAttribute, LinkExtentMask, LinkFlags, LinkMessage, State};
+use netlink_packet_route::route::{RouteAttribute, RouteMessage, RouteType};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+
 use crate::ethtool;
-use crate::nl::{self, NlSocket, Request};
+use crate::nl::NlSocket;
 use crate::{LinkState, NetDev, NetdevError};
 
-const IFF_UP: u32 = libc::IFF_UP as u32;
-const IFLA_EXT_MASK: u16 = 29;
-const RTEXT_FILTER_SKIP_STATS: u32 = 1 << 3;
+/// `RTM_NEWNEXTHOP` / `RTM_GETNEXTHOP` and the `NHA_*` attributes read here
+/// (`include/uapi/linux/nexthop.h`): netlink-packet-route has no nexthop-object messages, so
+/// [`NexthopMsg`] carries them raw.
 const RTM_NEWNEXTHOP: u16 = 104;
 const RTM_GETNEXTHOP: u16 = 106;
 const NHA_ID: u16 = 1;
@@ -32,7 +40,7 @@ const NHA_OIF: u16 = 5;
 pub(crate) struct LinkMsg {
     pub ifindex: u32,
     pub name: String,
-    pub flags: u32,
+    pub admin_up: bool,
     pub state: LinkState,
     pub mtu: u32,
     pub mac: Option<String>,
@@ -42,15 +50,15 @@ pub(crate) struct LinkMsg {
 
 impl LinkMsg {
     pub(crate) fn admin_up(&self) -> bool {
-        self.flags & IFF_UP != 0
+        self.admin_up
     }
 }
 
 /// Maps `IFLA_OPERSTATE` (RFC 2863 `IF_OPER_*`) to [`LinkState`].
-pub(crate) fn link_state(operstate: u8) -> LinkState {
+pub(crate) fn link_state(operstate: &State) -> LinkState {
     match operstate {
-        6 => LinkState::Up,
-        2 => LinkState::Down,
+        State::Up => LinkState::Up,
+        State::Down => LinkState::Down,
         _ => LinkState::Other,
     }
 }
@@ -68,27 +76,26 @@ pub(crate) fn format_mac(b: &[u8]) -> Option<String> {
     )
 }
 
-/// Decodes an `RTM_NEWLINK`/`RTM_DELLINK` payload.
-pub(crate) fn parse_link(payload: &[u8]) -> Result<LinkMsg, String> {
-    let (info, rest) = nl::parse_ifinfomsg(payload).ok_or("short ifinfomsg")?;
+/// What this crate needs of an `RTM_NEWLINK`/`RTM_DELLINK` message.
+pub(crate) fn parse_link(msg: &LinkMessage) -> Result<LinkMsg, String> {
     let mut link = LinkMsg {
-        ifindex: info.index,
+        ifindex: msg.header.index,
         name: String::new(),
-        flags: info.flags,
+        admin_up: msg.header.flags.contains(LinkFlags::Up),
         state: LinkState::Other,
         mtu: 0,
         mac: None,
         num_rx_queues: 1,
         num_tx_queues: 1,
     };
-    for (ty, p) in nl::parse_attrs(rest)? {
-        match ty {
-            nl::IFLA_IFNAME => link.name = nl::attr_string(p),
-            nl::IFLA_MTU => link.mtu = nl::u32_at(p, 0).unwrap_or(0),
-            nl::IFLA_ADDRESS => link.mac = format_mac(p),
-            nl::IFLA_OPERSTATE => link.state = link_state(p.first().copied().unwrap_or(0)),
-            nl::IFLA_NUM_RX_QUEUES => link.num_rx_queues = nl::u32_at(p, 0).unwrap_or(1),
-            nl::IFLA_NUM_TX_QUEUES => link.num_tx_queues = nl::u32_at(p, 0).unwrap_or(1),
+    for a in &msg.attributes {
+        match a {
+            LinkAttribute::IfName(n) => link.name.clone_from(n),
+            LinkAttribute::Mtu(m) => link.mtu = *m,
+            LinkAttribute::Address(a) => link.mac = format_mac(a),
+            LinkAttribute::OperState(s) => link.state = link_state(s),
+            LinkAttribute::NumRxQueues(n) => link.num_rx_queues = *n,
+            LinkAttribute::NumTxQueues(n) => link.num_tx_queues = *n,
             _ => {}
         }
     }
@@ -98,28 +105,18 @@ pub(crate) fn parse_link(payload: &[u8]) -> Result<LinkMsg, String> {
     Ok(link)
 }
 
-/// Decodes an `RTM_NEWADDR` payload into `(ifindex, address)`.
-pub(crate) fn parse_addr(payload: &[u8]) -> Result<Option<(u32, IpAddr)>, String> {
-    let family = i32::from(*payload.first().ok_or("short ifaddrmsg")?);
-    let index = nl::u32_at(payload, 4).ok_or("short ifaddrmsg")?;
-    let attrs = nl::parse_attrs(payload.get(8..).ok_or("short ifaddrmsg")?)?;
+/// `(ifindex, address)` of an `RTM_NEWADDR` message; `None` when it has no IP address.
+pub(crate) fn parse_addr(msg: &AddressMessage) -> Option<(u32, IpAddr)> {
     // IFA_LOCAL is the interface's own address; IFA_ADDRESS is the peer on point-to-point links.
-    let raw = attrs
-        .iter()
-        .find(|(t, _)| *t == nl::IFA_LOCAL)
-        .or_else(|| attrs.iter().find(|(t, _)| *t == nl::IFA_ADDRESS))
-        .map(|(_, p)| *p);
-    let Some(raw) = raw else { return Ok(None) };
-    let ip = match (family, raw.len()) {
-        (libc::AF_INET, 4) => IpAddr::V4(Ipv4Addr::new(raw[0], raw[1], raw[2], raw[3])),
-        (libc::AF_INET6, 16) => {
-            let mut o = [0u8; 16];
-            o.copy_from_slice(raw);
-            IpAddr::V6(Ipv6Addr::from(o))
-        }
-        _ => return Ok(None),
+    let find = |local: bool| {
+        msg.attributes.iter().find_map(|a| match a {
+            AddressAttribute::Local(ip) if local => Some(*ip),
+            AddressAttribute::Address(ip) if !local => Some(*ip),
+            _ => None,
+        })
     };
-    Ok(Some((index, ip)))
+    let ip = find(true).or_else(|| find(false))?;
+    Some((msg.header.index, ip))
 }
 
 /// Where a default route sends packets.
@@ -129,108 +126,142 @@ pub(crate) struct DefaultRoute {
     pub nexthop_ids: Vec<u32>,
 }
 
-/// Decodes an `RTM_NEWROUTE` payload; `None` unless it is an IPv4/IPv6 unicast default route.
-pub(crate) fn parse_default_route(payload: &[u8]) -> Result<Option<DefaultRoute>, String> {
-    if payload.len() < 12 {
-        return Err("short rtmsg".into());
-    }
-    let family = i32::from(payload[0]);
-    let dst_len = payload[1];
-    let rtype = payload[7];
-    if !(family == libc::AF_INET || family == libc::AF_INET6)
-        || dst_len != 0
-        || rtype != nl::RTN_UNICAST
+/// True for an IPv4 or IPv6 family.
+pub(crate) fn is_ip_family(f: AddressFamily) -> bool {
+    matches!(f, AddressFamily::Inet | AddressFamily::Inet6)
+}
+
+/// Where an `RTM_NEWROUTE` sends packets; `None` unless it is an IPv4/IPv6 unicast default route.
+pub(crate) fn parse_default_route(msg: &RouteMessage) -> Option<DefaultRoute> {
+    let h = &msg.header;
+    if !is_ip_family(h.address_family)
+        || h.destination_prefix_length != 0
+        || h.kind != RouteType::Unicast
     {
-        return Ok(None);
+        return None;
     }
     let mut r = DefaultRoute::default();
-    for (ty, p) in nl::parse_attrs(&payload[12..])? {
-        match ty {
-            nl::RTA_OIF => r.oifs.extend(nl::u32_at(p, 0)),
-            nl::RTA_NH_ID => r.nexthop_ids.extend(nl::u32_at(p, 0)),
-            nl::RTA_MULTIPATH => {
-                // A run of struct rtnexthop { u16 len; u8 flags; u8 hops; i32 ifindex; } + attrs.
-                let mut rest = p;
-                while rest.len() >= 8 {
-                    let len = usize::from(u16::from_ne_bytes([rest[0], rest[1]]));
-                    if len < 8 || len > rest.len() {
-                        return Err(format!("rtnexthop length {len}"));
-                    }
-                    if let Some(i) = nl::i32_at(rest, 4).and_then(|i| u32::try_from(i).ok()) {
-                        r.oifs.push(i);
-                    }
-                    rest = &rest[((len + 3) & !3).min(rest.len())..];
-                }
+    for a in &msg.attributes {
+        match a {
+            RouteAttribute::Oif(i) => r.oifs.push(*i),
+            RouteAttribute::NhId(id) => r.nexthop_ids.push(*id),
+            RouteAttribute::MultiPath(hops) => {
+                r.oifs.extend(hops.iter().map(|h| h.interface_index))
             }
             _ => {}
         }
     }
-    Ok(Some(r))
+    Some(r)
+}
+
+/// A raw nexthop-object message (`struct nhmsg` + attributes): netlink-packet-route has no
+/// `RTM_*NEXTHOP` types, so the request is built and the reply read here.
+#[derive(Debug, Clone, Default)]
+struct NexthopMsg {
+    /// The payload after the netlink header (empty for the dump request).
+    payload: Vec<u8>,
+}
+
+impl NetlinkSerializable for NexthopMsg {
+    fn message_type(&self) -> u16 {
+        RTM_GETNEXTHOP
+    }
+    fn buffer_len(&self) -> usize {
+        // struct nhmsg { u8 family, scope, protocol, resvd; u32 flags; }, all zero: any nexthop.
+        8
+    }
+    fn serialize(&self, buffer: &mut [u8]) {
+        buffer[..8].fill(0);
+    }
+}
+
+impl NetlinkDeserializable for NexthopMsg {
+    type Error = DecodeError;
+    fn deserialize(header: &NetlinkHeader, payload: &[u8]) -> Result<Self, Self::Error> {
+        if header.message_type != RTM_NEWNEXTHOP {
+            return Err(format!("unexpected message type {}", header.message_type).into());
+        }
+        Ok(NexthopMsg {
+            payload: payload.to_vec(),
+        })
+    }
+}
+
+fn u32_of(b: &[u8]) -> Option<u32> {
+    Some(u32::from_ne_bytes(b.get(..4)?.try_into().ok()?))
 }
 
 /// Decodes an `RTM_NEWNEXTHOP` payload into `(id, oif, group member ids)`.
 fn parse_nexthop(payload: &[u8]) -> Result<(u32, Option<u32>, Vec<u32>), String> {
-    let attrs = nl::parse_attrs(payload.get(8..).ok_or("short nhmsg")?)?;
     let mut id = 0;
     let mut oif = None;
     let mut group = Vec::new();
-    for (ty, p) in attrs {
-        match ty {
-            NHA_ID => id = nl::u32_at(p, 0).unwrap_or(0),
-            NHA_OIF => oif = nl::u32_at(p, 0),
+    for nla in NlasIterator::new(payload.get(8..).ok_or("short nhmsg")?) {
+        let nla = nla.map_err(|e| e.to_string())?;
+        let p = nla.value();
+        match nla.kind() {
+            NHA_ID => id = u32_of(p).unwrap_or(0),
+            NHA_OIF => oif = u32_of(p),
             // struct nexthop_grp { u32 id; u8 weight; u8 resvd1; u16 resvd2; }
-            NHA_GROUP => group.extend(p.chunks_exact(8).filter_map(|c| nl::u32_at(c, 0))),
+            NHA_GROUP => group.extend(p.chunks_exact(8).filter_map(u32_of)),
             _ => {}
         }
     }
     Ok((id, oif, group))
 }
 
-fn link_dump_request() -> Request {
-    Request::new(nl::RTM_GETLINK, true, &nl::ifinfomsg(0, 0, 0))
-        .attr_u32(IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS)
+/// An `RTM_GETLINK` without statistics (they are large and unused here).
+fn get_link_message(name: Option<&str>) -> RouteNetlinkMessage {
+    let mut m = LinkMessage::default();
+    if let Some(n) = name {
+        m.attributes.push(LinkAttribute::IfName(n.to_owned()));
+    }
+    m.attributes
+        .push(LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats]));
+    RouteNetlinkMessage::GetLink(m)
 }
 
 fn malformed(op: &'static str) -> impl Fn(String) -> NetdevError {
     move |detail| NetdevError::Malformed { op, detail }
 }
 
+/// Every link of the socket's namespace. Blocks on the socket.
 pub(crate) fn dump_links(sock: &mut NlSocket) -> Result<Vec<LinkMsg>, NetdevError> {
     const OP: &str = "RTM_GETLINK (dump)";
-    sock.dump(OP, &link_dump_request())?
+    sock.dump(OP, &get_link_message(None))?
         .iter()
-        .filter(|m| m.ty == nl::RTM_NEWLINK)
-        .map(|m| parse_link(&m.payload).map_err(malformed(OP)))
+        .filter_map(|m| match m {
+            RouteNetlinkMessage::NewLink(l) => Some(parse_link(l).map_err(malformed(OP))),
+            _ => None,
+        })
         .collect()
 }
 
-/// One link by name; `Ok(None)` when there is none (`ENODEV`).
+/// One link by name; `Ok(None)` when there is none (`ENODEV`). Blocks on the socket.
 pub(crate) fn link_by_name(
     sock: &mut NlSocket,
     name: &str,
 ) -> Result<Option<LinkMsg>, NetdevError> {
     const OP: &str = "RTM_GETLINK";
     ethtool::validate_ifname(name)?;
-    let req = Request::new(nl::RTM_GETLINK, false, &nl::ifinfomsg(0, 0, 0))
-        .attr_str(nl::IFLA_IFNAME, name)
-        .attr_u32(IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS);
-    match sock.request_one(OP, req) {
-        Ok(m) => parse_link(&m.payload).map(Some).map_err(malformed(OP)),
+    match sock.request_one(OP, get_link_message(Some(name))) {
+        Ok(RouteNetlinkMessage::NewLink(l)) => parse_link(&l).map(Some).map_err(malformed(OP)),
+        Ok(other) => Err(malformed(OP)(format!("unexpected answer {other:?}"))),
         Err(e) if e.errno() == Some(libc::ENODEV) => Ok(None),
         Err(e) => Err(e),
     }
 }
 
+/// Every IP address of the socket's namespace by ifindex. Blocks on the socket.
 fn dump_addrs(sock: &mut NlSocket) -> Result<HashMap<u32, Vec<IpAddr>>, NetdevError> {
     const OP: &str = "RTM_GETADDR (dump)";
-    let req = Request::new(nl::RTM_GETADDR, true, &[0u8; 8]);
+    let req = RouteNetlinkMessage::GetAddress(AddressMessage::default());
     let mut out: HashMap<u32, Vec<IpAddr>> = HashMap::new();
     for m in sock.dump(OP, &req)? {
-        if m.ty != nl::RTM_NEWADDR {
-            continue;
-        }
-        if let Some((index, ip)) = parse_addr(&m.payload).map_err(malformed(OP))? {
-            out.entry(index).or_default().push(ip);
+        if let RouteNetlinkMessage::NewAddress(a) = m {
+            if let Some((index, ip)) = parse_addr(&a) {
+                out.entry(index).or_default().push(ip);
+            }
         }
     }
     Ok(out)
@@ -386,23 +417,21 @@ pub fn default_route_interfaces() -> Result<Vec<String>, NetdevError> {
     let mut sock = NlSocket::open(0)?;
     let mut oifs = BTreeSet::new();
     let mut nh_ids = Vec::new();
-    for m in sock.dump(OP, &Request::new(nl::RTM_GETROUTE, true, &[0u8; 12]))? {
-        if m.ty != nl::RTM_NEWROUTE {
-            continue;
-        }
-        if let Some(r) = parse_default_route(&m.payload).map_err(malformed(OP))? {
-            oifs.extend(r.oifs);
-            nh_ids.extend(r.nexthop_ids);
+    let req = RouteNetlinkMessage::GetRoute(RouteMessage::default());
+    for m in sock.dump(OP, &req)? {
+        if let RouteNetlinkMessage::NewRoute(r) = m {
+            if let Some(r) = parse_default_route(&r) {
+                oifs.extend(r.oifs);
+                nh_ids.extend(r.nexthop_ids);
+            }
         }
     }
     if !nh_ids.is_empty() {
         const NH_OP: &str = "RTM_GETNEXTHOP (dump)";
         let mut table = HashMap::new();
-        for m in sock.dump(NH_OP, &Request::new(RTM_GETNEXTHOP, true, &[0u8; 8]))? {
-            if m.ty == RTM_NEWNEXTHOP {
-                let (id, oif, group) = parse_nexthop(&m.payload).map_err(malformed(NH_OP))?;
-                table.insert(id, (oif, group));
-            }
+        for m in sock.dump(NH_OP, &NexthopMsg::default())? {
+            let (id, oif, group) = parse_nexthop(&m.payload).map_err(malformed(NH_OP))?;
+            table.insert(id, (oif, group));
         }
         // Groups hold plain nexthops (the kernel does not nest groups); one level suffices.
         for id in nh_ids {
@@ -433,6 +462,59 @@ pub fn default_route_interfaces() -> Result<Vec<String>, NetdevError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    const IFF_UP: u32 = libc::IFF_UP as u32;
+    const RTM_NEWLINK: u16 = 16;
+    const RTM_NEWADDR: u16 = 20;
+    const RTM_NEWROUTE: u16 = 24;
+    const IFLA_ADDRESS: u16 = 1;
+    const IFLA_IFNAME: u16 = 3;
+    const IFLA_MTU: u16 = 4;
+    const IFLA_OPERSTATE: u16 = 16;
+    const IFLA_NUM_TX_QUEUES: u16 = 31;
+    const IFLA_NUM_RX_QUEUES: u16 = 32;
+    const IFA_ADDRESS: u16 = 1;
+    const IFA_LOCAL: u16 = 2;
+    const RTA_OIF: u16 = 4;
+    const RTA_MULTIPATH: u16 = 9;
+    const RTA_NH_ID: u16 = 30;
+    const RTN_UNICAST: u8 = 1;
+
+    /// Decodes a kernel-layout payload through netlink-packet-route, as a reply would be.
+    fn decode(ty: u16, payload: &[u8]) -> RouteNetlinkMessage {
+        let mut h = NetlinkHeader::default();
+        h.message_type = ty;
+        RouteNetlinkMessage::deserialize(&h, payload).unwrap()
+    }
+
+    fn link(p: &[u8]) -> LinkMessage {
+        match decode(RTM_NEWLINK, p) {
+            RouteNetlinkMessage::NewLink(l) => l,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn addr_of(p: &[u8]) -> Option<(u32, IpAddr)> {
+        match decode(RTM_NEWADDR, p) {
+            RouteNetlinkMessage::NewAddress(a) => parse_addr(&a),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn default_route(p: &[u8]) -> Option<DefaultRoute> {
+        match decode(RTM_NEWROUTE, p) {
+            RouteNetlinkMessage::NewRoute(r) => parse_default_route(&r),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn ifinfomsg(index: i32, flags: u32) -> Vec<u8> {
+        let mut h = vec![0u8; 16];
+        h[4..8].copy_from_slice(&index.to_ne_bytes());
+        h[8..12].copy_from_slice(&flags.to_ne_bytes());
+        h
+    }
 
     fn attr(ty: u16, data: &[u8]) -> Vec<u8> {
         let mut v = Vec::new();
@@ -445,14 +527,14 @@ mod tests {
 
     #[test]
     fn link_message_is_decoded() {
-        let mut p = nl::ifinfomsg(7, IFF_UP, 0).to_vec();
-        p.extend(attr(nl::IFLA_IFNAME, b"veth0\0"));
-        p.extend(attr(nl::IFLA_MTU, &1500u32.to_ne_bytes()));
-        p.extend(attr(nl::IFLA_ADDRESS, &[0x02, 0, 0, 0xab, 0xcd, 0xef]));
-        p.extend(attr(nl::IFLA_OPERSTATE, &[6]));
-        p.extend(attr(nl::IFLA_NUM_RX_QUEUES, &4u32.to_ne_bytes()));
-        p.extend(attr(nl::IFLA_NUM_TX_QUEUES, &2u32.to_ne_bytes()));
-        let l = parse_link(&p).unwrap();
+        let mut p = ifinfomsg(7, IFF_UP);
+        p.extend(attr(IFLA_IFNAME, b"veth0\0"));
+        p.extend(attr(IFLA_MTU, &1500u32.to_ne_bytes()));
+        p.extend(attr(IFLA_ADDRESS, &[0x02, 0, 0, 0xab, 0xcd, 0xef]));
+        p.extend(attr(IFLA_OPERSTATE, &[6]));
+        p.extend(attr(IFLA_NUM_RX_QUEUES, &4u32.to_ne_bytes()));
+        p.extend(attr(IFLA_NUM_TX_QUEUES, &2u32.to_ne_bytes()));
+        let l = parse_link(&link(&p)).unwrap();
         assert_eq!(l.ifindex, 7);
         assert_eq!(l.name, "veth0");
         assert!(l.admin_up());
@@ -464,16 +546,15 @@ mod tests {
 
     #[test]
     fn link_without_name_or_header_is_rejected() {
-        assert!(parse_link(&[0u8; 8]).is_err());
-        assert!(parse_link(&nl::ifinfomsg(3, 0, 0)).is_err());
+        assert!(parse_link(&link(&ifinfomsg(3, 0))).is_err());
     }
 
     #[test]
     fn operstates_map() {
-        assert_eq!(link_state(6), LinkState::Up);
-        assert_eq!(link_state(2), LinkState::Down);
-        for s in [0, 1, 3, 4, 5, 200] {
-            assert_eq!(link_state(s), LinkState::Other);
+        assert_eq!(link_state(&State::Up), LinkState::Up);
+        assert_eq!(link_state(&State::Down), LinkState::Down);
+        for s in [0u8, 1, 3, 4, 5, 200] {
+            assert_eq!(link_state(&State::from(s)), LinkState::Other);
         }
     }
 
@@ -491,22 +572,17 @@ mod tests {
     fn addresses_prefer_local() {
         let mut p = vec![libc::AF_INET as u8, 24, 0, 0];
         p.extend_from_slice(&5u32.to_ne_bytes());
-        p.extend(attr(nl::IFA_ADDRESS, &[10, 0, 0, 2]));
-        p.extend(attr(nl::IFA_LOCAL, &[10, 0, 0, 1]));
+        p.extend(attr(IFA_ADDRESS, &[10, 0, 0, 2]));
+        p.extend(attr(IFA_LOCAL, &[10, 0, 0, 1]));
         assert_eq!(
-            parse_addr(&p).unwrap(),
+            addr_of(&p),
             Some((5, IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))))
         );
         let mut p6 = vec![libc::AF_INET6 as u8, 64, 0, 0];
         p6.extend_from_slice(&9u32.to_ne_bytes());
         let v6: Ipv6Addr = "fe80::1".parse().unwrap();
-        p6.extend(attr(nl::IFA_ADDRESS, &v6.octets()));
-        assert_eq!(parse_addr(&p6).unwrap(), Some((9, IpAddr::V6(v6))));
-        // wrong length for the family
-        let mut bad = vec![libc::AF_INET as u8, 24, 0, 0];
-        bad.extend_from_slice(&5u32.to_ne_bytes());
-        bad.extend(attr(nl::IFA_LOCAL, &[1, 2, 3]));
-        assert_eq!(parse_addr(&bad).unwrap(), None);
+        p6.extend(attr(IFA_ADDRESS, &v6.octets()));
+        assert_eq!(addr_of(&p6), Some((9, IpAddr::V6(v6))));
     }
 
     fn rtmsg(family: u8, dst_len: u8, rtype: u8) -> Vec<u8> {
@@ -515,10 +591,10 @@ mod tests {
 
     #[test]
     fn default_routes_single_multipath_and_nexthop() {
-        let mut p = rtmsg(libc::AF_INET as u8, 0, nl::RTN_UNICAST);
-        p.extend(attr(nl::RTA_OIF, &3u32.to_ne_bytes()));
+        let mut p = rtmsg(libc::AF_INET as u8, 0, RTN_UNICAST);
+        p.extend(attr(RTA_OIF, &3u32.to_ne_bytes()));
         assert_eq!(
-            parse_default_route(&p).unwrap(),
+            default_route(&p),
             Some(DefaultRoute {
                 oifs: vec![3],
                 nexthop_ids: vec![]
@@ -531,11 +607,11 @@ mod tests {
             mp.extend_from_slice(&[0, 0]);
             mp.extend_from_slice(&idx.to_ne_bytes());
         }
-        let mut p = rtmsg(libc::AF_INET6 as u8, 0, nl::RTN_UNICAST);
-        p.extend(attr(nl::RTA_MULTIPATH, &mp));
-        p.extend(attr(nl::RTA_NH_ID, &77u32.to_ne_bytes()));
+        let mut p = rtmsg(libc::AF_INET6 as u8, 0, RTN_UNICAST);
+        p.extend(attr(RTA_MULTIPATH, &mp));
+        p.extend(attr(RTA_NH_ID, &77u32.to_ne_bytes()));
         assert_eq!(
-            parse_default_route(&p).unwrap(),
+            default_route(&p),
             Some(DefaultRoute {
                 oifs: vec![4, 5],
                 nexthop_ids: vec![77]
@@ -543,15 +619,11 @@ mod tests {
         );
 
         // not default, not unicast, not IP
-        let mut p = rtmsg(libc::AF_INET as u8, 24, nl::RTN_UNICAST);
-        p.extend(attr(nl::RTA_OIF, &3u32.to_ne_bytes()));
-        assert_eq!(parse_default_route(&p).unwrap(), None);
-        assert_eq!(
-            parse_default_route(&rtmsg(libc::AF_INET as u8, 0, 2)).unwrap(),
-            None
-        );
-        assert_eq!(parse_default_route(&rtmsg(28, 0, 1)).unwrap(), None);
-        assert!(parse_default_route(&[2, 0]).is_err());
+        let mut p = rtmsg(libc::AF_INET as u8, 24, RTN_UNICAST);
+        p.extend(attr(RTA_OIF, &3u32.to_ne_bytes()));
+        assert_eq!(default_route(&p), None);
+        assert_eq!(default_route(&rtmsg(libc::AF_INET as u8, 0, 2)), None);
+        assert_eq!(default_route(&rtmsg(28, 0, 1)), None);
     }
 
     #[test]

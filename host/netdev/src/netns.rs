@@ -10,11 +10,13 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+use netlink_packet_route::RouteNetlinkMessage;
 use nix::sched::CloneFlags;
 
 use crate::discover;
 use crate::ethtool::validate_ifname;
-use crate::nl::{self, NlSocket, Request};
+use crate::nl::{self, NlSocket};
 use crate::NetdevError;
 
 /// `NS_GET_NSTYPE` from `include/uapi/linux/nsfs.h`: `_IO(0xb7, 0x3)`.
@@ -121,23 +123,26 @@ pub fn in_netns<T: Send>(ns: &NetnsHandle, f: impl FnOnce() -> T + Send) -> Resu
     })
 }
 
-/// Sends one `RTM_SETLINK` addressed by name inside `ns`.
+/// Sends one `RTM_SETLINK` addressed by name inside `ns`, with the header's `flags` under
+/// `change` and the attribute `attr`; blocks until the kernel's ack.
 fn setlink(
     ns: &NetnsHandle,
     op: &'static str,
     ifname: &str,
-    build: impl FnOnce(Request) -> Request + Send,
-    flags: u32,
-    change: u32,
+    attr: Option<LinkAttribute>,
+    flags: LinkFlags,
+    change: LinkFlags,
 ) -> Result<(), NetdevError> {
     validate_ifname(ifname)?;
+    let mut msg = LinkMessage::default();
+    msg.header.flags = flags;
+    msg.header.change_mask = change;
+    msg.attributes
+        .push(LinkAttribute::IfName(ifname.to_owned()));
+    msg.attributes.extend(attr);
     in_netns(ns, || {
         let mut sock = NlSocket::open(0)?;
-        let req = build(
-            Request::new(nl::RTM_SETLINK, false, &nl::ifinfomsg(0, flags, change))
-                .attr_str(nl::IFLA_IFNAME, ifname),
-        );
-        sock.request_ack(op, req)
+        sock.request_ack(op, RouteNetlinkMessage::SetLink(msg), 0)
     })?
     .map_err(|e| nl::enodev_to_no_such_link(e, ifname))
 }
@@ -154,17 +159,14 @@ fn setlink(
 /// cannot change namespace (`NETIF_F_NETNS_LOCAL`, e.g. `lo`).
 pub fn move_link(ifname: &str, from: &NetnsHandle, to: &NetnsHandle) -> Result<(), NetdevError> {
     tracing::debug!(ifname, from = %from.path().display(), to = %to.path().display(), "moving link");
-    let fd = u32::try_from(to.as_fd().as_raw_fd()).map_err(|_| NetdevError::Syscall {
-        call: "open(netns)",
-        source: io::Error::from_raw_os_error(libc::EBADF),
-    })?;
+    let fd = to.as_fd().as_raw_fd();
     setlink(
         from,
         "RTM_SETLINK (IFLA_NET_NS_FD)",
         ifname,
-        |r| r.attr_u32(nl::IFLA_NET_NS_FD, fd),
-        0,
-        0,
+        Some(LinkAttribute::NetNsFd(fd)),
+        LinkFlags::empty(),
+        LinkFlags::empty(),
     )
 }
 
@@ -173,8 +175,8 @@ pub fn move_link(ifname: &str, from: &NetnsHandle, to: &NetnsHandle) -> Result<(
 /// # Errors
 /// [`NetdevError::NoSuchLink`]; other netlink errors.
 pub fn set_link_up(ns: &NetnsHandle, ifname: &str) -> Result<(), NetdevError> {
-    let up = libc::IFF_UP as u32;
-    setlink(ns, "RTM_SETLINK (up)", ifname, |r| r, up, up)
+    let up = LinkFlags::Up;
+    setlink(ns, "RTM_SETLINK (up)", ifname, None, up, up)
 }
 
 /// Clears `IFF_UP` on `ifname` in `ns` (`ip link set X down`).
@@ -186,9 +188,9 @@ pub fn set_link_down(ns: &NetnsHandle, ifname: &str) -> Result<(), NetdevError> 
         ns,
         "RTM_SETLINK (down)",
         ifname,
-        |r| r,
-        0,
-        libc::IFF_UP as u32,
+        None,
+        LinkFlags::empty(),
+        LinkFlags::Up,
     )
 }
 
@@ -202,9 +204,9 @@ pub fn set_mtu(ns: &NetnsHandle, ifname: &str, mtu: u32) -> Result<(), NetdevErr
         ns,
         "RTM_SETLINK (mtu)",
         ifname,
-        |r| r.attr_u32(nl::IFLA_MTU, mtu),
-        0,
-        0,
+        Some(LinkAttribute::Mtu(mtu)),
+        LinkFlags::empty(),
+        LinkFlags::empty(),
     )
 }
 

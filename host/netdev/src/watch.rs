@@ -20,6 +20,10 @@ use std::thread::JoinHandle;
 
 use crate::discover::{self, parse_link};
 use crate::netns::{in_netns, NetnsHandle};
+use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
+use netlink_packet_route::link::LinkMessage;
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+
 use crate::nl::{self, NlSocket};
 use crate::{LinkState, NetdevError};
 
@@ -136,51 +140,82 @@ fn start(
 type Known = HashMap<u32, (String, LinkState, bool)>;
 
 /// Applies one link message to `known`; returns the event to send, if anything changed.
-pub(crate) fn apply(known: &mut Known, ty: u16, payload: &[u8]) -> Option<LinkEvent> {
-    // RTNLGRP_LINK also carries AF_BRIDGE port notifications; only AF_UNSPEC is about links.
-    if payload.first().copied() != Some(libc::AF_UNSPEC as u8) {
-        return None;
-    }
-    match ty {
-        nl::RTM_NEWLINK => {
-            let l = match parse_link(payload) {
-                Ok(l) => l,
-                Err(detail) => {
-                    tracing::warn!(%detail, "ignoring malformed RTM_NEWLINK");
-                    return None;
-                }
-            };
-            let admin_up = l.admin_up();
-            let now = (l.name.clone(), l.state, admin_up);
-            if known.get(&l.ifindex) == Some(&now) {
-                return None;
-            }
-            known.insert(l.ifindex, now);
-            Some(LinkEvent {
-                ifindex: l.ifindex,
-                name: l.name,
-                kind: LinkEventKind::Changed {
-                    state: l.state,
-                    admin_up,
-                },
-            })
-        }
-        nl::RTM_DELLINK => {
-            let (info, _) = nl::parse_ifinfomsg(payload)?;
-            let old = known.remove(&info.index);
-            let name = parse_link(payload)
-                .map(|l| l.name)
-                .ok()
-                .or(old.map(|o| o.0))
-                .unwrap_or_default();
-            Some(LinkEvent {
-                ifindex: info.index,
-                name,
-                kind: LinkEventKind::Removed,
-            })
-        }
+pub(crate) fn apply(known: &mut Known, msg: &RouteNetlinkMessage) -> Option<LinkEvent> {
+    match msg {
+        RouteNetlinkMessage::NewLink(l) if is_link(l) => changed(known, l),
+        RouteNetlinkMessage::DelLink(l) if is_link(l) => Some(removed(known, l)),
         _ => None,
     }
+}
+
+/// RTNLGRP_LINK also carries AF_BRIDGE port notifications; only AF_UNSPEC is about links.
+fn is_link(l: &LinkMessage) -> bool {
+    l.header.interface_family == AddressFamily::Unspec
+}
+
+fn changed(known: &mut Known, msg: &LinkMessage) -> Option<LinkEvent> {
+    let l = match parse_link(msg) {
+        Ok(l) => l,
+        Err(detail) => {
+            tracing::warn!(%detail, "ignoring malformed RTM_NEWLINK");
+            return None;
+        }
+    };
+    let admin_up = l.admin_up();
+    let now = (l.name.clone(), l.state, admin_up);
+    if known.get(&l.ifindex) == Some(&now) {
+        return None;
+    }
+    known.insert(l.ifindex, now);
+    Some(LinkEvent {
+        ifindex: l.ifindex,
+        name: l.name,
+        kind: LinkEventKind::Changed {
+            state: l.state,
+            admin_up,
+        },
+    })
+}
+
+fn removed(known: &mut Known, msg: &LinkMessage) -> LinkEvent {
+    let index = msg.header.index;
+    let old = known.remove(&index);
+    let name = parse_link(msg)
+        .map(|l| l.name)
+        .ok()
+        .or(old.map(|o| o.0))
+        .unwrap_or_default();
+    LinkEvent {
+        ifindex: index,
+        name,
+        kind: LinkEventKind::Removed,
+    }
+}
+
+/// The link messages of one notification datagram; undecodable ones are logged and skipped.
+fn notifications(data: &[u8]) -> Vec<RouteNetlinkMessage> {
+    const OP: &str = "RTNLGRP_LINK notification";
+    let parts = match nl::split_datagram(data) {
+        Ok(p) => p,
+        Err(detail) => {
+            tracing::warn!(%detail, "link watcher: malformed datagram");
+            return Vec::new();
+        }
+    };
+    parts
+        .into_iter()
+        .filter_map(|bytes| match nl::decode::<RouteNetlinkMessage>(OP, bytes) {
+            Ok(NetlinkMessage {
+                payload: NetlinkPayload::InnerMessage(m),
+                ..
+            }) => Some(m),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "link watcher: ignoring a notification");
+                None
+            }
+        })
+        .collect()
 }
 
 fn send(tx: &Sender<LinkEvent>, ev: LinkEvent) -> ControlFlow<()> {
@@ -280,16 +315,10 @@ fn drain(
 ) -> ControlFlow<()> {
     loop {
         let pending: Vec<LinkEvent> = match events.recv(true) {
-            Ok(data) => match nl::parse_messages(data) {
-                Ok(msgs) => msgs
-                    .iter()
-                    .filter_map(|m| apply(known, m.ty, m.payload))
-                    .collect(),
-                Err(detail) => {
-                    tracing::warn!(%detail, "link watcher: malformed datagram");
-                    Vec::new()
-                }
-            },
+            Ok(data) => notifications(data)
+                .iter()
+                .filter_map(|m| apply(known, m))
+                .collect(),
             Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => return ControlFlow::Continue(()),
             Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
                 tracing::warn!("link watcher: notifications lost (ENOBUFS); re-reading links");
@@ -316,28 +345,25 @@ fn drain(
 mod tests {
     use super::*;
 
-    fn link_payload(family: u8, index: i32, flags: u32, name: &str, operstate: u8) -> Vec<u8> {
-        let mut p = nl::ifinfomsg(index, flags, 0).to_vec();
-        p[0] = family;
-        let mut push = |ty: u16, data: &[u8]| {
-            p.extend_from_slice(&((4 + data.len()) as u16).to_ne_bytes());
-            p.extend_from_slice(&ty.to_ne_bytes());
-            p.extend_from_slice(data);
-            p.resize((p.len() + 3) & !3, 0);
-        };
-        let mut n = name.as_bytes().to_vec();
-        n.push(0);
-        push(nl::IFLA_IFNAME, &n);
-        push(nl::IFLA_OPERSTATE, &[operstate]);
-        p
+    use netlink_packet_route::link::{LinkAttribute, LinkFlags, State};
+
+    fn link(family: AddressFamily, index: u32, up: bool, name: &str, state: State) -> LinkMessage {
+        let mut m = LinkMessage::default();
+        m.header.interface_family = family;
+        m.header.index = index;
+        if up {
+            m.header.flags = LinkFlags::Up;
+        }
+        m.attributes.push(LinkAttribute::IfName(name.into()));
+        m.attributes.push(LinkAttribute::OperState(state));
+        m
     }
 
     #[test]
     fn changes_are_deduplicated_and_removals_named() {
         let mut known = Known::new();
-        let up = libc::IFF_UP as u32;
-        let p = link_payload(0, 5, up, "v0", 6);
-        let ev = apply(&mut known, nl::RTM_NEWLINK, &p).unwrap();
+        let p = RouteNetlinkMessage::NewLink(link(AddressFamily::Unspec, 5, true, "v0", State::Up));
+        let ev = apply(&mut known, &p).unwrap();
         assert_eq!(
             ev.kind,
             LinkEventKind::Changed {
@@ -345,18 +371,20 @@ mod tests {
                 admin_up: true
             }
         );
-        assert_eq!(apply(&mut known, nl::RTM_NEWLINK, &p), None);
-        let down = link_payload(0, 5, 0, "v0", 2);
+        assert_eq!(apply(&mut known, &p), None);
+        let down =
+            RouteNetlinkMessage::NewLink(link(AddressFamily::Unspec, 5, false, "v0", State::Down));
         assert_eq!(
-            apply(&mut known, nl::RTM_NEWLINK, &down).unwrap().kind,
+            apply(&mut known, &down).unwrap().kind,
             LinkEventKind::Changed {
                 state: LinkState::Down,
                 admin_up: false
             }
         );
         // DELLINK without a name attribute still gets the last known name
-        let del = nl::ifinfomsg(5, 0, 0).to_vec();
-        let ev = apply(&mut known, nl::RTM_DELLINK, &del).unwrap();
+        let mut del = LinkMessage::default();
+        del.header.index = 5;
+        let ev = apply(&mut known, &RouteNetlinkMessage::DelLink(del)).unwrap();
         assert_eq!((ev.ifindex, ev.name.as_str()), (5, "v0"));
         assert_eq!(ev.kind, LinkEventKind::Removed);
         assert!(known.is_empty());
@@ -365,8 +393,9 @@ mod tests {
     #[test]
     fn bridge_port_notifications_are_ignored() {
         let mut known = Known::new();
-        let p = link_payload(libc::AF_BRIDGE as u8, 5, 0, "v0", 6);
-        assert_eq!(apply(&mut known, nl::RTM_DELLINK, &p), None);
-        assert_eq!(apply(&mut known, nl::RTM_NEWLINK, &p), None);
+        let p = link(AddressFamily::Bridge, 5, false, "v0", State::Up);
+        let del = RouteNetlinkMessage::DelLink(p.clone());
+        assert_eq!(apply(&mut known, &del), None);
+        assert_eq!(apply(&mut known, &RouteNetlinkMessage::NewLink(p)), None);
     }
 }
