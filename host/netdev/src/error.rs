@@ -40,16 +40,19 @@ pub enum NetdevError {
         /// The interface name.
         name: String,
     },
-    /// An `SIOCETHTOOL` ioctl failed. `EOPNOTSUPP` means the driver does not implement the command.
-    #[error("ethtool {cmd} on {ifname} failed: {source}{}", if source.raw_os_error() == Some(libc::EOPNOTSUPP) { " (not supported by the driver)" } else { "" })]
+    /// An ethtool command failed: an `SIOCETHTOOL` ioctl, or an ethtool-netlink message the
+    /// kernel refused. `EOPNOTSUPP` means the driver does not implement the command.
+    #[error("ethtool {cmd} on {ifname} failed: {source}{}{}", if source.raw_os_error() == Some(libc::EOPNOTSUPP) { " (not supported by the driver)" } else { "" }, message.as_deref().map(|m| format!(" ({m})")).unwrap_or_default())]
     Ethtool {
-        /// The ethtool command, e.g. `"ETHTOOL_SCHANNELS"`.
+        /// The ethtool command, e.g. `"ETHTOOL_MSG_CHANNELS_SET"` or `"ETHTOOL_SRXCLSRLINS"`.
         cmd: &'static str,
         /// The interface name.
         ifname: String,
-        /// The errno of the ioctl.
+        /// The errno of the ioctl or the netlink error.
         #[source]
         source: io::Error,
+        /// The kernel's extended-ack message (netlink only), when it sent one.
+        message: Option<String>,
     },
     /// The kernel sent a netlink message this crate could not parse.
     #[error("malformed netlink reply to {op}: {detail}")]

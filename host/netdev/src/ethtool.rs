@@ -1,21 +1,32 @@
-//! The `SIOCETHTOOL` ioctl: driver info, link speed and channel (queue) counts.
+//! ethtool: channel (queue) counts through the kernel's ethtool netlink API (generic-netlink
+//! family `"ethtool"`, Linux 5.6+, the `ethtool` crate's messages); driver info and link speed
+//! through the `SIOCETHTOOL` ioctl.
 //!
-//! Each call opens a short-lived `AF_INET` datagram socket in the calling thread's network
-//! namespace; the interface name is resolved there. Run a call inside
-//! [`in_netns`](crate::netns::in_netns) to look at a device in another namespace.
+//! Why driver info and speed stay on the ioctl: ethtool netlink has no driver-info command
+//! (`ethtool -i` itself still uses `ETHTOOL_GDRVINFO`), and its speed (`LINKMODES_GET`) costs a
+//! generic-netlink round trip and a bitset decode where `ETHTOOL_GSET` is one syscall that every
+//! driver with link settings still serves.
+//!
+//! Each call opens a short-lived socket in the calling thread's network namespace; the
+//! interface name is resolved there. Run a call inside [`in_netns`](crate::netns::in_netns)
+//! to look at a device in another namespace. Every call blocks.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::OnceLock;
 
+use ethtool::{EthtoolAttr, EthtoolChannelAttr, EthtoolMessage};
+use netlink_packet_generic::GenlMessage;
 use serde::{Deserialize, Serialize};
 
+use crate::nl::{self, NlSocket};
 use crate::NetdevError;
 
 const SIOCETHTOOL: libc::c_ulong = 0x8946;
 const ETHTOOL_GSET: u32 = 0x1;
 const ETHTOOL_GDRVINFO: u32 = 0x3;
-const ETHTOOL_GCHANNELS: u32 = 0x3c;
-const ETHTOOL_SCHANNELS: u32 = 0x3d;
+const CHANNELS_GET: &str = "ETHTOOL_MSG_CHANNELS_GET";
+const CHANNELS_SET: &str = "ETHTOOL_MSG_CHANNELS_SET";
 const IFNAMSIZ: usize = 16;
 const SPEED_UNKNOWN: u32 = u32::MAX;
 
@@ -80,20 +91,6 @@ struct IfReq {
     name: [libc::c_char; IFNAMSIZ],
     data: *mut libc::c_void,
     _pad: [u8; 16],
-}
-
-#[repr(C)]
-#[derive(Default)]
-struct EthtoolChannels {
-    cmd: u32,
-    max_rx: u32,
-    max_tx: u32,
-    max_other: u32,
-    max_combined: u32,
-    rx_count: u32,
-    tx_count: u32,
-    other_count: u32,
-    combined_count: u32,
 }
 
 #[repr(C)]
@@ -198,6 +195,7 @@ pub(crate) fn ioctl<T>(name: &str, cmd: &'static str, data: &mut T) -> Result<()
             cmd,
             ifname: name.to_owned(),
             source,
+            message: None,
         });
     }
     Ok(())
@@ -252,57 +250,120 @@ fn speed_from_parts(lo: u16, hi: u16) -> Option<u32> {
     }
 }
 
-fn get_raw_channels(name: &str) -> Result<EthtoolChannels, NetdevError> {
-    let mut ch = EthtoolChannels {
-        cmd: ETHTOOL_GCHANNELS,
-        ..Default::default()
+/// The ethtool generic-netlink family id, looked up once: families are registered kernel-wide,
+/// so the id is the same in every network namespace.
+static FAMILY_ID: OnceLock<u16> = OnceLock::new();
+
+/// A generic-netlink socket in the calling thread's namespace and ethtool's family id.
+fn ethtool_socket() -> Result<(NlSocket, u16), NetdevError> {
+    let mut sock = NlSocket::generic()?;
+    let id = match FAMILY_ID.get() {
+        Some(id) => *id,
+        None => {
+            let id = nl::genl_family_id(&mut sock, "ethtool")?;
+            *FAMILY_ID.get_or_init(|| id)
+        }
     };
-    ioctl(name, "ETHTOOL_GCHANNELS", &mut ch)?;
-    Ok(ch)
+    Ok((sock, id))
 }
 
-fn to_channels(ch: &EthtoolChannels) -> Channels {
-    Channels {
-        max_rx: ch.max_rx,
-        max_tx: ch.max_tx,
-        max_combined: ch.max_combined,
-        rx: ch.rx_count,
-        tx: ch.tx_count,
-        combined: ch.combined_count,
+/// Names the failed ethtool-netlink command in `err`, as the ioctl path does.
+fn ethtool_error<'a>(
+    cmd: &'static str,
+    name: &'a str,
+) -> impl FnOnce(NetdevError) -> NetdevError + 'a {
+    move |err| match err {
+        NetdevError::Netlink { source, .. } if source.raw_os_error() == Some(libc::ENODEV) => {
+            NetdevError::NoSuchLink {
+                op: cmd,
+                name: name.to_owned(),
+            }
+        }
+        NetdevError::Netlink {
+            source, message, ..
+        } => NetdevError::Ethtool {
+            cmd,
+            ifname: name.to_owned(),
+            source,
+            message,
+        },
+        other => other,
     }
 }
 
-/// Current and maximum channel counts (`ETHTOOL_GCHANNELS`, `ethtool -l`).
-pub fn channels(name: &str) -> Result<Channels, NetdevError> {
-    get_raw_channels(name).map(|c| to_channels(&c))
+/// One ethtool-netlink message for `cmd` with ethtool's family id set.
+fn request(msg: EthtoolMessage, family: u16) -> GenlMessage<EthtoolMessage> {
+    let mut m = GenlMessage::from_payload(msg);
+    m.set_resolved_family_id(family);
+    m
 }
 
-/// Sets channel counts exactly as given (`ETHTOOL_SCHANNELS`, `ethtool -L`); fields left
-/// `None` keep their current value. Returns the counts read back afterwards.
+/// Reads the counts of an `ETHTOOL_MSG_CHANNELS_GET_REPLY`; absent ones are 0.
+fn channels_from(nlas: &[EthtoolAttr]) -> Channels {
+    let mut c = Channels {
+        max_rx: 0,
+        max_tx: 0,
+        max_combined: 0,
+        rx: 0,
+        tx: 0,
+        combined: 0,
+    };
+    for a in nlas {
+        match a {
+            EthtoolAttr::Channel(EthtoolChannelAttr::RxMax(n)) => c.max_rx = *n,
+            EthtoolAttr::Channel(EthtoolChannelAttr::TxMax(n)) => c.max_tx = *n,
+            EthtoolAttr::Channel(EthtoolChannelAttr::CombinedMax(n)) => c.max_combined = *n,
+            EthtoolAttr::Channel(EthtoolChannelAttr::RxCount(n)) => c.rx = *n,
+            EthtoolAttr::Channel(EthtoolChannelAttr::TxCount(n)) => c.tx = *n,
+            EthtoolAttr::Channel(EthtoolChannelAttr::CombinedCount(n)) => c.combined = *n,
+            _ => {}
+        }
+    }
+    c
+}
+
+/// Current and maximum channel counts (`ETHTOOL_MSG_CHANNELS_GET`, `ethtool -l`).
+///
+/// # Errors
+/// [`NetdevError::NoSuchLink`]; [`NetdevError::Ethtool`] with `EOPNOTSUPP` when the driver
+/// has no channels (`lo`); `ENOENT` from the family lookup before Linux 5.6.
+pub fn channels(name: &str) -> Result<Channels, NetdevError> {
+    validate_ifname(name)?;
+    let (mut sock, family) = ethtool_socket()?;
+    let req = request(EthtoolMessage::new_channel_get(Some(name)), family);
+    let reply = sock
+        .request_one(CHANNELS_GET, req)
+        .map_err(ethtool_error(CHANNELS_GET, name))?;
+    Ok(channels_from(&reply.payload.nlas))
+}
+
+/// The `ETHTOOL_MSG_CHANNELS_SET` for `counts`: only the counts given, the rest unchanged.
+fn set_message(name: &str, counts: ChannelCounts) -> EthtoolMessage {
+    let mut msg = EthtoolMessage::new_channel_set(name);
+    let attrs = [
+        counts.rx.map(EthtoolChannelAttr::RxCount),
+        counts.tx.map(EthtoolChannelAttr::TxCount),
+        counts.combined.map(EthtoolChannelAttr::CombinedCount),
+    ];
+    msg.nlas
+        .extend(attrs.into_iter().flatten().map(EthtoolAttr::Channel));
+    msg
+}
+
+/// Sets channel counts exactly as given (`ETHTOOL_MSG_CHANNELS_SET`, `ethtool -L`); fields
+/// left `None` keep their current value. Returns the counts read back afterwards.
 ///
 /// # Errors
 /// `EINVAL` when a count exceeds the maximum or the driver refuses the combination (veth
-/// refuses 0 RX or TX channels); `EOPNOTSUPP` when the driver cannot change channels.
+/// refuses 0 RX or TX channels), with the kernel's reason in the error; `EOPNOTSUPP` when the
+/// driver cannot change channels.
 pub fn set_channel_counts(name: &str, counts: ChannelCounts) -> Result<Channels, NetdevError> {
-    let mut ch = get_raw_channels(name)?;
-    ch.cmd = ETHTOOL_SCHANNELS;
-    if let Some(rx) = counts.rx {
-        ch.rx_count = rx;
-    }
-    if let Some(tx) = counts.tx {
-        ch.tx_count = tx;
-    }
-    if let Some(c) = counts.combined {
-        ch.combined_count = c;
-    }
-    tracing::debug!(
-        ifname = name,
-        rx = ch.rx_count,
-        tx = ch.tx_count,
-        combined = ch.combined_count,
-        "setting channels"
-    );
-    ioctl(name, "ETHTOOL_SCHANNELS", &mut ch)?;
+    validate_ifname(name)?;
+    tracing::debug!(ifname = name, ?counts, "setting channels");
+    let (mut sock, family) = ethtool_socket()?;
+    let req = request(set_message(name, counts), family);
+    sock.request_ack(CHANNELS_SET, req, 0)
+        .map_err(ethtool_error(CHANNELS_SET, name))?;
     channels(name)
 }
 
@@ -339,7 +400,6 @@ mod tests {
     #[test]
     fn struct_sizes_match_the_kernel_abi() {
         assert_eq!(std::mem::size_of::<EthtoolDrvinfo>(), 196);
-        assert_eq!(std::mem::size_of::<EthtoolChannels>(), 36);
         assert_eq!(std::mem::size_of::<EthtoolCmd>(), 44);
         assert_eq!(std::mem::size_of::<IfReq>(), 40);
     }
@@ -373,6 +433,34 @@ mod tests {
         assert_eq!(speed_from_parts(0xffff, 0xffff), None);
         assert_eq!(speed_from_parts(0xffff, 0), None);
         assert_eq!(speed_from_parts(0, 0), None);
+    }
+
+    #[test]
+    fn channel_messages_carry_only_the_given_counts() {
+        let m = set_message(
+            "veth0",
+            ChannelCounts {
+                rx: Some(2),
+                combined: Some(0),
+                ..Default::default()
+            },
+        );
+        assert_eq!(m.nlas.len(), 3, "{m:?}");
+        assert!(m
+            .nlas
+            .contains(&EthtoolAttr::Channel(EthtoolChannelAttr::RxCount(2))));
+        assert!(m
+            .nlas
+            .contains(&EthtoolAttr::Channel(EthtoolChannelAttr::CombinedCount(0))));
+        let reply = [
+            EthtoolAttr::Channel(EthtoolChannelAttr::RxMax(4)),
+            EthtoolAttr::Channel(EthtoolChannelAttr::TxMax(4)),
+            EthtoolAttr::Channel(EthtoolChannelAttr::RxCount(3)),
+            EthtoolAttr::Channel(EthtoolChannelAttr::TxCount(2)),
+        ];
+        let c = channels_from(&reply);
+        assert_eq!((c.max_rx, c.max_tx, c.max_combined), (4, 4, 0));
+        assert_eq!((c.rx, c.tx, c.combined), (3, 2, 0));
     }
 
     #[test]

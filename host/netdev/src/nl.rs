@@ -1,6 +1,7 @@
-//! A synchronous rtnetlink client on the rust-netlink crates: `netlink-sys` owns the socket,
+//! A synchronous netlink client on the rust-netlink crates: `netlink-sys` owns the socket,
 //! `netlink-packet-core` frames requests and acks, `netlink-packet-route` encodes and decodes
-//! link, address and route messages.
+//! link, address and route messages, `netlink-packet-generic` generic-netlink ones (the
+//! family lookup here, ethtool's messages in [`crate::ethtool`]).
 //!
 //! What stays here is what those crates leave to their (async) callers: the blocking
 //! request → ack / reply / dump loop with this crate's error type, retrying a dump the kernel
@@ -16,7 +17,11 @@ use netlink_packet_core::{
     NetlinkSerializable, NlaBuffer, NlasIterator, NLM_F_ACK, NLM_F_ACK_TLVS, NLM_F_CAPPED,
     NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST,
 };
-use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+use netlink_packet_generic::ctrl::nlas::GenlCtrlAttrs;
+use netlink_packet_generic::ctrl::{GenlCtrl, GenlCtrlCmd};
+use netlink_packet_generic::GenlMessage;
+use netlink_sys::protocols::{NETLINK_GENERIC, NETLINK_ROUTE};
+use netlink_sys::{Socket, SocketAddr};
 
 use crate::NetdevError;
 
@@ -161,10 +166,22 @@ fn syscall_err(call: &'static str) -> impl FnOnce(io::Error) -> NetdevError {
 }
 
 impl NlSocket {
-    /// Opens a socket subscribed to the multicast `groups` bitmask (0 for a request socket).
+    /// Opens a `NETLINK_ROUTE` socket subscribed to the multicast `groups` bitmask (0 for a
+    /// request socket).
     pub(crate) fn open(groups: u32) -> Result<Self, NetdevError> {
-        let mut sock =
+        let sock =
             Socket::new(NETLINK_ROUTE).map_err(syscall_err("socket(AF_NETLINK, NETLINK_ROUTE)"))?;
+        Self::setup(sock, groups)
+    }
+
+    /// Opens a `NETLINK_GENERIC` request socket.
+    pub(crate) fn generic() -> Result<Self, NetdevError> {
+        let sock = Socket::new(NETLINK_GENERIC)
+            .map_err(syscall_err("socket(AF_NETLINK, NETLINK_GENERIC)"))?;
+        Self::setup(sock, 0)
+    }
+
+    fn setup(mut sock: Socket, groups: u32) -> Result<Self, NetdevError> {
         // Extended acks give the kernel's reason in errors; capped acks keep them short.
         // Both are optional: older kernels lack them and we just lose the message.
         let _ = sock.set_ext_ack(true);
@@ -334,6 +351,30 @@ impl NlSocket {
             }
         }
     }
+}
+
+/// The id of the generic-netlink family `name` (`CTRL_CMD_GETFAMILY`); blocks on the socket.
+///
+/// # Errors
+/// `ENOENT` when the kernel has no such family (ethtool's needs Linux 5.6).
+pub(crate) fn genl_family_id(sock: &mut NlSocket, name: &str) -> Result<u16, NetdevError> {
+    const OP: &str = "CTRL_CMD_GETFAMILY";
+    let req = GenlMessage::from_payload(GenlCtrl {
+        cmd: GenlCtrlCmd::GetFamily,
+        nlas: vec![GenlCtrlAttrs::FamilyName(name.to_owned())],
+    });
+    let reply = sock.request_one(OP, req)?;
+    let (_, ctrl) = reply.into_parts();
+    ctrl.nlas
+        .iter()
+        .find_map(|a| match a {
+            GenlCtrlAttrs::FamilyId(id) => Some(*id),
+            _ => None,
+        })
+        .ok_or_else(|| NetdevError::Malformed {
+            op: OP,
+            detail: format!("no CTRL_ATTR_FAMILY_ID for {name:?}"),
+        })
 }
 
 #[cfg(test)]

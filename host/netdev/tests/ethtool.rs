@@ -1,4 +1,4 @@
-//! ethtool ioctls on veth and lo in a fresh namespace (root).
+//! ethtool (netlink channels, ioctl driver info and ntuple) on veth and lo in a fresh namespace (root).
 
 mod common;
 
@@ -35,7 +35,7 @@ fn veth_channels_read_and_set_within_queue_count() {
             matches!(
                 err,
                 NetdevError::Ethtool {
-                    cmd: "ETHTOOL_SCHANNELS",
+                    cmd: "ETHTOOL_MSG_CHANNELS_SET",
                     ..
                 }
             ),
@@ -43,6 +43,11 @@ fn veth_channels_read_and_set_within_queue_count() {
         );
         assert_eq!(err.errno(), Some(libc::EINVAL));
         assert!(!err.is_not_supported());
+        // ethtool netlink says why (the ioctl could not).
+        assert!(
+            matches!(&err, NetdevError::Ethtool { message: Some(m), .. } if m.contains("exceeds maximum")),
+            "{err}"
+        );
 
         let ch = ethtool::set_channels(&a, 4).unwrap();
         assert_eq!((ch.rx, ch.tx), (4, 4));
