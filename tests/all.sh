@@ -47,6 +47,9 @@ stage fuzz bash tests/fuzz.sh "${AFXDP_FUZZ_SECONDS:-20}"
 # The bench in its bounded quick mode: proves the command works (figures
 # from a loaded CI machine are not the README's table).
 stage bench-quick bash tests/bench.sh --quick --json target/bench/ci-quick.json
+# A qemu guest booting Debian's kernel (tests/qemu): plain XDP and an freplace
+# program in a dispatcher's slot, which this host's kernel refuses (~20 s).
+stage qemu-guest bash tests/qemu/xdp-freplace.sh --timeout 60
 # A real single-node Kubernetes (tests/k8s, built from the Go module proxy
 # into a versioned cache: a warm run builds nothing) up and down, cleanly.
 stage k8s-node bash tests/k8s/ci.sh

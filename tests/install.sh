@@ -15,6 +15,9 @@ APT_PACKAGES=(
   openssl
   # the bench's peers: libxdp's AF_XDP programs and library (tests/bench.sh)
   libxdp1 libxdp-dev
+  # the qemu guest for the XDP paths this kernel refuses (tests/qemu): TCG
+  # qemu, a static busybox and cpio for its initramfs, bpftool in it
+  qemu-system-x86 busybox-static cpio bpftool
 )
 
 missing=()
