@@ -1,7 +1,7 @@
 //! Discovery of the network devices of the current network namespace.
 //!
-//! Links and addresses come from rtnetlink; driver, bus address, speed and channel counts from
-//! the ethtool ioctl; the NUMA node from `/sys/bus/pci/devices/<addr>/numa_node`.
+//! Links and addresses come from rtnetlink; channel counts from ethtool netlink; driver, bus
+//! address and speed from the ethtool ioctl; the NUMA node from `/sys/bus/pci/devices/<addr>/numa_node`.
 //!
 //! Why not `/sys/class/net/<name>/…`: sysfs shows the devices of the network namespace that
 //! *mounted* it, not those of the calling thread, so it lies when this module runs inside

@@ -5,6 +5,11 @@
 //! the CNI binary directly. Functions act on the network namespace of the calling thread
 //! unless they take a [`NetnsHandle`]; use [`in_netns`] to run any of them elsewhere.
 //!
+//! Netlink goes through the rust-netlink crates (`netlink-packet-route`, `netlink-packet-generic`
+//! and the `ethtool` crate's message types) over a blocking `netlink-sys` socket, with no async
+//! runtime. The `SIOCETHTOOL` ioctl remains for driver info and speed (see [`ethtool`]) and for
+//! ntuple rules, which ethtool netlink has no command for (see [`ntuple`]).
+//!
 //! Most operations need `CAP_NET_ADMIN`; entering a namespace needs `CAP_SYS_ADMIN`.
 #![deny(missing_docs)]
 

@@ -3,6 +3,10 @@
 //! A rule steers matching IPv4/IPv6 TCP/UDP/SCTP packets to one rx queue (or
 //! drops them) in NIC hardware. Drivers without ntuple support (veth among
 //! them) answer `EOPNOTSUPP`: [`NetdevError::is_not_supported`].
+//!
+//! Why an ioctl and not ethtool netlink like channels: the kernel's ethtool
+//! netlink API has no command for rx classification rules (`ethtool -N` itself
+//! still uses `ETHTOOL_SRXCLSRLINS`), so no crate can cover them either.
 
 use std::net::IpAddr;
 
