@@ -54,6 +54,27 @@ pub enum NetdevError {
         /// The kernel's extended-ack message (netlink only), when it sent one.
         message: Option<String>,
     },
+    /// The kernel refused a devlink request (a subfunction port's create, activate or delete).
+    #[error("devlink {op} on {device} failed: {source}{}", message.as_deref().map(|m| format!(" ({m})")).unwrap_or_default())]
+    Devlink {
+        /// The devlink command, e.g. `"DEVLINK_CMD_PORT_NEW"`.
+        op: &'static str,
+        /// The devlink device as `devlink` shows it, e.g. `pci/0000:81:00.0`.
+        device: String,
+        /// The errno the kernel returned.
+        #[source]
+        source: io::Error,
+        /// The kernel's extended-ack message, when it sent one.
+        message: Option<String>,
+    },
+    /// The kernel has no `devlink` generic-netlink family (built without `CONFIG_NET_DEVLINK`),
+    /// so no subfunction can be created on this host.
+    #[error("the kernel has no devlink generic-netlink family (built without CONFIG_NET_DEVLINK?): {source}")]
+    NoDevlink {
+        /// The error of the family lookup (`ENOENT`).
+        #[source]
+        source: io::Error,
+    },
     /// The kernel sent a netlink message this crate could not parse.
     #[error("malformed netlink reply to {op}: {detail}")]
     Malformed {
@@ -104,6 +125,8 @@ impl NetdevError {
             NetdevError::Syscall { source, .. }
             | NetdevError::Netlink { source, .. }
             | NetdevError::Ethtool { source, .. }
+            | NetdevError::Devlink { source, .. }
+            | NetdevError::NoDevlink { source }
             | NetdevError::OpenNetns { source, .. }
             | NetdevError::Sysfs { source, .. } => source.raw_os_error(),
             NetdevError::NoSuchLink { .. } => Some(libc::ENODEV),

@@ -13,13 +13,11 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::OnceLock;
 
 use ethtool::{EthtoolAttr, EthtoolChannelAttr, EthtoolMessage};
-use netlink_packet_generic::GenlMessage;
 use serde::{Deserialize, Serialize};
 
-use crate::nl::{self, NlSocket};
+use crate::nl::{genl_request, GenlFamilyId};
 use crate::NetdevError;
 
 const SIOCETHTOOL: libc::c_ulong = 0x8946;
@@ -250,22 +248,8 @@ fn speed_from_parts(lo: u16, hi: u16) -> Option<u32> {
     }
 }
 
-/// The ethtool generic-netlink family id, looked up once: families are registered kernel-wide,
-/// so the id is the same in every network namespace.
-static FAMILY_ID: OnceLock<u16> = OnceLock::new();
-
-/// A generic-netlink socket in the calling thread's namespace and ethtool's family id.
-fn ethtool_socket() -> Result<(NlSocket, u16), NetdevError> {
-    let mut sock = NlSocket::generic()?;
-    let id = match FAMILY_ID.get() {
-        Some(id) => *id,
-        None => {
-            let id = nl::genl_family_id(&mut sock, "ethtool")?;
-            *FAMILY_ID.get_or_init(|| id)
-        }
-    };
-    Ok((sock, id))
-}
+/// The ethtool generic-netlink family.
+static FAMILY: GenlFamilyId = GenlFamilyId::new("ethtool");
 
 /// Names the failed ethtool-netlink command in `err`, as the ioctl path does.
 fn ethtool_error<'a>(
@@ -289,13 +273,6 @@ fn ethtool_error<'a>(
         },
         other => other,
     }
-}
-
-/// One ethtool-netlink message for `cmd` with ethtool's family id set.
-fn request(msg: EthtoolMessage, family: u16) -> GenlMessage<EthtoolMessage> {
-    let mut m = GenlMessage::from_payload(msg);
-    m.set_resolved_family_id(family);
-    m
 }
 
 /// Reads the counts of an `ETHTOOL_MSG_CHANNELS_GET_REPLY`; absent ones are 0.
@@ -329,8 +306,8 @@ fn channels_from(nlas: &[EthtoolAttr]) -> Channels {
 /// has no channels (`lo`); `ENOENT` from the family lookup before Linux 5.6.
 pub fn channels(name: &str) -> Result<Channels, NetdevError> {
     validate_ifname(name)?;
-    let (mut sock, family) = ethtool_socket()?;
-    let req = request(EthtoolMessage::new_channel_get(Some(name)), family);
+    let (mut sock, family) = FAMILY.socket()?;
+    let req = genl_request(EthtoolMessage::new_channel_get(Some(name)), family);
     let reply = sock
         .request_one(CHANNELS_GET, req)
         .map_err(ethtool_error(CHANNELS_GET, name))?;
@@ -360,8 +337,8 @@ fn set_message(name: &str, counts: ChannelCounts) -> EthtoolMessage {
 pub fn set_channel_counts(name: &str, counts: ChannelCounts) -> Result<Channels, NetdevError> {
     validate_ifname(name)?;
     tracing::debug!(ifname = name, ?counts, "setting channels");
-    let (mut sock, family) = ethtool_socket()?;
-    let req = request(set_message(name, counts), family);
+    let (mut sock, family) = FAMILY.socket()?;
+    let req = genl_request(set_message(name, counts), family);
     sock.request_ack(CHANNELS_SET, req, 0)
         .map_err(ethtool_error(CHANNELS_SET, name))?;
     channels(name)

@@ -8,12 +8,14 @@
 //! Netlink goes through the rust-netlink crates (`netlink-packet-route`, `netlink-packet-generic`
 //! and the `ethtool` crate's message types) over a blocking `netlink-sys` socket, with no async
 //! runtime. The `SIOCETHTOOL` ioctl remains for driver info and speed (see [`ethtool`]) and for
-//! ntuple rules, which ethtool netlink has no command for (see [`ntuple`]).
+//! ntuple rules, which ethtool netlink has no command for (see [`ntuple`]). devlink subfunction
+//! ports (for `cdq` mode) go over the same generic-netlink plumbing (see [`devlink`]).
 //!
 //! Most operations need `CAP_NET_ADMIN`; entering a namespace needs `CAP_SYS_ADMIN`.
 #![deny(missing_docs)]
 
 pub mod addr;
+pub mod devlink;
 pub mod discover;
 mod error;
 pub mod ethtool;

@@ -8,8 +8,10 @@
 //! interrupted (`NLM_F_DUMP_INTR`), a receive timeout, and reading the kernel's extended-ack
 //! message (`netlink-packet-core` keeps the tail of an error message as raw bytes).
 
+use std::fmt::Debug;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use netlink_packet_core::{
@@ -19,7 +21,7 @@ use netlink_packet_core::{
 };
 use netlink_packet_generic::ctrl::nlas::GenlCtrlAttrs;
 use netlink_packet_generic::ctrl::{GenlCtrl, GenlCtrlCmd};
-use netlink_packet_generic::GenlMessage;
+use netlink_packet_generic::{GenlFamily, GenlMessage};
 use netlink_sys::protocols::{NETLINK_GENERIC, NETLINK_ROUTE};
 use netlink_sys::{Socket, SocketAddr};
 
@@ -351,6 +353,45 @@ impl NlSocket {
             }
         }
     }
+}
+
+/// A generic-netlink family whose id is looked up once, on first use: families are registered
+/// kernel-wide, so the id is the same in every network namespace. Used by ethtool and devlink.
+pub(crate) struct GenlFamilyId {
+    name: &'static str,
+    id: OnceLock<u16>,
+}
+
+impl GenlFamilyId {
+    pub(crate) const fn new(name: &'static str) -> Self {
+        GenlFamilyId {
+            name,
+            id: OnceLock::new(),
+        }
+    }
+
+    /// A generic-netlink socket in the calling thread's namespace and the family's id.
+    ///
+    /// # Errors
+    /// The lookup's `ENOENT` ([`NetdevError::Netlink`]) when the kernel has no such family.
+    pub(crate) fn socket(&self) -> Result<(NlSocket, u16), NetdevError> {
+        let mut sock = NlSocket::generic()?;
+        let id = match self.id.get() {
+            Some(id) => *id,
+            None => {
+                let id = genl_family_id(&mut sock, self.name)?;
+                *self.id.get_or_init(|| id)
+            }
+        };
+        Ok((sock, id))
+    }
+}
+
+/// `msg` as a generic-netlink request to the family whose id [`GenlFamilyId`] resolved.
+pub(crate) fn genl_request<F: GenlFamily + Debug>(msg: F, family: u16) -> GenlMessage<F> {
+    let mut m = GenlMessage::from_payload(msg);
+    m.set_resolved_family_id(family);
+    m
 }
 
 /// The id of the generic-netlink family `name` (`CTRL_CMD_GETFAMILY`); blocks on the socket.
