@@ -32,6 +32,11 @@ pub struct LabArgs {
     /// Flows per pod (different ports spread over queues).
     #[arg(long, default_value_t = 8)]
     flows: u16,
+    /// Flood: each pod's wire side sends 64-byte frames as fast as an
+    /// AF_PACKET socket can (one thread per pod) instead of `--rate`
+    /// datagrams per tick; the table shows the receive rates.
+    #[arg(long)]
+    flood: bool,
 }
 
 pub fn run(args: LabArgs) -> anyhow::Result<()> {
@@ -86,6 +91,25 @@ async fn drive(lab: &mut Lab, args: &LabArgs) -> anyhow::Result<()> {
                 .unwrap_or_default()
         );
     }
+    let flood = if args.flood {
+        Some(afxdp_lab::flood::Flood::start(lab, args.flows).context("starting the flood")?)
+    } else {
+        None
+    };
+    let result = show(lab, args, flood.as_ref()).await;
+    if let Some(f) = flood {
+        f.stop();
+    }
+    result
+}
+
+/// Sends (unless flooding) and prints the table every tick until Ctrl-C or
+/// the duration.
+async fn show(
+    lab: &mut Lab,
+    args: &LabArgs,
+    flood: Option<&afxdp_lab::flood::Flood>,
+) -> anyhow::Result<()> {
     let start = Instant::now();
     let mut sent: u64 = 0;
     let mut last = Snapshot::default();
@@ -96,11 +120,16 @@ async fn drive(lab: &mut Lab, args: &LabArgs) -> anyhow::Result<()> {
             _ = &mut ctrl_c => return Ok(()),
             _ = tick.tick() => {}
         }
-        let devices: Vec<String> = lab.pods.iter().map(|p| p.device.clone()).collect();
-        for d in &devices {
-            sent += lab
-                .send(d, args.flows, args.rate)
-                .context("sending traffic")?;
+        match flood {
+            Some(f) => sent = f.sent(),
+            None => {
+                let devices: Vec<String> = lab.pods.iter().map(|p| p.device.clone()).collect();
+                for d in &devices {
+                    sent += lab
+                        .send(d, args.flows, args.rate)
+                        .context("sending traffic")?;
+                }
+            }
         }
         last = print_table(lab, sent, start.elapsed(), &last);
         if args.duration > 0 && start.elapsed() >= Duration::from_secs(args.duration) {
@@ -114,6 +143,7 @@ async fn drive(lab: &mut Lab, args: &LabArgs) -> anyhow::Result<()> {
 struct Snapshot {
     at: Option<Instant>,
     counts: std::collections::BTreeMap<(String, u32), u64>,
+    sent: u64,
 }
 
 fn print_table(lab: &Lab, sent: u64, elapsed: Duration, last: &Snapshot) -> Snapshot {
@@ -126,13 +156,16 @@ fn print_table(lab: &Lab, sent: u64, elapsed: Duration, last: &Snapshot) -> Snap
     let mut next = Snapshot {
         at: Some(now),
         counts: Default::default(),
+        sent: 0,
     };
     let received: u64 = lab.pods.iter().map(|p| p.total()).sum();
+    let sent_pps = sent.saturating_sub(last.sent) as f64 / interval;
+    next.sent = sent;
     let mut out = std::io::stdout().lock();
     let _ = write!(out, "\x1b[2J\x1b[H");
     let _ = writeln!(
         out,
-        "afxdp-rs lab  t={:.1}s  sent={sent}  received={received}",
+        "afxdp-rs lab  t={:.1}s  sent={sent} ({sent_pps:.0}/s)  received={received}",
         elapsed.as_secs_f64()
     );
     let _ = writeln!(

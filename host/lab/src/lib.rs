@@ -9,6 +9,7 @@
 
 pub mod bins;
 pub mod cni;
+pub mod flood;
 pub mod pod;
 pub mod process;
 pub use afxdp_testnet::pod as unprivileged;

@@ -11,7 +11,9 @@
 
 pub mod apiserver;
 pub mod bpfman;
+pub mod frame;
 pub mod http;
+pub mod packet_sender;
 mod pins;
 pub mod pod;
 pub mod registry;

@@ -189,6 +189,13 @@ pub enum XskError {
         #[source]
         source: io::Error,
     },
+    /// The fill ring never had room for the frames just received (the
+    /// kernel never published the fill entries it took).
+    #[error("AF_XDP fill ring has no room for {want} received frames")]
+    FillRingStuck {
+        /// Frames to give back.
+        want: u32,
+    },
     /// The configuration is unusable.
     #[error("invalid AF_XDP configuration: {0}")]
     InvalidConfig(String),
@@ -480,10 +487,11 @@ impl XskSocket {
         let n = self.rx.cons_available(max);
         let mut counts = RecvCounts::default();
         if n > 0 {
-            // Every frame we consume goes back: the fill ring has room for
-            // all frames, so this never comes up short.
-            let free = self.fill.prod_free(n);
-            debug_assert!(free >= n);
+            // Every frame we consume goes back, and the fill ring has room
+            // for all frames, but the kernel publishes the rx entries a
+            // moment before it publishes the fill entries it took for them
+            // (`xsk_flush`): wait for that, as libxdp's users do.
+            self.wait_fill_room(n)?;
             let frame_mask = !(u64::from(self.config.frame_size) - 1);
             for i in 0..n {
                 let desc = self.rx.cons_read(i);
@@ -510,6 +518,23 @@ impl XskSocket {
             self.kick()?;
         }
         Ok(counts)
+    }
+
+    /// Spins until the fill ring has room for `n` entries: the kernel's
+    /// fill consumer index trails its rx producer by a few instructions.
+    ///
+    /// # Errors
+    /// [`XskError::FillRingStuck`] if it never does (frames accounted
+    /// twice: a bug, not a race).
+    fn wait_fill_room(&mut self, n: u32) -> Result<(), XskError> {
+        const SPINS: u32 = 1 << 20;
+        for _ in 0..SPINS {
+            if self.fill.prod_free(n) >= n {
+                return Ok(());
+            }
+            std::hint::spin_loop();
+        }
+        Err(XskError::FillRingStuck { want: n })
     }
 
     /// Whether the kernel asked to be woken up to process the fill ring.

@@ -5,8 +5,6 @@
 //! commits. Needs root (netns, veths, `bpf(2)`). `tests/bench.sh` builds and
 //! runs it; `--quick` bounds it for CI, which only proves it works.
 
-mod frame;
-mod packet_sender;
 mod prog_cost;
 mod receivers;
 mod rx_bed;

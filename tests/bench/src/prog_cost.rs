@@ -10,13 +10,12 @@
 //!   programs is not in the figure).
 
 use crate::{
-    frame::udp_frame,
     table::{median, Row},
     testrun::{load_return_program, test_run, TestRun, XdpAction},
     Settings,
 };
 use afxdp_program::XSKS_MAP_NAME;
-use afxdp_testnet::{Netns, VethOptions, VethPair};
+use afxdp_testnet::{frame::udp_frame, Netns, VethOptions, VethPair};
 use afxdp_xsk::{XskConfig, XskSocket};
 use anyhow::{bail, Context, Result};
 use aya::{

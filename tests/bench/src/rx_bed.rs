@@ -7,12 +7,10 @@
 //! `AF_PACKET` socket sends instead ([`PacketSender`]), slower: the rows
 //! name the sender and the load it offered.
 
-use crate::{
-    frame::udp_frame,
-    packet_sender::PacketSender,
-    testrun::{load_return_program, test_run, TestRun, XdpAction, BPF_F_TEST_XDP_LIVE_FRAMES},
+use crate::testrun::{
+    load_return_program, test_run, TestRun, XdpAction, BPF_F_TEST_XDP_LIVE_FRAMES,
 };
-use afxdp_testnet::{Netns, VethOptions, VethPair};
+use afxdp_testnet::{frame::udp_frame, packet_sender::PacketSender, Netns, VethOptions, VethPair};
 use anyhow::{bail, Context, Result};
 use nix::net::if_::if_nametoindex;
 use std::{
@@ -48,7 +46,7 @@ pub struct Testbed {
     pub rx_ifindex: u32,
     wire_ifindex: u32,
     sender: Sender,
-    frame: [u8; crate::frame::FRAME_LEN],
+    frame: [u8; afxdp_testnet::frame::FRAME_LEN],
 }
 
 impl Testbed {

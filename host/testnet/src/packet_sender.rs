@@ -1,9 +1,13 @@
-//! The receive-rate section's fallback sender: an `AF_PACKET` socket on the
-//! wire veth writing the test frame with `sendmmsg` batches, past the qdisc
-//! (`PACKET_QDISC_BYPASS`), for kernels that refuse live-frames test runs
-//! (`BPF_F_TEST_XDP_LIVE_FRAMES` answers `EPERM` on some). Each frame is an
-//! skb through `veth_xmit`, so it offers less than the live-frames sender:
-//! the rows' notes carry the offered load.
+//! A fast frame sender without pktgen: an `AF_PACKET` socket on a device
+//! writing one frame with `sendmmsg` batches, past the qdisc
+//! (`PACKET_QDISC_BYPASS`). The bench's receive-rate section sends with it
+//! where the kernel refuses live-frames test runs
+//! (`BPF_F_TEST_XDP_LIVE_FRAMES` answers `EPERM` on some), and
+//! `afxdpctl lab --flood` floods the lab's pods with it. Each frame is an
+//! skb through the driver's xmit (`veth_xmit`), so it offers less than a
+//! live-frames sender. The kernel picks the tx queue (and so the veth
+//! peer's rx queue) from the sending CPU (`packet_pick_tx_queue` records
+//! `cpu % queues`), not from the frame: senders on N CPUs reach N queues.
 
 use std::{
     io,
