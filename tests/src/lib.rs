@@ -105,3 +105,29 @@ pub async fn default_lab(nics: usize) -> afxdp_lab::Lab {
     .await
     .expect("lab")
 }
+
+/// afxdp-cni ADD of `conf` for container `container` (also the pod's name,
+/// in namespace `lab`) into `netns`, as `net1`.
+pub fn cni_add(
+    lab: &afxdp_lab::Lab,
+    conf: &serde_json::Value,
+    container: &str,
+    netns: &Path,
+) -> afxdp_lab::cni::CniOutcome {
+    afxdp_lab::cni::exec(
+        &lab.cni,
+        "ADD",
+        container,
+        Some(netns),
+        "net1",
+        "lab",
+        container,
+        conf,
+    )
+    .expect("exec ADD")
+}
+
+/// The CNI error code of an outcome (0: none).
+pub fn cni_code(out: &afxdp_lab::cni::CniOutcome) -> u64 {
+    out.json().and_then(|j| j["code"].as_u64()).unwrap_or(0)
+}

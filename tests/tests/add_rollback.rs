@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use afxdp_lab::{cni, Lab, LabConfig, RESOURCE};
+use afxdp_lab::{Lab, LabConfig, RESOURCE};
 
 const NET: &str = "afxdp-lab";
 
@@ -20,23 +20,7 @@ fn host_local(data_dir: &Path) -> serde_json::Value {
     })
 }
 
-fn add(lab: &Lab, conf: &serde_json::Value, container: &str, netns: &Path) -> cni::CniOutcome {
-    cni::exec(
-        &lab.cni,
-        "ADD",
-        container,
-        Some(netns),
-        "net1",
-        "lab",
-        container,
-        conf,
-    )
-    .expect("exec ADD")
-}
-
-fn code(out: &cni::CniOutcome) -> u64 {
-    out.json().and_then(|j| j["code"].as_u64()).unwrap_or(0)
-}
+use afxdp_e2e::{cni_add as add, cni_code as code};
 
 /// Nothing of a failed ADD is left: no lease, the device in the host netns.
 fn assert_nothing_left(data: &Path, device: &str) {

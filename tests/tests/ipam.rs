@@ -26,23 +26,7 @@ fn leases(data_dir: &Path) -> Vec<String> {
     afxdp_e2e::host_local_leases(data_dir, NET)
 }
 
-fn exec_add(lab: &Lab, conf: &serde_json::Value, container: &str, netns: &Path) -> cni::CniOutcome {
-    cni::exec(
-        &lab.cni,
-        "ADD",
-        container,
-        Some(netns),
-        "net1",
-        "lab",
-        container,
-        conf,
-    )
-    .expect("exec ADD")
-}
-
-fn code(out: &cni::CniOutcome) -> u64 {
-    out.json().and_then(|j| j["code"].as_u64()).unwrap_or(0)
-}
+use afxdp_e2e::{cni_add as exec_add, cni_code as code};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pods_get_leased_addresses_and_every_failed_add_gives_the_lease_back() {

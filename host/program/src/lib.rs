@@ -32,6 +32,26 @@ use serde::{Deserialize, Serialize};
 
 pub use native::NativeManager;
 
+/// Attaches `prog` to `ifindex` of the caller's netns as an XDP link
+/// (`BPF_LINK_CREATE`) in `mode` (native or generic; [`XdpMode::Auto`] is
+/// native); closing the returned link FD detaches it. For programs the
+/// caller loaded itself (the bench's floors); managed programs go through a
+/// [`ProgramManager`].
+///
+/// # Errors
+/// `BPF_LINK_CREATE`'s errno (`EBUSY` when the device has a program).
+pub fn attach_xdp_link(
+    prog: std::os::fd::BorrowedFd<'_>,
+    ifindex: u32,
+    mode: XdpMode,
+) -> std::io::Result<OwnedFd> {
+    let flags = match mode {
+        XdpMode::Generic => sys::XDP_FLAGS_SKB_MODE,
+        _ => sys::XDP_FLAGS_DRV_MODE,
+    };
+    sys::xdp_link_create(prog, ifindex, flags)
+}
+
 /// Name of the XSKMAP every program managed here must define.
 pub const XSKS_MAP_NAME: &str = "xsks_map";
 

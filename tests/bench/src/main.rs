@@ -12,7 +12,6 @@ mod rx_rate;
 mod scale;
 mod table;
 mod testrun;
-mod xdp_link;
 
 use anyhow::{Context, Result};
 use clap::Parser;

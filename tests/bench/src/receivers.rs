@@ -15,7 +15,6 @@
 
 use crate::rx_bed::{pin_current_thread, Testbed, RX_ADDR, RX_DEV, UDP_PORT};
 use crate::testrun::{load_return_program, XdpAction};
-use crate::xdp_link::attach_native;
 use afxdp_program::{AttachRequest, NativeManager, ProgramManager, XdpMode};
 use afxdp_testnet::pod::{confine, spawn_retrying, stage_binary, ContainerMounts, PodUser};
 use afxdp_testnet::PinRoot;
@@ -114,7 +113,7 @@ fn attach_return_program(bed: &Testbed, action: XdpAction) -> Result<OwnedFd> {
     let ifindex = bed.rx_ifindex;
     let link = bed
         .ns
-        .run(|| attach_native(prog.as_fd(), ifindex))?
+        .run(|| afxdp_program::attach_xdp_link(prog.as_fd(), ifindex, XdpMode::Native))?
         .with_context(|| format!("attaching {action:?} to {RX_DEV}"))?;
     Ok(link)
 }
