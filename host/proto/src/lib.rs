@@ -4,6 +4,8 @@
 //! - [`deviceplugin`]: kubelet device-plugin API v1beta1 (`Registration`, `DevicePlugin`).
 //! - [`podresources`]: kubelet PodResources API v1 (`PodResourcesLister`).
 //! - [`nodeapi`]: afxdp-cni ↔ afxdp-dp node API.
+//! - [`csi`]: the CSI spec v1 (`Identity`, `Node`, `Controller`).
+//! - [`pluginregistration`]: kubelet's plugin registration API v1.
 //! - [`unix`]: connect a tonic client to, and serve on, a unix socket.
 //! - [`limits`]: the bounds of afxdp-dp's gRPC servers.
 
@@ -26,6 +28,18 @@ pub mod podresources {
 #[allow(clippy::all, missing_docs)]
 pub mod nodeapi {
     tonic::include_proto!("afxdp.node.v1");
+}
+
+#[allow(clippy::all, missing_docs)]
+pub mod csi {
+    tonic::include_proto!("csi.v1");
+}
+
+#[allow(clippy::all, missing_docs)]
+pub mod pluginregistration {
+    tonic::include_proto!("pluginregistration");
+    /// `PluginInfo.type` of a CSI node plugin.
+    pub const CSI_PLUGIN: &str = "CSIPlugin";
 }
 
 pub mod limits;
