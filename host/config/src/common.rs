@@ -38,15 +38,10 @@ impl Dialect {
 
 /// Refuses a setting the schema knows but afxdp-dp cannot honour yet, so
 /// that no file silently means something the daemon does not do:
-/// `pools[0].mode: "cdq" (subfunctions) is not supported yet`. `what` names
+/// `pools[0].sharing: "csi" (bpfman's CSI driver) is not supported yet`. `what` names
 /// the value (and what it would do); `hint` follows, e.g. `; use "native"`.
 pub(crate) fn not_supported(path: &JsonPath, what: &str, hint: &str, ctx: &mut Ctx) {
     ctx.invalid(path, format!("{what} is not supported yet{hint}"));
-}
-
-/// What a `cdq` pool mode is refused with (both forms).
-pub(crate) fn refuse_cdq(path: &JsonPath, ctx: &mut Ctx) {
-    not_supported(path, "\"cdq\" (subfunctions)", "; use \"primary\"", ctx);
 }
 
 /// What `requiresUnprivilegedBpf: true` is refused with (both forms).

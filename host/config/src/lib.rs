@@ -33,7 +33,7 @@
 //! # Settings not supported yet
 //! Every key either form accepts takes effect in afxdp-dp. Settings whose
 //! feature does not exist yet are refused with `... is not supported yet`
-//! rather than accepted and ignored: pool `mode: "cdq"` (subfunctions),
+//! rather than accepted and ignored:
 //! `programManager: "bpfman"` / upstream `bpfdClientEnable: true`,
 //! `sharing: "csi"` and `"none"` (upstream `UdsServerDisable` without
 //! `BpfMapPinningEnable`), `requiresUnprivilegedBpf: true` (upstream

@@ -236,9 +236,10 @@ pub enum PoolMode {
     /// The whole netdev (NIC port) goes to one pod.
     #[default]
     Primary,
-    /// Intel CDQ: subfunctions are created on each primary device and each
-    /// pod gets one (`secondary` limits how many per device). Not supported
-    /// yet: the parser refuses it.
+    /// Subfunctions (Intel's CDQ; any driver with devlink PCI subfunctions):
+    /// each selected device advertises `secondary` slots (1 when not given);
+    /// Allocate creates and activates a subfunction on the device over
+    /// devlink and hands the pod its netdev, release deletes it.
     Cdq,
 }
 

@@ -20,8 +20,12 @@
 //!   (`cndp` = primary), `timeout`, `requireUnprivilegedBpf`, absolute
 //!   `logFile` paths, no pool `mode`.
 //!
+//! `mode: "cdq"` (pool, or legacy top level) selects subfunction pools:
+//! each device's `secondary` count (default 1) is how many subfunction slots
+//! it advertises; afxdp-dp creates one over devlink at Allocate.
+//!
 //! # Not supported yet (refused)
-//! `mode: "cdq"` (pool or legacy top level), `bpfdClientEnable: true` /
+//! `bpfdClientEnable: true` /
 //! `BpfdClientEnable: true`, `UdsServerDisable: true` without
 //! `BpfMapPinningEnable`, `RequiresUnprivilegedBpf: true` (and legacy
 //! `requireUnprivilegedBpf`), non-empty `ethtoolCmds`: see the crate docs.
@@ -125,7 +129,7 @@ pub(crate) fn parse(root: &Json, ctx: &mut Ctx) -> Option<Config> {
         );
         match s {
             "cndp" | "primary" => legacy.mode = Some(PoolMode::Primary),
-            "cdq" => common::refuse_cdq(&p, ctx),
+            "cdq" => legacy.mode = Some(PoolMode::Cdq),
             "" => {}
             other => ctx.invalid(
                 &p,
@@ -245,10 +249,7 @@ fn parse_pool(v: &Json, path: &JsonPath, legacy: &Legacy, ctx: &mut Ctx) -> Opti
     };
     let mode = match obj.string("mode", ctx) {
         Some((_, "primary")) => PoolMode::Primary,
-        Some((p, "cdq")) => {
-            common::refuse_cdq(&p, ctx);
-            PoolMode::Primary
-        }
+        Some((_, "cdq")) => PoolMode::Cdq,
         Some((p, s)) if !s.is_empty() => {
             ctx.invalid(
                 &p,

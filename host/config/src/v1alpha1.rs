@@ -51,7 +51,7 @@
 //! | `logFormat` | `text` `json` | `text` |
 //! | `programManager` | `native` (aya); `bpfman` *refused* (not supported yet) | `native` |
 //! | `includeVirtualDevices` | consider veth, bridges, VLANs, tunnels... as candidate devices ([`crate::selector`]) | `false` |
-//! | pool `mode` | `primary`; `cdq` *refused* (subfunctions not supported yet) | `primary` |
+//! | pool `mode` | `primary` (the device itself); `cdq` (a PCI subfunction per pod, created over devlink at Allocate, deleted at release) | `primary` |
 //! | pool `sharing` | `uds` `pinned` (bpffs hostPath); `csi` (bpfman CSI) and `none` (raw netdev) *refused* | `uds` |
 //! | pool `uid` | owner of the UDS / pin directory, 0..=4294967294 | 0 |
 //! | pool `udsTimeoutSeconds` | 0 (never) ..= 3600, `sharing: uds` only | 30 |
@@ -60,7 +60,7 @@
 //! | pool `queues` | channel count to request, 1..=1024 | unchanged |
 //! | driver `maxDevices` | 1..=1024 per node | no limit |
 //! | pool `requiresUnprivilegedBpf` | `false`; `true` *refused* (the node's sysctl is not checked yet) | `false` |
-//! | driver/device `secondary` | CDQ subfunctions per device, 1..=350, `cdq` only (so refused for now) | - |
+//! | driver/device `secondary` | subfunction slots per device, 1..=350, `cdq` only | 1 (in `cdq`) |
 //! | driver `excludeAddressed` | skip devices with IP addresses | **`true`** |
 //! | pool `policy` | `{ref | file, pullPolicy, insecure, failurePolicy, timeoutMs, memoryMiB, maxConcurrentCalls, config}` (see [`crate::policy`]) | built-in decisions |
 
@@ -274,18 +274,13 @@ fn parse_pool(v: &Json, path: &JsonPath, ctx: &mut Ctx) -> Option<PoolConfig> {
             None
         }
     };
-    let mode = match choice_at(
+    let mode = choice(
         &mut obj,
         "mode",
         &[("primary", PoolMode::Primary), ("cdq", PoolMode::Cdq)],
         ctx,
-    ) {
-        Some((p, PoolMode::Cdq)) => {
-            common::refuse_cdq(&p, ctx);
-            PoolMode::Primary
-        }
-        other => other.map(|(_, m)| m).unwrap_or_default(),
-    };
+    )
+    .unwrap_or_default();
 
     let mut selector = Selector::default();
     match obj.take("selectors", ctx) {

@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 use afxdp_config::ethtool_cmd::AddrSpec;
 use afxdp_config::{
     parse, Config, ConfigError, DeviceMatch, FailurePolicy, LogFormat, LogLevel, PolicySource,
-    ProgramSource, PullPolicy, SharingMode, XdpMode,
+    PoolMode, ProgramSource, PullPolicy, SharingMode, XdpMode,
 };
 use serde_json::{json, Value};
 
@@ -192,7 +192,8 @@ const ROWS: &[Row] = &[
     row(At::UpRoot, "clusterType", || json!("kind"), Effect(|c| c.include_virtual_devices)),
     row(At::UpRoot, "clusterType", || json!("physical"), Warned("only \"kind\" has an effect")),
     row(At::UpRoot, "bpfdClientEnable", || json!(true), Refused(NOT_YET)),
-    row(At::UpRoot, "mode", || json!("cdq"), Refused("\"cdq\" (subfunctions) is not supported yet")),
+    // The base pool sets its own mode, so the legacy one only warns (`legacy_cdq_mode_applies_to_pools_without_one`).
+    row(At::UpRoot, "mode", || json!("cdq"), Warned("legacy top-level mode")),
     row(At::UpRoot, "mode", || json!("cndp"), Warned("legacy top-level mode")),
     row(At::UpRoot, "timeout", || json!(60), Effect(|c| pool(c).uds_timeout.as_secs() == 60)),
     row(At::UpRoot, "requireUnprivilegedBpf", || json!(true), Refused(NOT_YET)),
@@ -201,7 +202,7 @@ const ROWS: &[Row] = &[
     row(At::UpRoot, "pools", || json!([]), Effect(|c| c.pools.is_empty())),
     // ---- upstream pool
     row(At::UpPool, "name", || json!("q"), Effect(|c| pool(c).name == "q")),
-    row(At::UpPool, "mode", || json!("cdq"), Refused("pools[0].mode: \"cdq\" (subfunctions) is not supported yet")),
+    row(At::UpPool, "mode", || json!("cdq"), Effect(|c| pool(c).mode == PoolMode::Cdq)),
     row(At::UpPool, "drivers", || json!([{"name": "mlx5_core"}]), Effect(|c| pool(c).selector.drivers[0].name == "mlx5_core")),
     row(At::UpPool, "devices", || json!([{"name": "d2"}]), Effect(|c| pool(c).selector.devices[0].matcher == DeviceMatch::Name("d2".into()))),
     row(At::UpPool, "nodes", || json!([{"hostname": "n2"}]), Effect(|c| pool(c).selector.nodes[0].hostname == "n2")),
@@ -244,7 +245,7 @@ const ROWS: &[Row] = &[
     row(At::V1Root, "pools", || json!([]), Effect(|c| c.pools.is_empty())),
     // ---- v1alpha1 pool
     row(At::V1Pool, "name", || json!("fast-net"), Effect(|c| pool(c).name == "fast-net")),
-    row(At::V1Pool, "mode", || json!("cdq"), Refused("pools[0].mode: \"cdq\" (subfunctions) is not supported yet")),
+    row(At::V1Pool, "mode", || json!("cdq"), Effect(|c| pool(c).mode == PoolMode::Cdq)),
     row(At::V1Pool, "selectors", || json!({"devices": [{"name": "d9"}]}), Effect(|c| pool(c).selector.drivers.is_empty())),
     row(At::V1Pool, "sharing", || json!("pinned"), Effect(|c| pool(c).sharing == SharingMode::PinnedMap)),
     row(At::V1Pool, "sharing", || json!("csi"), Refused("pools[0].sharing: \"csi\" (bpfman's CSI driver) is not supported yet")),
@@ -350,4 +351,61 @@ fn every_key_takes_effect_or_is_refused() {
             (_, Err(e)) => panic!("{what}: refused:\n{e}"),
         }
     }
+}
+
+/// Secondary counts take effect in a `cdq` pool in both forms (the rows above
+/// show them refused, or dropped, in the base's `primary` pool).
+#[test]
+fn secondary_counts_take_effect_in_cdq_pools() {
+    let up = parse(
+        r#"{"pools": [{"name": "p", "mode": "cdq",
+            "drivers": [{"name": "ice", "secondary": 350}],
+            "devices": [{"name": "d1", "secondary": 4}],
+            "nodes": [{"hostname": "n1", "drivers": [{"name": "i40e", "secondary": 2}]}]}]}"#,
+    )
+    .expect("upstream cdq pool");
+    assert!(up.warnings.is_empty(), "{:?}", up.warnings);
+    let v1 = parse(
+        r#"{"apiVersion": "afxdp.io/v1alpha1", "pools": [{"name": "p", "mode": "cdq",
+            "selectors": {
+                "drivers": [{"name": "ice", "secondary": 350}],
+                "devices": [{"name": "d1", "secondary": 4}],
+                "nodes": [{"hostname": "n1", "drivers": [{"name": "i40e", "secondary": 2}]}]}}]}"#,
+    )
+    .expect("v1alpha1 cdq pool");
+    for c in [&up, &v1] {
+        let p = pool(c);
+        assert_eq!(p.mode, PoolMode::Cdq);
+        assert_eq!(p.selector.drivers[0].secondary, Some(350));
+        assert_eq!(p.selector.devices[0].secondary, Some(4));
+        assert_eq!(p.selector.nodes[0].drivers[0].secondary, Some(2));
+    }
+    // The bound holds in cdq pools too.
+    let e = parse(r#"{"pools": [{"name": "p", "mode": "cdq", "drivers": [{"name": "ice", "secondary": 351}]}]}"#)
+        .expect_err("351 refused");
+    assert!(
+        e.messages()
+            .iter()
+            .any(|m| m.contains("secondary must be between 1 and 350, got 351")),
+        "{e}"
+    );
+}
+
+/// The first upstream versions' top-level `mode: "cdq"` applies to pools
+/// without their own mode.
+#[test]
+fn legacy_cdq_mode_applies_to_pools_without_one() {
+    let c = parse(
+        r#"{"mode": "cdq", "pools": [
+            {"name": "a", "drivers": [{"name": "ice", "secondary": 3}]},
+            {"name": "b", "mode": "primary", "drivers": [{"name": "i40e"}]}]}"#,
+    )
+    .expect("legacy cdq");
+    assert_eq!(c.pools[0].mode, PoolMode::Cdq);
+    assert_eq!(c.pools[0].selector.drivers[0].secondary, Some(3));
+    assert_eq!(c.pools[1].mode, PoolMode::Primary);
+    assert!(c
+        .warnings
+        .iter()
+        .any(|w| w.to_string().contains("legacy top-level mode")));
 }

@@ -213,14 +213,8 @@ fn selection_table() {
 
 #[test]
 fn secondary_counts_follow_the_entry_that_selected_the_device() {
-    // `cdq` is refused until subfunctions exist, and primary pools drop
-    // secondary counts: the model is set up by hand, as the parser will
-    // give it once `cdq` is supported.
-    let mut config = cfg(include_str!(
-        "fixtures/upstream-style/readme-nodes-primary.json"
-    ));
-    config.pools[0].mode = afxdp_config::PoolMode::Cdq;
-    config.pools[0].selector.nodes[1].drivers[0].secondary = Some(20);
+    let config = cfg(include_str!("fixtures/upstream/readme-nodes.json"));
+    assert_eq!(config.pools[0].mode, afxdp_config::PoolMode::Cdq);
     let got = assign_pools_detailed(&config, "k8snode2", &node());
     assert_eq!(got.len(), 1);
     assert_eq!(

@@ -24,16 +24,11 @@ fn fixtures(dir: &str) -> Vec<PathBuf> {
 /// Upstream examples that use settings afxdp-dp does not support yet, and
 /// exactly what they are refused with (nothing else may be wrong in them).
 const REFUSED: &[(&str, &[&str])] = &[
-    ("github-e2e-cdq-primary.json", &[CDQ0]),
-    ("readme-cdq-drivers.json", &[CDQ0]),
-    ("readme-devices-name-mac-pci.json", &[CDQ0]),
-    ("readme-nodes.json", &[CDQ0]),
     (
         "readme-pool-options.json",
         &[
             "pools[0].RequiresUnprivilegedBpf: true (taking devices only where kernel.unprivileged_bpf_disabled is 0) is not supported yet",
             r#"pools[0].ethtoolCmds[0]: ethtool command "-X -device- equal 5 start 3": RSS indirection (-X) is not supported yet: steer with -N rules"#,
-            r#"pools[1].mode: "cdq" (subfunctions) is not supported yet; use "primary""#,
             "pools[1].UdsServerDisable: true without BpfMapPinningEnable (the pod would get the raw netdev, or bpfman's CSI map with bpfdClientEnable) is not supported yet",
         ],
     ),
@@ -45,24 +40,10 @@ const REFUSED: &[(&str, &[&str])] = &[
         ],
     ),
 ];
-const CDQ0: &str = r#"pools[0].mode: "cdq" (subfunctions) is not supported yet; use "primary""#;
 
 fn refused(f: &Path) -> Option<&'static [&'static str]> {
     let name = f.file_name()?.to_str()?;
     REFUSED.iter().find(|(n, _)| *n == name).map(|(_, e)| *e)
-}
-
-/// An upstream `cdq` example as if it said `primary` (its secondary counts
-/// are then dropped with a warning).
-fn fixture_as_primary(name: &str) -> Config {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name);
-    let text = std::fs::read_to_string(&p).expect("fixture");
-    let text = text
-        .replace(r#""mode":"cdq""#, r#""mode":"primary""#)
-        .replace(r#""mode": "cdq""#, r#""mode": "primary""#);
-    parse(&text).unwrap_or_else(|e| panic!("{name}:\n{e}"))
 }
 
 fn fixture(name: &str) -> Config {
@@ -179,23 +160,21 @@ fn legacy_shapes_get_upstream_defaults() {
 
 #[test]
 fn cdq_and_uid() {
-    let c = fixture_as_primary("upstream/github-e2e-cdq-primary.json");
+    let c = fixture("upstream/github-e2e-cdq-primary.json");
+    assert_eq!(c.pools[0].mode, PoolMode::Cdq);
     assert_eq!(c.pools[0].uid, 1500);
-    assert_eq!(c.pools[0].selector.drivers[0].secondary, None);
-    assert!(c
-        .warnings
-        .iter()
-        .any(|w| w.to_string()
-            == "pools[0]: ignored: secondary counts have no effect in primary mode"));
+    assert_eq!(c.pools[0].selector.drivers[0].secondary, Some(350));
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
     assert_eq!(c.pools[1].mode, PoolMode::Primary);
     assert_eq!(
         c.log_file.as_deref(),
         Some(Path::new("/var/log/afxdp-k8s-plugins/afxdp-dp-e2e.log"))
     );
 
-    let c = fixture_as_primary("upstream/readme-cdq-drivers.json");
+    let c = fixture("upstream/readme-cdq-drivers.json");
     let d = &c.pools[0].selector.drivers[0];
     assert_eq!(d.max_devices, Some(2));
+    assert_eq!(d.secondary, Some(50));
     assert_eq!(
         d.exclude,
         [
@@ -207,7 +186,7 @@ fn cdq_and_uid() {
 
 #[test]
 fn pci_and_mac_devices_are_parsed_and_normalised() {
-    let c = fixture_as_primary("upstream/readme-devices-name-mac-pci.json");
+    let c = fixture("upstream/readme-devices-name-mac-pci.json");
     let devs: Vec<String> = c.pools[0]
         .selector
         .devices
@@ -218,11 +197,18 @@ fn pci_and_mac_devices_are_parsed_and_normalised() {
         devs,
         ["name ens801f0", "mac 68:05:ca:2d:e9:1b", "pci 0000:81:00.1"]
     );
+    let secondary: Vec<_> = c.pools[0]
+        .selector
+        .devices
+        .iter()
+        .map(|d| d.secondary)
+        .collect();
+    assert_eq!(secondary, [Some(10), Some(20), Some(30)]);
 }
 
 #[test]
 fn node_specific_config() {
-    let c = fixture_as_primary("upstream/readme-nodes.json");
+    let c = fixture("upstream/readme-nodes.json");
     let nodes = &c.pools[0].selector.nodes;
     assert_eq!(nodes.len(), 3);
     // "ExcludeDevices" (capitalised in upstream's README) is the same key.
@@ -231,6 +217,8 @@ fn node_specific_config() {
         [DeviceMatch::Name("ens801f2".into())]
     );
     assert_eq!(nodes[1].drivers[0].max_devices, Some(1));
+    assert_eq!(nodes[1].drivers[0].secondary, Some(20));
+    assert_eq!(c.pools[0].mode, PoolMode::Cdq);
     // A node with nothing opts out of the pool.
     assert!(nodes[2].drivers.is_empty() && nodes[2].devices.is_empty());
 }
