@@ -47,6 +47,7 @@ async fn readyz_turns_ready_only_once_registered_with_the_kubelet() {
         kubeconfig: Some(root.join("no-kubeconfig")),
         prepare_attachments: false,
         metrics_address: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+        bpfman: Default::default(),
     })
     .await
     .expect("daemon");

@@ -30,8 +30,8 @@ use std::{path::PathBuf, time::Duration};
 
 pub use client::{BpfmanClient, DEFAULT_CALL_TIMEOUT, DEFAULT_SOCKET};
 pub use manager::{
-    BpfmanConfig, BpfmanManager, HookKind, META_ALLOCATION, META_DEVICE, META_NODE, META_POOL,
-    META_PROGRAM_NAME,
+    BpfmanConfig, BpfmanManager, HookKind, LoadChoice, META_ALLOCATION, META_DEVICE, META_NODE,
+    META_POOL, META_PROGRAM_NAME, META_XDP_MODE,
 };
 pub use types::{
     Bytecode, Credentials, Direction, Hook, Image, ListFilter, LoadSpec, Managed, Program,

@@ -112,6 +112,26 @@ impl BpfmanConfig {
     }
 }
 
+/// What one attach asks bpfman for beyond the [`AttachRequest`]: the
+/// decision's bytecode and dispatcher settings, and the allocation the
+/// program is loaded for. Unset fields take the manager's configuration.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LoadChoice {
+    /// What bpfman loads; `None`: the request's file, else
+    /// [`BpfmanConfig::builtin`].
+    pub bytecode: Option<Bytecode>,
+    /// Dispatcher (or TCX) priority, 1..=1000; `None`: the hook's.
+    pub priority: Option<i32>,
+    /// XDP `proceed_on`; `None`: the hook's.
+    pub proceed_on: Option<Vec<XdpAction>>,
+    /// The allocation id written into [`META_ALLOCATION`].
+    pub allocation: String,
+}
+
+/// Metadata key: the XDP mode the decision asked for (bpfman's API takes
+/// none: bpfman picks the mode from its own configuration).
+pub const META_XDP_MODE: &str = "afxdp.io/xdp-mode";
+
 /// One attachment and what it is made of in bpfman.
 #[derive(Clone, Debug)]
 struct Record {
@@ -189,15 +209,50 @@ impl BpfmanManager {
         req: &AttachRequest<'_>,
         allocation: &str,
     ) -> Result<Attachment, ProgramError> {
+        self.attach_with(
+            req,
+            &LoadChoice {
+                allocation: allocation.to_string(),
+                ..LoadChoice::default()
+            },
+        )
+    }
+
+    /// Attaches like [`ProgramManager::attach`] what `choice` says (its
+    /// bytecode, priority, proceed_on), for `choice.allocation`. A program
+    /// of ours bpfman holds for the device without this manager knowing it
+    /// (a `Load` whose answer was lost when bpfman restarted) is unloaded
+    /// first: a retried load never leaves two.
+    ///
+    /// # Errors
+    /// As [`ProgramManager::attach`].
+    pub fn attach_with(
+        &self,
+        req: &AttachRequest<'_>,
+        choice: &LoadChoice,
+    ) -> Result<Attachment, ProgramError> {
         validate_device(req.device)?;
-        let program_key = program_key(req);
+        let program_key = program_key(req, choice);
         let mut records = self.lock();
         if let Some(existing) = records.get(req.device) {
             return same_or_busy(existing, req, &program_key);
         }
-        let record = self
-            .load_and_attach(req, program_key, allocation)
-            .map_err(backend)?;
+        self.unload_strays(req.device).map_err(backend)?;
+        let record = match self.load_and_attach(req, program_key, choice) {
+            Ok(r) => r,
+            Err(e) => {
+                if matches!(
+                    e,
+                    BpfmanError::Unavailable { .. } | BpfmanError::Timeout { .. }
+                ) {
+                    // bpfman may have loaded it before going away.
+                    if let Err(e) = self.unload_strays(req.device) {
+                        warn!(device = req.device, error = %e, "cleaning up after a lost Load");
+                    }
+                }
+                return Err(backend(e));
+            }
+        };
         let attachment = record.attachment.clone();
         records.insert(req.device.to_string(), record);
         Ok(attachment)
@@ -230,6 +285,25 @@ impl BpfmanManager {
             }
         }
         Ok(records)
+    }
+
+    /// Unloads programs bpfman holds for `device` of this node and pool
+    /// that have no record here (the caller holds the records' lock and
+    /// found none for the device).
+    fn unload_strays(&self, device: &str) -> Result<(), BpfmanError> {
+        let metadata = BTreeMap::from([
+            (META_NODE.to_string(), self.config.node.clone()),
+            (META_POOL.to_string(), self.config.pool.clone()),
+            (META_DEVICE.to_string(), device.to_string()),
+        ]);
+        let strays = self.client.list(&ListFilter {
+            metadata,
+            bpfman_only: true,
+        })?;
+        for p in strays {
+            self.unload_orphan(p.id, "loaded for the device without a record here")?;
+        }
+        Ok(())
     }
 
     fn unload_orphan(&self, id: u32, reason: &str) -> Result<(), BpfmanError> {
@@ -281,14 +355,14 @@ impl BpfmanManager {
         &self,
         req: &AttachRequest<'_>,
         program_key: String,
-        allocation: &str,
+        choice: &LoadChoice,
     ) -> Result<Record, BpfmanError> {
-        let spec = self.load_spec(req, &program_key, allocation);
+        let spec = self.load_spec(req, &program_key, choice);
         let program = self.client.load(&spec)?;
         let loaded = Loaded::new(&self.client, program.id);
         let (map_dir, map_pin) = self.map_paths(&map_pin_path(&program)?);
         check_map_pin(&map_pin, &spec)?;
-        let link_id = self.client.attach(program.id, &self.hook(req))?;
+        let link_id = self.client.attach(program.id, &self.hook(req, choice))?;
         loaded.keep();
         info!(
             device = req.device,
@@ -308,14 +382,20 @@ impl BpfmanManager {
             },
             program_key,
             link_id,
-            allocation: allocation.to_string(),
+            allocation: choice.allocation.clone(),
         })
     }
 
-    fn load_spec(&self, req: &AttachRequest<'_>, program_key: &str, allocation: &str) -> LoadSpec {
-        let bytecode = match req.program {
-            Some(p) => Bytecode::File(p.to_path_buf()),
-            None => self.config.builtin.clone(),
+    fn load_spec(
+        &self,
+        req: &AttachRequest<'_>,
+        program_key: &str,
+        choice: &LoadChoice,
+    ) -> LoadSpec {
+        let bytecode = match (&choice.bytecode, req.program) {
+            (Some(b), _) => b.clone(),
+            (None, Some(p)) => Bytecode::File(p.to_path_buf()),
+            (None, None) => self.config.builtin.clone(),
         };
         let program_type = match self.config.hook {
             HookKind::Xdp { .. } => ProgramType::Xdp,
@@ -326,7 +406,8 @@ impl BpfmanManager {
             (META_NODE.to_string(), c.node.clone()),
             (META_POOL.to_string(), c.pool.clone()),
             (META_DEVICE.to_string(), req.device.to_string()),
-            (META_ALLOCATION.to_string(), allocation.to_string()),
+            (META_ALLOCATION.to_string(), choice.allocation.clone()),
+            (META_XDP_MODE.to_string(), req.mode.to_string()),
             (
                 META_PROGRAM_NAME.to_string(),
                 format!("afxdp-{}-{}", c.pool, req.device),
@@ -342,7 +423,7 @@ impl BpfmanManager {
         }
     }
 
-    fn hook(&self, req: &AttachRequest<'_>) -> Hook {
+    fn hook(&self, req: &AttachRequest<'_>, choice: &LoadChoice) -> Hook {
         let iface = req.device.to_string();
         let netns = self.config.netns.clone();
         match &self.config.hook {
@@ -351,8 +432,8 @@ impl BpfmanManager {
                 proceed_on,
             } => Hook::Xdp {
                 iface,
-                priority: *priority,
-                proceed_on: proceed_on.clone(),
+                priority: choice.priority.unwrap_or(*priority),
+                proceed_on: choice.proceed_on.clone().unwrap_or(proceed_on.clone()),
                 netns,
             },
             HookKind::Tcx {
@@ -360,7 +441,7 @@ impl BpfmanManager {
                 direction,
             } => Hook::Tcx {
                 iface,
-                priority: *priority,
+                priority: choice.priority.unwrap_or(*priority),
                 direction: *direction,
                 netns,
             },
@@ -498,15 +579,25 @@ fn same_or_busy(
     })
 }
 
-fn program_key(req: &AttachRequest<'_>) -> String {
-    let object = req.program.map_or_else(
-        || "builtin".to_string(),
-        |p| format!("file:{}", p.display()),
-    );
-    match req.function {
+/// What makes two requests the same attachment: object, function and
+/// dispatcher settings.
+fn program_key(req: &AttachRequest<'_>, choice: &LoadChoice) -> String {
+    let object = match (&choice.bytecode, req.program) {
+        (Some(b), _) => b.to_string(),
+        (None, Some(p)) => format!("file:{}", p.display()),
+        (None, None) => "builtin".to_string(),
+    };
+    let mut key = match req.function {
         Some(f) => format!("{object}#{f}"),
         None => object,
+    };
+    if let Some(p) = choice.priority {
+        key.push_str(&format!(" priority {p}"));
     }
+    if let Some(actions) = &choice.proceed_on {
+        key.push_str(&format!(" proceed_on {actions:?}"));
+    }
+    key
 }
 
 fn map_pin_path(program: &Program) -> Result<PathBuf, BpfmanError> {
@@ -595,10 +686,20 @@ mod tests {
             program,
             function,
         };
-        assert_eq!(program_key(&req(None, None)), "builtin");
+        let none = LoadChoice::default();
+        assert_eq!(program_key(&req(None, None), &none), "builtin");
         assert_eq!(
-            program_key(&req(Some(Path::new("/a.o")), Some("f"))),
+            program_key(&req(Some(Path::new("/a.o")), Some("f")), &none),
             "file:/a.o#f"
+        );
+        let image = LoadChoice {
+            bytecode: Some(Bytecode::File("/b.o".into())),
+            priority: Some(7),
+            ..LoadChoice::default()
+        };
+        assert_eq!(
+            program_key(&req(None, Some("f")), &image),
+            "file /b.o#f priority 7"
         );
     }
 }

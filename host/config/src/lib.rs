@@ -34,8 +34,7 @@
 //! Every key either form accepts takes effect in afxdp-dp. Settings whose
 //! feature does not exist yet are refused with `... is not supported yet`
 //! rather than accepted and ignored:
-//! `programManager: "bpfman"` / upstream `bpfdClientEnable: true`,
-//! `sharing: "csi"` and `"none"` (upstream `UdsServerDisable` without
+//! `sharing: "none"` (upstream `UdsServerDisable` without
 //! `BpfMapPinningEnable`), `requiresUnprivilegedBpf: true` (upstream
 //! `RequiresUnprivilegedBpf`, legacy `requireUnprivilegedBpf`), upstream
 //! `ethtoolCmds` other than `-L combined` and `-N` flow rules (those are
@@ -67,10 +66,11 @@ use std::path::Path;
 pub use error::{ConfigError, ConfigErrors, ConfigWarning};
 pub use json::{JsonPath, PathSegment};
 pub use model::{
-    env_var_name, AddressParseError, Config, DeviceMatch, DeviceSelector, DriverSelector,
-    FailurePolicy, LogFormat, LogLevel, MacAddress, NodeSelector, PciAddress, PolicyConfig,
-    PolicySource, PoolConfig, PoolMode, ProgramManagerKind, ProgramSource, PullPolicy, Selector,
-    SharingMode, SourceFormat, XdpMode, DEFAULT_UDS_TIMEOUT, ENV_VAR_PREFIX, RESOURCE_PREFIX,
+    env_var_name, is_digest_pinned, AddressParseError, BpfmanPool, Config, DeviceMatch,
+    DeviceSelector, DriverSelector, FailurePolicy, ImagePullPolicy, LogFormat, LogLevel,
+    MacAddress, NodeSelector, PciAddress, PolicyConfig, PolicySource, PoolConfig, PoolMode,
+    ProceedOn, ProgramManagerKind, ProgramSource, PullPolicy, Selector, SharingMode, SourceFormat,
+    XdpMode, DEFAULT_BPFMAN_PRIORITY, DEFAULT_UDS_TIMEOUT, ENV_VAR_PREFIX, RESOURCE_PREFIX,
     UPSTREAM_LOG_DIR,
 };
 pub use selector::{

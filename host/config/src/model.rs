@@ -37,7 +37,9 @@ pub struct Config {
     pub log_file: Option<PathBuf>,
     /// Log line format.
     pub log_format: LogFormat,
-    /// Which program manager loads and attaches XDP programs.
+    /// The program manager of pools that do not name their own
+    /// (v1alpha1 top-level `programManager`, upstream top-level
+    /// `bpfdClientEnable`). Each pool's own is [`PoolConfig::bpfman`].
     pub program_manager: ProgramManagerKind,
     /// Also consider virtual netdevs (veth, bridges, VLANs, ...; see
     /// [`crate::selector`]) as candidate devices. Upstream's `kindCluster:
@@ -95,6 +97,119 @@ pub struct PoolConfig {
     pub ethtool_cmds: Vec<crate::ethtool_cmd::NtupleTemplate>,
     /// The pool's Wasm policy; `None` = the built-in decisions.
     pub policy: Option<PolicyConfig>,
+    /// `Some`: bpfman (`bpfman-rpc`) loads and attaches the pool's programs,
+    /// with these settings; `None`: afxdp-dp's native (aya) manager.
+    pub bpfman: Option<BpfmanPool>,
+}
+
+/// How bpfman loads a pool's program (`programManager: bpfman`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BpfmanPool {
+    /// The bytecode image (bpfman's image spec) loaded when the decision is
+    /// the built-in program; always pinned by digest
+    /// (`registry/repo@sha256:<64 hex>`). `None`: afxdp-dp hands bpfman
+    /// its built-in object as a file (or the pool's `program` path).
+    pub image: Option<String>,
+    /// When bpfman pulls images.
+    pub pull_policy: ImagePullPolicy,
+    /// A dockerconfigjson file (`{"auths": {"host:port": {"auth": ...}}}`)
+    /// with the registry's credentials, read at each load; `None`: anonymous.
+    pub credentials_file: Option<PathBuf>,
+    /// The function loaded from the object when the decision names none;
+    /// `None`: `xsk_redirect`.
+    pub function: Option<String>,
+    /// Position in bpfman's XDP dispatcher, 1 (first) ..= 1000 (last).
+    pub priority: i32,
+    /// XDP actions after which bpfman's dispatcher runs the next program.
+    pub proceed_on: Vec<ProceedOn>,
+}
+
+/// Default [`BpfmanPool::priority`] (bpfman's own default).
+pub const DEFAULT_BPFMAN_PRIORITY: i32 = 50;
+
+impl Default for BpfmanPool {
+    fn default() -> Self {
+        Self {
+            image: None,
+            pull_policy: ImagePullPolicy::IfNotPresent,
+            credentials_file: None,
+            function: None,
+            priority: DEFAULT_BPFMAN_PRIORITY,
+            proceed_on: vec![ProceedOn::Pass, ProceedOn::DispatcherReturn],
+        }
+    }
+}
+
+/// When bpfman pulls a bytecode image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ImagePullPolicy {
+    /// On every load.
+    Always,
+    /// Unless bpfman has it already (default).
+    #[default]
+    IfNotPresent,
+    /// Never: bpfman must have it.
+    Never,
+}
+
+impl ImagePullPolicy {
+    /// Name as written in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ImagePullPolicy::Always => "Always",
+            ImagePullPolicy::IfNotPresent => "IfNotPresent",
+            ImagePullPolicy::Never => "Never",
+        }
+    }
+}
+
+/// An XDP action in bpfman's `proceed_on` list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProceedOn {
+    /// `XDP_ABORTED`.
+    Aborted,
+    /// `XDP_DROP`.
+    Drop,
+    /// `XDP_PASS`.
+    Pass,
+    /// `XDP_TX`.
+    Tx,
+    /// `XDP_REDIRECT`.
+    Redirect,
+    /// bpfman's dispatcher return value.
+    DispatcherReturn,
+}
+
+impl ProceedOn {
+    /// Every action with its name as written in the config.
+    pub const ALL: [(&'static str, ProceedOn); 6] = [
+        ("aborted", ProceedOn::Aborted),
+        ("drop", ProceedOn::Drop),
+        ("pass", ProceedOn::Pass),
+        ("tx", ProceedOn::Tx),
+        ("redirect", ProceedOn::Redirect),
+        ("dispatcher_return", ProceedOn::DispatcherReturn),
+    ];
+
+    /// Name as written in the config.
+    pub fn as_str(self) -> &'static str {
+        ProceedOn::ALL
+            .iter()
+            .find(|(_, a)| *a == self)
+            .map_or("", |(n, _)| n)
+    }
+}
+
+/// Whether `image` is pinned by digest: `...@sha256:` and 64 lower-case hex
+/// digits.
+pub fn is_digest_pinned(image: &str) -> bool {
+    image.split_once("@sha256:").is_some_and(|(name, hex)| {
+        !name.is_empty()
+            && hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
 }
 
 /// A pool's Wasm policy (richer form only).
@@ -162,6 +277,14 @@ impl PoolConfig {
     /// (`fast-net` → `AFXDP_DEVICES_FAST_NET`, `myPool` → `AFXDP_DEVICES_MYPOOL`).
     pub fn env_var_name(&self) -> String {
         env_var_name(&self.name)
+    }
+
+    /// Which manager loads the pool's programs.
+    pub fn program_manager(&self) -> ProgramManagerKind {
+        match self.bpfman {
+            Some(_) => ProgramManagerKind::Bpfman,
+            None => ProgramManagerKind::Native,
+        }
     }
 }
 
@@ -264,7 +387,7 @@ pub enum SharingMode {
     /// The map is pinned in bpffs and the pin directory is mounted into the
     /// pod (hostPath). Upstream: `UdsServerDisable` + `BpfMapPinningEnable`.
     PinnedMap,
-    /// bpfman loads the program and its CSI driver mounts the map. Upstream:
+    /// The CSI driver mounts the map. Upstream:
     /// `UdsServerDisable` with `bpfdClientEnable`. Not supported yet: the
     /// parser refuses it.
     Csi,
@@ -317,8 +440,7 @@ pub enum ProgramManagerKind {
     /// aya, in process (default).
     #[default]
     Native,
-    /// bpfman over its gRPC socket (upstream `bpfdClientEnable`). Not
-    /// supported yet: the parser refuses it.
+    /// bpfman over its gRPC socket (upstream `bpfdClientEnable`).
     Bpfman,
 }
 

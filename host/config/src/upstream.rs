@@ -24,9 +24,15 @@
 //! each device's `secondary` count (default 1) is how many subfunction slots
 //! it advertises; afxdp-dp creates one over devlink at Allocate.
 //!
+//! `bpfdClientEnable: true` (top level: every pool) or `BpfdClientEnable:
+//! true` (one pool) has bpfman load the pool's programs
+//! (`programManager: bpfman`); such a pool's `bpfByteCodeImage` is the
+//! image bpfman loads (it must be pinned by digest, `repo@sha256:...`) and
+//! `bpfByteCodeSection` its function. Without bpfman the image is pulled
+//! and attached natively, as before.
+//!
 //! # Not supported yet (refused)
-//! `bpfdClientEnable: true` /
-//! `BpfdClientEnable: true`, `UdsServerDisable: true` without
+//! `UdsServerDisable: true` without
 //! `BpfMapPinningEnable`, `RequiresUnprivilegedBpf: true` (and legacy
 //! `requireUnprivilegedBpf`), non-empty `ethtoolCmds`: see the crate docs.
 //! Secondary counts in a primary pool are dropped with a warning, as
@@ -44,8 +50,9 @@ use crate::common::{self, Dialect};
 use crate::ethtool_cmd::{self, EthtoolOp, NtupleTemplate};
 use crate::json::{Json, JsonPath};
 use crate::model::{
-    Config, LogFormat, LogLevel, PoolConfig, PoolMode, ProgramManagerKind, ProgramSource, Selector,
-    SharingMode, SourceFormat, XdpMode, DEFAULT_UDS_TIMEOUT, UPSTREAM_LOG_DIR,
+    is_digest_pinned, BpfmanPool, Config, LogFormat, LogLevel, PoolConfig, PoolMode,
+    ProgramManagerKind, ProgramSource, Selector, SharingMode, SourceFormat, XdpMode,
+    DEFAULT_UDS_TIMEOUT, UPSTREAM_LOG_DIR,
 };
 use crate::reader::{Ctx, Keys, ObjReader};
 
@@ -63,17 +70,9 @@ const UDS_TIMEOUT_MAX: i64 = 300;
 struct Legacy {
     mode: Option<PoolMode>,
     timeout: Option<Duration>,
-}
-
-/// `bpfdClientEnable: true` (the Red Hat fork's switch to bpfman), top level
-/// or per pool.
-fn refuse_bpfd(path: &JsonPath, ctx: &mut Ctx) {
-    common::not_supported(
-        path,
-        "true (bpfman loads the programs)",
-        " (afxdp-dp has only its native, aya-based manager)",
-        ctx,
-    );
+    /// Top-level `bpfdClientEnable: true` (the Red Hat fork's switch to
+    /// bpfman): every pool's programs are bpfman's.
+    bpfman: bool,
 }
 
 pub(crate) fn parse(root: &Json, ctx: &mut Ctx) -> Option<Config> {
@@ -119,8 +118,8 @@ pub(crate) fn parse(root: &Json, ctx: &mut Ctx) -> Option<Config> {
     }
 
     let mut legacy = Legacy::default();
-    if let Some((p, true)) = obj.bool("bpfdClientEnable", ctx) {
-        refuse_bpfd(&p, ctx);
+    if let Some((_, true)) = obj.bool("bpfdClientEnable", ctx) {
+        legacy.bpfman = true;
     }
     if let Some((p, s)) = obj.string("mode", ctx) {
         ctx.warn(
@@ -174,7 +173,11 @@ pub(crate) fn parse(root: &Json, ctx: &mut Ctx) -> Option<Config> {
         log_level,
         log_file,
         log_format: LogFormat::Text,
-        program_manager: ProgramManagerKind::Native,
+        program_manager: if legacy.bpfman {
+            ProgramManagerKind::Bpfman
+        } else {
+            ProgramManagerKind::Native
+        },
         include_virtual_devices,
         pools: pools.into_iter().map(|(_, p)| p).collect(),
         warnings: Vec::new(),
@@ -282,9 +285,7 @@ fn parse_pool(v: &Json, path: &JsonPath, legacy: &Legacy, ctx: &mut Ctx) -> Opti
 
     let uds_disable = obj.bool("UdsServerDisable", ctx);
     let pinning = obj.bool("BpfMapPinningEnable", ctx);
-    if let Some((p, true)) = obj.bool("BpfdClientEnable", ctx) {
-        refuse_bpfd(&p, ctx);
-    }
+    let bpfman = obj.bool("BpfdClientEnable", ctx).is_some_and(|(_, b)| b) || legacy.bpfman;
     let timeout = obj.int("udsTimeout", ctx);
     if let Some((p, true)) = obj.bool("UdsFuzz", ctx) {
         ctx.warn(&p, "ignored: UDS fuzzing is a test-only upstream switch");
@@ -308,6 +309,7 @@ fn parse_pool(v: &Json, path: &JsonPath, legacy: &Legacy, ctx: &mut Ctx) -> Opti
     };
     let (ethtool_cmds, channels) = ethtool_cmds(&mut obj, ctx);
     let image = obj.string("bpfByteCodeImage", ctx);
+    let image_path = image.as_ref().map(|(p, _)| p.clone());
     let section = obj.string("bpfByteCodeSection", ctx);
     let program = match (image, section) {
         (Some((p, img)), sec) if !img.is_empty() => {
@@ -325,6 +327,10 @@ fn parse_pool(v: &Json, path: &JsonPath, legacy: &Legacy, ctx: &mut Ctx) -> Opti
             None
         }
         _ => None,
+    };
+    let (program, bpfman) = match (bpfman, program) {
+        (false, program) => (program, None),
+        (true, program) => (None, Some(bpfman_pool(program, image_path, ctx))),
     };
     obj.finish(ctx);
 
@@ -405,7 +411,33 @@ fn parse_pool(v: &Json, path: &JsonPath, legacy: &Legacy, ctx: &mut Ctx) -> Opti
         channels,
         ethtool_cmds,
         policy: None,
+        bpfman,
     })
+}
+
+/// A bpfman pool: its `bpfByteCodeImage` (pinned by digest) and
+/// `bpfByteCodeSection` are what bpfman loads.
+fn bpfman_pool(
+    program: Option<ProgramSource>,
+    image_path: Option<JsonPath>,
+    ctx: &mut Ctx,
+) -> BpfmanPool {
+    let mut pool = BpfmanPool::default();
+    if let Some(ProgramSource::Image { image, function }) = program {
+        if is_digest_pinned(&image) {
+            pool.image = Some(image);
+        } else if let Some(p) = image_path {
+            ctx.invalid(
+                &p,
+                format!(
+                    "bytecode image {image:?} is not pinned by digest: bpfman pools need \
+                     registry/repo@sha256:<64 hex digits>"
+                ),
+            );
+        }
+        pool.function = function;
+    }
+    pool
 }
 
 /// `ethtoolCmds`, translated: the ntuple rules and the channel count of the

@@ -32,6 +32,7 @@
 //!       "program": { "image": "quay.io/example/xdp@sha256:...", "function": "xsk_redirect" },
 //!       "queues": 4,
 //!       "requiresUnprivilegedBpf": false,
+//!       "programManager": "native",
 //!       "policy": {
 //!         "ref": "registry.example.com/afxdp/numa-spread@sha256:...",
 //!         "failurePolicy": "Fail",
@@ -49,10 +50,10 @@
 //! | `logLevel` | `error` `warn` `info` `debug` `trace` | `info` |
 //! | `logFile` | absolute path | stderr |
 //! | `logFormat` | `text` `json` | `text` |
-//! | `programManager` | `native` (aya); `bpfman` *refused* (not supported yet) | `native` |
+//! | `programManager` | `native` (aya, in afxdp-dp) or `bpfman` (`bpfman-rpc` loads and attaches): the default of pools that do not name their own | `native` |
 //! | `includeVirtualDevices` | consider veth, bridges, VLANs, tunnels... as candidate devices ([`crate::selector`]) | `false` |
 //! | pool `mode` | `primary` (the device itself); `cdq` (a PCI subfunction per pod, created over devlink at Allocate, deleted at release) | `primary` |
-//! | pool `sharing` | `uds` `pinned` (bpffs hostPath); `csi` (bpfman CSI) and `none` (raw netdev) *refused* | `uds` |
+//! | pool `sharing` | `uds` `pinned` (bpffs hostPath) `csi` (afxdp-dp's CSI node plugin `csi.afxdp.io` pins the map into the pod's inline volume); `none` (raw netdev) *refused* | `uds` |
 //! | pool `uid` | owner of the UDS / pin directory, 0..=4294967294 | 0 |
 //! | pool `udsTimeoutSeconds` | 0 (never) ..= 3600, `sharing: uds` only | 30 |
 //! | pool `xdpMode` | `native` `generic` `auto` | `native` |
@@ -62,7 +63,21 @@
 //! | pool `requiresUnprivilegedBpf` | `false`; `true` *refused* (the node's sysctl is not checked yet) | `false` |
 //! | driver/device `secondary` | subfunction slots per device, 1..=350, `cdq` only | 1 (in `cdq`) |
 //! | driver `excludeAddressed` | skip devices with IP addresses | **`true`** |
+//! | pool `programManager` | `native` `bpfman` | the top-level one |
+//! | pool `bpfman` | bpfman settings, only with `programManager: bpfman` (below) | defaults below |
+//! | bpfman `image` | bytecode image loaded for the built-in program, pinned by digest (`registry/repo@sha256:<64 hex>`); a tag is refused | the built-in object as a file (or the pool's `program` path), which bpfman must see at the same path |
+//! | bpfman `pullPolicy` | `Always` `IfNotPresent` `Never` | `IfNotPresent` |
+//! | bpfman `credentialsFile` | absolute path of a dockerconfigjson file with the registry's credentials | anonymous |
+//! | bpfman `function` | function loaded when the decision names none | `xsk_redirect` |
+//! | bpfman `priority` | position in bpfman's XDP dispatcher, 1 (first) ..= 1000 (last), when no policy decides it | 50 |
+//! | bpfman `proceedOn` | XDP actions after which the next program runs: `aborted` `drop` `pass` `tx` `redirect` `dispatcher_return` | `["pass", "dispatcher_return"]` |
 //! | pool `policy` | `{ref | file, pullPolicy, insecure, failurePolicy, timeoutMs, memoryMiB, maxConcurrentCalls, config}` (see [`crate::policy`]) | built-in decisions |
+//!
+//! A bpfman pool's `program` may be a file path (bpfman opens it); its
+//! image goes in `bpfman.image` (a policy's `select-program` image is
+//! given to bpfman as chosen, with the pool's pull policy and credentials).
+//! bpfman picks the XDP mode itself (its own per-interface config): the
+//! decided `xdpMode` is recorded in the program's metadata.
 
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
@@ -72,9 +87,9 @@ use serde_json::{json, Map, Value};
 use crate::common::{self, Dialect};
 use crate::json::{Json, JsonPath};
 use crate::model::{
-    Config, DeviceMatch, DeviceSelector, DriverSelector, LogFormat, LogLevel, PoolConfig, PoolMode,
-    ProgramManagerKind, ProgramSource, Selector, SharingMode, SourceFormat, XdpMode,
-    DEFAULT_UDS_TIMEOUT,
+    is_digest_pinned, BpfmanPool, Config, DeviceMatch, DeviceSelector, DriverSelector,
+    ImagePullPolicy, LogFormat, LogLevel, PoolConfig, PoolMode, ProceedOn, ProgramManagerKind,
+    ProgramSource, Selector, SharingMode, SourceFormat, XdpMode, DEFAULT_UDS_TIMEOUT,
 };
 use crate::reader::{Ctx, Keys, ObjReader};
 
@@ -83,6 +98,7 @@ pub const API_VERSION: &str = "afxdp.io/v1alpha1";
 
 const UDS_TIMEOUT_MAX: i64 = 3600;
 const QUEUES_MAX: i64 = 1024;
+const BPFMAN_PRIORITY_MAX: i32 = 1000;
 
 /// Reads an enumerated string: `None` when absent, the default-free value
 /// otherwise (errors reported).
@@ -163,26 +179,7 @@ pub(crate) fn parse(root: &Json, ctx: &mut Ctx) -> Option<Config> {
         ctx,
     )
     .unwrap_or_default();
-    let program_manager = match choice_at(
-        &mut obj,
-        "programManager",
-        &[
-            ("native", ProgramManagerKind::Native),
-            ("bpfman", ProgramManagerKind::Bpfman),
-        ],
-        ctx,
-    ) {
-        Some((p, ProgramManagerKind::Bpfman)) => {
-            common::not_supported(
-                &p,
-                "\"bpfman\"",
-                " (afxdp-dp has only its native, aya-based manager); use \"native\"",
-                ctx,
-            );
-            ProgramManagerKind::Native
-        }
-        other => other.map(|(_, k)| k).unwrap_or_default(),
-    };
+    let program_manager = program_manager(&mut obj, ctx).unwrap_or_default();
     let include_virtual_devices = obj
         .bool("includeVirtualDevices", ctx)
         .is_some_and(|(_, b)| b);
@@ -192,7 +189,7 @@ pub(crate) fn parse(root: &Json, ctx: &mut Ctx) -> Option<Config> {
         Some((p, items)) => {
             for (i, item) in items.iter().enumerate() {
                 let ip = p.index(i);
-                if let Some(pool) = parse_pool(item, &ip, ctx) {
+                if let Some(pool) = parse_pool(item, &ip, program_manager, ctx) {
                     pools.push((ip, pool));
                 }
             }
@@ -265,7 +262,153 @@ fn parse_program(v: &Json, path: &JsonPath, ctx: &mut Ctx) -> Option<ProgramSour
     out
 }
 
-fn parse_pool(v: &Json, path: &JsonPath, ctx: &mut Ctx) -> Option<PoolConfig> {
+/// `programManager`, top level (the default of pools) or per pool.
+fn program_manager(obj: &mut ObjReader<'_>, ctx: &mut Ctx) -> Option<ProgramManagerKind> {
+    choice(
+        obj,
+        "programManager",
+        &[
+            ("native", ProgramManagerKind::Native),
+            ("bpfman", ProgramManagerKind::Bpfman),
+        ],
+        ctx,
+    )
+}
+
+/// A pool's `bpfman` object (see [`BpfmanPool`]).
+fn parse_bpfman(v: &Json, path: &JsonPath, ctx: &mut Ctx) -> Option<BpfmanPool> {
+    let mut obj = ObjReader::new(v, path, Keys::Exact, ctx)?;
+    let mut out = BpfmanPool::default();
+    if let Some((p, img)) = obj.string("image", ctx) {
+        if is_digest_pinned(img) && !img.chars().any(char::is_whitespace) {
+            out.image = Some(img.to_owned());
+        } else {
+            ctx.invalid(
+                &p,
+                format!(
+                    "bytecode image {img:?} is not pinned by digest: expected \
+                     registry/repo@sha256:<64 hex digits> (`afxdpctl image push` prints it)"
+                ),
+            );
+        }
+    }
+    if let Some(policy) = choice(
+        &mut obj,
+        "pullPolicy",
+        &[
+            ("Always", ImagePullPolicy::Always),
+            ("IfNotPresent", ImagePullPolicy::IfNotPresent),
+            ("Never", ImagePullPolicy::Never),
+        ],
+        ctx,
+    ) {
+        out.pull_policy = policy;
+    }
+    out.credentials_file = obj
+        .string("credentialsFile", ctx)
+        .and_then(|(p, s)| absolute_path(s, "credentialsFile", &p, ctx));
+    if let Some((p, f)) = obj.string("function", ctx) {
+        if f.is_empty() || f.chars().any(char::is_whitespace) {
+            ctx.invalid(&p, format!("invalid function name {f:?}"));
+        } else {
+            out.function = Some(f.to_owned());
+        }
+    }
+    if let Some((p, n)) = obj.int("priority", ctx) {
+        match i32::try_from(n) {
+            Ok(n) if (1..=BPFMAN_PRIORITY_MAX).contains(&n) => out.priority = n,
+            _ => ctx.invalid(
+                &p,
+                format!(
+                    "priority must be between 1 (first) and {BPFMAN_PRIORITY_MAX} (last), got {n}"
+                ),
+            ),
+        }
+    }
+    if let Some((p, items)) = obj.array("proceedOn", ctx) {
+        out.proceed_on = proceed_on(items, &p, ctx);
+    }
+    obj.finish(ctx);
+    Some(out)
+}
+
+/// `proceedOn`: XDP action names, each at most once.
+fn proceed_on(items: &[Json], path: &JsonPath, ctx: &mut Ctx) -> Vec<ProceedOn> {
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let ip = path.index(i);
+        let Json::String(s) = item else {
+            ctx.wrong_type(&ip, "a string", item);
+            continue;
+        };
+        match ProceedOn::ALL.iter().find(|(n, _)| n == s) {
+            Some((_, a)) if out.contains(a) => ctx.invalid(&ip, format!("{s:?} is listed twice")),
+            Some((_, a)) => out.push(*a),
+            None => {
+                let names: Vec<&str> = ProceedOn::ALL.iter().map(|(n, _)| *n).collect();
+                ctx.invalid(
+                    &ip,
+                    format!(
+                        "invalid XDP action {s:?}: expected one of {}",
+                        names.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// The pool's bpfman settings: `Some` when its manager is bpfman; `bpfman`
+/// settings on a native pool are an error.
+fn pool_bpfman(
+    obj: &mut ObjReader<'_>,
+    default_manager: ProgramManagerKind,
+    ctx: &mut Ctx,
+) -> Option<BpfmanPool> {
+    let manager = program_manager(obj, ctx).unwrap_or(default_manager);
+    let settings = obj
+        .take("bpfman", ctx)
+        .map(|(p, v)| (parse_bpfman(v, &p, ctx), p));
+    match (manager, settings) {
+        (ProgramManagerKind::Bpfman, Some((s, _))) => Some(s.unwrap_or_default()),
+        (ProgramManagerKind::Bpfman, None) => Some(BpfmanPool::default()),
+        (ProgramManagerKind::Native, Some((_, p))) => {
+            ctx.invalid(&p, "bpfman settings need programManager \"bpfman\"");
+            None
+        }
+        (ProgramManagerKind::Native, None) => None,
+    }
+}
+
+/// A bpfman pool's `program`: a file bpfman loads; its image goes in
+/// `bpfman.image`, where its pull settings are.
+fn check_bpfman_program(
+    program: Option<&(JsonPath, ProgramSource)>,
+    bpfman: &BpfmanPool,
+    ctx: &mut Ctx,
+) {
+    match program {
+        Some((p, ProgramSource::Image { .. })) => ctx.invalid(
+            p,
+            "a bpfman pool names its bytecode image in bpfman.image (with its pull policy and \
+             credentials), not in program",
+        ),
+        Some((p, ProgramSource::File { .. })) if bpfman.image.is_some() => ctx.invalid(
+            p,
+            "give the pool's program either as program (a file bpfman reads) or as \
+             bpfman.image, not both",
+        ),
+        _ => {}
+    }
+}
+
+fn parse_pool(
+    v: &Json,
+    path: &JsonPath,
+    default_manager: ProgramManagerKind,
+    ctx: &mut Ctx,
+) -> Option<PoolConfig> {
     let mut obj = ObjReader::new(v, path, Keys::Exact, ctx)?;
     let name = match obj.string("name", ctx) {
         Some((p, s)) => common::check_v1_pool_name(s, &p, ctx).then(|| s.to_owned()),
@@ -337,10 +480,6 @@ fn parse_pool(v: &Json, path: &JsonPath, ctx: &mut Ctx) -> Option<PoolConfig> {
         ],
         ctx,
     ) {
-        Some((p, SharingMode::Csi)) => {
-            common::not_supported(&p, "\"csi\" (bpfman's CSI driver)", "", ctx);
-            SharingMode::default()
-        }
         Some((p, SharingMode::Unmanaged)) => {
             common::not_supported(&p, "\"none\" (the raw netdev, no program)", "", ctx);
             SharingMode::Unmanaged
@@ -389,7 +528,12 @@ fn parse_pool(v: &Json, path: &JsonPath, ctx: &mut Ctx) -> Option<PoolConfig> {
     .unwrap_or_default();
     let program = obj
         .take("program", ctx)
-        .and_then(|(p, v)| parse_program(v, &p, ctx));
+        .and_then(|(p, v)| parse_program(v, &p, ctx).map(|s| (p, s)));
+    let bpfman = pool_bpfman(&mut obj, default_manager, ctx);
+    if let Some(b) = &bpfman {
+        check_bpfman_program(program.as_ref(), b, ctx);
+    }
+    let program = program.map(|(_, s)| s);
     if program.is_some() && sharing == SharingMode::Unmanaged {
         ctx.invalid(
             path,
@@ -429,6 +573,7 @@ fn parse_pool(v: &Json, path: &JsonPath, ctx: &mut Ctx) -> Option<PoolConfig> {
         channels,
         ethtool_cmds: Vec::new(),
         policy,
+        bpfman,
     })
 }
 
@@ -486,6 +631,27 @@ fn lists_json(o: &mut Map<String, Value>, drivers: &[DriverSelector], devices: &
     if !devices.is_empty() {
         o.insert("devices".into(), devices.iter().map(device_json).collect());
     }
+}
+
+fn bpfman_json(b: &BpfmanPool) -> Value {
+    let mut o = Map::new();
+    if let Some(i) = &b.image {
+        o.insert("image".into(), i.clone().into());
+    }
+    o.insert("pullPolicy".into(), b.pull_policy.as_str().into());
+    if let Some(f) = &b.credentials_file {
+        o.insert(
+            "credentialsFile".into(),
+            f.to_string_lossy().into_owned().into(),
+        );
+    }
+    if let Some(f) = &b.function {
+        o.insert("function".into(), f.clone().into());
+    }
+    o.insert("priority".into(), b.priority.into());
+    let actions: Vec<Value> = b.proceed_on.iter().map(|a| a.as_str().into()).collect();
+    o.insert("proceedOn".into(), actions.into());
+    Value::Object(o)
 }
 
 /// Writes `config` in the v1alpha1 form (pretty-printed JSON), with every
@@ -572,6 +738,10 @@ pub fn to_v1alpha1(config: &Config) -> Result<String, ConvertError> {
         );
         if let Some(policy) = &p.policy {
             o.insert("policy".into(), crate::policy::to_json(policy));
+        }
+        o.insert("programManager".into(), p.program_manager().as_str().into());
+        if let Some(b) = &p.bpfman {
+            o.insert("bpfman".into(), bpfman_json(b));
         }
         pools.push(Value::Object(o));
     }

@@ -13,8 +13,9 @@ use std::collections::BTreeSet;
 
 use afxdp_config::ethtool_cmd::AddrSpec;
 use afxdp_config::{
-    parse, Config, ConfigError, DeviceMatch, FailurePolicy, LogFormat, LogLevel, PolicySource,
-    PoolMode, ProgramSource, PullPolicy, SharingMode, XdpMode,
+    parse, BpfmanPool, Config, ConfigError, DeviceMatch, FailurePolicy, ImagePullPolicy, LogFormat,
+    LogLevel, PolicySource, PoolMode, ProceedOn, ProgramManagerKind, ProgramSource, PullPolicy,
+    SharingMode, XdpMode,
 };
 use serde_json::{json, Value};
 
@@ -48,6 +49,7 @@ enum At {
     V1Node,
     V1Program,
     V1Policy,
+    V1Bpfman,
 }
 
 const ALL: &[At] = &[
@@ -66,12 +68,21 @@ const ALL: &[At] = &[
     At::V1Node,
     At::V1Program,
     At::V1Policy,
+    At::V1Bpfman,
 ];
 
 const DIGEST: &str = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 
 impl At {
     fn base(self) -> Value {
+        if self == At::V1Bpfman {
+            let mut doc = At::V1Root.base();
+            let pool = &mut doc["pools"][0];
+            pool["programManager"] = json!("bpfman");
+            pool["bpfman"] = json!({});
+            pool.as_object_mut().map(|o| o.remove("program"));
+            return doc;
+        }
         if self < At::V1Root {
             json!({"pools": [{
                 "name": "p", "mode": "primary",
@@ -108,6 +119,7 @@ impl At {
             At::V1Node => "/pools/0/selectors/nodes/0",
             At::V1Program => "/pools/0/program",
             At::V1Policy => "/pools/0/policy",
+            At::V1Bpfman => "/pools/0/bpfman",
         }
     }
 
@@ -176,6 +188,10 @@ fn pool(c: &Config) -> &afxdp_config::PoolConfig {
     &c.pools[0]
 }
 
+fn bpfman(c: &Config) -> &BpfmanPool {
+    c.pools[0].bpfman.as_ref().expect("bpfman pool")
+}
+
 fn policy(c: &Config) -> &afxdp_config::PolicyConfig {
     c.pools[0].policy.as_ref().expect("policy")
 }
@@ -191,7 +207,7 @@ const ROWS: &[Row] = &[
     row(At::UpRoot, "kindCluster", || json!(true), Effect(|c| c.include_virtual_devices)),
     row(At::UpRoot, "clusterType", || json!("kind"), Effect(|c| c.include_virtual_devices)),
     row(At::UpRoot, "clusterType", || json!("physical"), Warned("only \"kind\" has an effect")),
-    row(At::UpRoot, "bpfdClientEnable", || json!(true), Refused(NOT_YET)),
+    row(At::UpRoot, "bpfdClientEnable", || json!(true), Effect(|c| c.program_manager == ProgramManagerKind::Bpfman && pool(c).bpfman.is_some())),
     // The base pool sets its own mode, so the legacy one only warns (`legacy_cdq_mode_applies_to_pools_without_one`).
     row(At::UpRoot, "mode", || json!("cdq"), Warned("legacy top-level mode")),
     row(At::UpRoot, "mode", || json!("cndp"), Warned("legacy top-level mode")),
@@ -210,7 +226,7 @@ const ROWS: &[Row] = &[
     row(At::UpPool, "udsTimeout", || json!(-1), Effect(|c| pool(c).uds_timeout.is_zero())),
     row(At::UpPool, "UdsServerDisable", || json!(true), Refused("pools[0].UdsServerDisable: true without BpfMapPinningEnable")),
     Row { with: &[("UdsServerDisable", || json!(true))], ..row(At::UpPool, "BpfMapPinningEnable", || json!(true), Effect(|c| pool(c).sharing == SharingMode::PinnedMap)) },
-    row(At::UpPool, "BpfdClientEnable", || json!(true), Refused("pools[0].BpfdClientEnable: true (bpfman loads the programs) is not supported yet")),
+    row(At::UpPool, "BpfdClientEnable", || json!(true), Effect(|c| pool(c).bpfman.is_some() && c.program_manager == ProgramManagerKind::Native)),
     row(At::UpPool, "UdsFuzz", || json!(true), Warned("test-only upstream switch")),
     row(At::UpPool, "RequiresUnprivilegedBpf", || json!(true), Refused("pools[0].RequiresUnprivilegedBpf: true (taking devices only where kernel.unprivileged_bpf_disabled is 0) is not supported yet")),
     row(At::UpPool, "ethtoolCmds", || json!(["-N -device- flow-type udp4 dst-ip -ip- action 1"]), Effect(|c| pool(c).ethtool_cmds.len() == 1 && pool(c).ethtool_cmds[0].dst_ip == Some(AddrSpec::PodAddress))),
@@ -240,7 +256,7 @@ const ROWS: &[Row] = &[
     row(At::V1Root, "logLevel", || json!("trace"), Effect(|c| c.log_level == LogLevel::Trace)),
     row(At::V1Root, "logFile", || json!("/var/log/afxdp/dp.log"), Effect(|c| c.log_file.is_some())),
     row(At::V1Root, "logFormat", || json!("json"), Effect(|c| c.log_format == LogFormat::Json)),
-    row(At::V1Root, "programManager", || json!("bpfman"), Refused("programManager: \"bpfman\" is not supported yet")),
+    row(At::V1Root, "programManager", || json!("bpfman"), Effect(|c| c.program_manager == ProgramManagerKind::Bpfman && pool(c).bpfman.is_some())),
     row(At::V1Root, "includeVirtualDevices", || json!(true), Effect(|c| c.include_virtual_devices)),
     row(At::V1Root, "pools", || json!([]), Effect(|c| c.pools.is_empty())),
     // ---- v1alpha1 pool
@@ -248,7 +264,7 @@ const ROWS: &[Row] = &[
     row(At::V1Pool, "mode", || json!("cdq"), Effect(|c| pool(c).mode == PoolMode::Cdq)),
     row(At::V1Pool, "selectors", || json!({"devices": [{"name": "d9"}]}), Effect(|c| pool(c).selector.drivers.is_empty())),
     row(At::V1Pool, "sharing", || json!("pinned"), Effect(|c| pool(c).sharing == SharingMode::PinnedMap)),
-    row(At::V1Pool, "sharing", || json!("csi"), Refused("pools[0].sharing: \"csi\" (bpfman's CSI driver) is not supported yet")),
+    row(At::V1Pool, "sharing", || json!("csi"), Effect(|c| pool(c).sharing == SharingMode::Csi)),
     Row { without: &["program"], ..row(At::V1Pool, "sharing", || json!("none"), Refused("pools[0].sharing: \"none\" (the raw netdev, no program) is not supported yet")) },
     row(At::V1Pool, "uid", || json!(1500), Effect(|c| pool(c).uid == 1500)),
     row(At::V1Pool, "udsTimeoutSeconds", || json!(0), Effect(|c| pool(c).uds_timeout.is_zero())),
@@ -277,6 +293,14 @@ const ROWS: &[Row] = &[
     row(At::V1Node, "drivers", || json!([]), Effect(|c| pool(c).selector.nodes[0].drivers.is_empty())),
     row(At::V1Node, "devices", || json!([{"name": "d3"}]), Effect(|c| pool(c).selector.nodes[0].devices.len() == 1)),
     // ---- v1alpha1 program and policy
+    row(At::V1Pool, "programManager", || json!("bpfman"), Effect(|c| pool(c).bpfman == Some(BpfmanPool::default()))),
+    Row { with: &[("programManager", || json!("bpfman"))], ..row(At::V1Pool, "bpfman", || json!({"priority": 7}), Effect(|c| pool(c).bpfman.as_ref().is_some_and(|b| b.priority == 7))) },
+    row(At::V1Bpfman, "image", || json!(format!("quay.io/x@{DIGEST}")), Effect(|c| bpfman(c).image.as_deref() == Some(&*format!("quay.io/x@{DIGEST}")))),
+    row(At::V1Bpfman, "pullPolicy", || json!("Always"), Effect(|c| bpfman(c).pull_policy == ImagePullPolicy::Always)),
+    row(At::V1Bpfman, "credentialsFile", || json!("/etc/afxdp/registry.json"), Effect(|c| bpfman(c).credentials_file.as_deref() == Some("/etc/afxdp/registry.json".as_ref()))),
+    row(At::V1Bpfman, "function", || json!("xsk_def_prog"), Effect(|c| bpfman(c).function.as_deref() == Some("xsk_def_prog"))),
+    row(At::V1Bpfman, "priority", || json!(1000), Effect(|c| bpfman(c).priority == 1000)),
+    row(At::V1Bpfman, "proceedOn", || json!(["drop", "redirect"]), Effect(|c| bpfman(c).proceed_on == [ProceedOn::Drop, ProceedOn::Redirect])),
     row(At::V1Program, "path", || json!("/opt/z.o"), Effect(|c| matches!(&pool(c).program, Some(ProgramSource::File { path, .. }) if path.ends_with("z.o")))),
     Row { without: &["path"], ..row(At::V1Program, "image", || json!(format!("quay.io/x@{DIGEST}")), Effect(|c| matches!(&pool(c).program, Some(ProgramSource::Image { .. })))) },
     row(At::V1Program, "function", || json!("xsk_redirect"), Effect(|c| matches!(&pool(c).program, Some(ProgramSource::File { function: Some(f), .. }) if f == "xsk_redirect"))),

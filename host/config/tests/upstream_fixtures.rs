@@ -35,7 +35,6 @@ const REFUSED: &[(&str, &[&str])] = &[
     (
         "redhat-kind-bpfd.json",
         &[
-            "bpfdClientEnable: true (bpfman loads the programs) is not supported yet (afxdp-dp has only its native, aya-based manager)",
             "pools[0].UdsServerDisable: true without BpfMapPinningEnable (the pod would get the raw netdev, or bpfman's CSI map with bpfdClientEnable) is not supported yet",
         ],
     ),

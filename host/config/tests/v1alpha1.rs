@@ -132,7 +132,7 @@ fn strict_keys_and_values() {
             r#"pools[0].xdpMode: invalid xdpMode "skb": expected one of native, generic, auto"#,
             "pools[0].program: give either path or image, not both",
             "pools[0].queues: queues must be between 1 and 1024, got 0",
-            "pools[0].Mode: unknown key; expected one of: name, mode, selectors, sharing, uid, udsTimeoutSeconds, xdpMode, program, queues, requiresUnprivilegedBpf, policy",
+            "pools[0].Mode: unknown key; expected one of: name, mode, selectors, sharing, uid, udsTimeoutSeconds, xdpMode, program, programManager, bpfman, queues, requiresUnprivilegedBpf, policy",
             "LogLevel: unknown key; expected one of: apiVersion, logLevel, logFile, logFormat, programManager, includeVirtualDevices, pools",
         ]
     );

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use afxdp_program::{NativeManager, ProgramManager};
+use afxdp_program::NativeManager;
 
 use crate::agent::Agent;
 use crate::deviceplugin::{self, PluginDirs};
@@ -15,6 +15,7 @@ use crate::handshake_backend::HandshakeBackend;
 use crate::nodeapi::{self, NodeApiService};
 use crate::policies::{PolicyPaths, PolicyStore};
 use crate::pool::Inventory;
+use crate::programs::Programs;
 use crate::sharing::UdsServers;
 use crate::state::StateStore;
 
@@ -44,6 +45,8 @@ pub struct Options {
     /// Where `/metrics`, `/healthz` and `/readyz` are served (port 0: any
     /// free port, see [`Daemon::metrics_address`]); `None`: not served.
     pub metrics_address: Option<std::net::SocketAddr>,
+    /// How bpfman pools reach bpfman (socket, paths, hook).
+    pub bpfman: crate::programs::BpfmanOptions,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -109,9 +112,16 @@ impl Daemon {
             None => None,
         };
 
-        let programs: Arc<dyn ProgramManager> = Arc::new(
-            NativeManager::new(opts.state_dir.join("pins"))
-                .map_err(|e| setup("program manager")(e.to_string()))?,
+        let native = NativeManager::new(opts.state_dir.join("pins"))
+            .map_err(|e| setup("program manager")(e.to_string()))?;
+        let programs = Arc::new(
+            Programs::new(
+                native,
+                &opts.node_name,
+                opts.bpfman.clone(),
+                &opts.state_dir,
+            )
+            .map_err(|e| setup("program manager")(e.to_string()))?,
         );
         let store = StateStore::new(&opts.state_dir);
         let state = tokio::task::spawn_blocking({
@@ -120,8 +130,16 @@ impl Daemon {
             let uds_root = opts.state_dir.join("uds");
             let (config, node) = (config.clone(), opts.node_name.clone());
             move || {
+                programs.reconcile(&config);
                 let pool_of = |device: &str| pool_by_name(&config, &node, device);
-                crate::recover::reconcile(&store, programs.as_ref(), &pool_of, &uds_root)
+                let allocation_of = |device: &str| programs.allocation_of(device);
+                crate::recover::reconcile(
+                    &store,
+                    programs.as_ref(),
+                    &pool_of,
+                    &allocation_of,
+                    &uds_root,
+                )
             }
         })
         .await

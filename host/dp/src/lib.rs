@@ -23,6 +23,7 @@ pub mod podresources;
 pub mod pods;
 pub mod policies;
 pub mod pool;
+pub mod programs;
 pub mod recover;
 pub mod sharing;
 pub mod state;

@@ -10,6 +10,7 @@ use clap::Parser;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
 use afxdp_dp::daemon::{Daemon, Options};
+use afxdp_dp::programs::{BpfmanHook, BpfmanOptions};
 
 /// The afxdp-rs node agent: kubelet device plugin for AF_XDP pools.
 #[derive(Debug, Parser)]
@@ -67,6 +68,23 @@ struct Cli {
         value_parser = metrics_address
     )]
     metrics_address: MetricsAddress,
+    /// bpfman-rpc's socket (pools with `programManager: bpfman`).
+    #[arg(
+        long,
+        env = "AFXDP_BPFMAN_SOCKET",
+        default_value = afxdp_bpfman::DEFAULT_SOCKET
+    )]
+    bpfman_socket: PathBuf,
+    /// Where bpfman's paths (its `/run/bpfman/fs/maps/...` pins) are reached
+    /// from afxdp-dp: `/` when both mount the host's `/run/bpfman`, or
+    /// `/proc/<pid>/root` to look into bpfman's mount namespace.
+    #[arg(long, env = "AFXDP_BPFMAN_ROOT", default_value = "/")]
+    bpfman_root: PathBuf,
+    /// The hook bpfman attaches pool programs to: `xdp`, or `tcx` (a tc
+    /// function of the pool's object; for kernels that refuse bpfman's
+    /// freplace XDP programs: tests only, pods get no frames).
+    #[arg(long, env = "AFXDP_BPFMAN_HOOK", value_enum, default_value = "xdp")]
+    bpfman_hook: BpfmanHookArg,
     /// Log format (default: the config file's logFormat, else text).
     #[arg(long, env = "AFXDP_LOG_FORMAT", value_enum)]
     log_format: Option<LogFormatArg>,
@@ -83,6 +101,13 @@ fn metrics_address(s: &str) -> Result<MetricsAddress, String> {
     s.parse()
         .map(|a| MetricsAddress(Some(a)))
         .map_err(|e| format!("{s:?} is neither host:port nor off: {e}"))
+}
+
+/// `--bpfman-hook` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum BpfmanHookArg {
+    Xdp,
+    Tcx,
 }
 
 /// `--log-format` values; anything else is a usage error naming these.
@@ -226,6 +251,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         kubeconfig: cli.kubeconfig,
         prepare_attachments: cli.prepare_attachments,
         metrics_address: cli.metrics_address.0,
+        bpfman: BpfmanOptions {
+            socket: cli.bpfman_socket,
+            path_root: cli.bpfman_root,
+            hook: match cli.bpfman_hook {
+                BpfmanHookArg::Xdp => BpfmanHook::Xdp,
+                BpfmanHookArg::Tcx => BpfmanHook::Tcx,
+            },
+            ..BpfmanOptions::default()
+        },
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

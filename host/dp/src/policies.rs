@@ -415,6 +415,9 @@ pub fn configured_program(cfg: &PoolConfig) -> afxdp_policy::ProgramChoice {
             choice.function = function.clone();
         }
     }
+    if let Some(b) = &cfg.bpfman {
+        choice.priority = b.priority;
+    }
     choice
 }
 

@@ -34,9 +34,11 @@ pub struct Reconciled {
 }
 
 /// Reconcile `store` with `programs`' attachments. `pool_of` names the pool
-/// a device belongs to by its name (for recovered allocations); `uds_root`
-/// is where UDS servers keep their per-device directories. Blocks (file
-/// and bpffs I/O, detach).
+/// a device belongs to by its name (for recovered allocations);
+/// `allocation_of` the allocation id a device's program was loaded for,
+/// when its manager records one (bpfman's metadata): an allocation adopts
+/// only the program loaded for it. `uds_root` is where UDS servers keep
+/// their per-device directories. Blocks (file and bpffs I/O, detach).
 ///
 /// # Errors
 /// Writing the reconciled state, or setting the unreadable file aside.
@@ -44,13 +46,14 @@ pub fn reconcile(
     store: &StateStore,
     programs: &dyn ProgramManager,
     pool_of: &dyn Fn(&str) -> Option<String>,
+    allocation_of: &dyn Fn(&str) -> Option<String>,
     uds_root: &Path,
 ) -> Result<Reconciled, StateError> {
     let attached = programs.attachments();
     let mut lost = Vec::new();
     let (state, set_aside, unmatched) = match store.load() {
         Ok(state) => {
-            let (state, dropped) = adopt(state, &attached, programs);
+            let (state, dropped) = adopt(state, &attached, programs, allocation_of);
             lost = dropped;
             remove_orphan_uds_dirs(uds_root, &state);
             (state, None, Vec::new())
@@ -83,9 +86,19 @@ fn adopt(
     mut state: StateFile,
     attached: &[Attachment],
     programs: &dyn ProgramManager,
+    allocation_of: &dyn Fn(&str) -> Option<String>,
 ) -> (StateFile, Vec<(Allocation, String)>) {
     let mut lost = Vec::new();
     state.allocations.retain(|dev, alloc| {
+        let loaded_for = allocation_of(dev);
+        if let Some(other) = loaded_for.as_ref().filter(|id| **id != alloc.allocation_id) {
+            tracing::error!(device = %dev, allocation = %alloc.allocation_id, program_allocation = %other, "the device's program was loaded for another allocation: detaching it, {PROGRAM_GONE}");
+            if let Err(e) = programs.detach(dev) {
+                tracing::error!(device = %dev, error = %e, "detaching another allocation's program failed");
+            }
+            lost.push((alloc.clone(), PROGRAM_GONE.to_string()));
+            return false;
+        }
         let keep = attached.iter().any(|a| &a.device == dev);
         if !keep {
             tracing::error!(device = %dev, "allocation without attachment dropped: {PROGRAM_GONE}");
@@ -153,6 +166,7 @@ fn recovered_allocation(a: &Attachment, pool: String, uds_root: &Path) -> Alloca
         device: a.device.clone(),
         ifindex: a.ifindex,
         program_id: a.program_id,
+        allocation_id: String::new(),
         sharing,
         host_dir,
         queues: Vec::new(),

@@ -23,6 +23,11 @@ pub struct Allocation {
     pub device: String,
     pub ifindex: u32,
     pub program_id: u32,
+    /// Unique on the node (`<device>-<unix nanos, hex>`); a bpfman pool's
+    /// program carries it in its metadata, which is how a start tells the
+    /// program of this allocation from a leftover. Empty in older files.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub allocation_id: String,
     pub sharing: SharingKind,
     /// Host directory mounted into the container at `/tmp/afxdp_dp/<device>`.
     pub host_dir: PathBuf,
@@ -61,6 +66,16 @@ pub struct Allocation {
 }
 
 impl Allocation {
+    /// A fresh [`Allocation::allocation_id`] for `device`.
+    pub fn new_id(device: &str) -> String {
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!("{device}-{nanos:x}-{n}")
+    }
+
     /// Seconds since the epoch, for `allocated_at`.
     pub fn now() -> u64 {
         SystemTime::now()
@@ -189,6 +204,7 @@ pub(crate) mod tests {
             device: dev.into(),
             ifindex: 7,
             program_id: 42,
+            allocation_id: String::new(),
             sharing: SharingKind::Uds,
             host_dir: PathBuf::from("/run/afxdp/uds").join(dev),
             queues: vec![0, 1],

@@ -154,6 +154,7 @@ impl NodePaths {
             kubeconfig: Some(self.root.join("kubeconfig")),
             prepare_attachments: false,
             metrics_address: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
+            bpfman: Default::default(),
         }
     }
 }

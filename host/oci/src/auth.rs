@@ -108,6 +108,18 @@ fn normalize_registry_key(key: &str) -> String {
     }
 }
 
+/// The user and password the dockerconfigjson file at `path` gives for the
+/// registry of `image` (`host[:port]/repo...`); `None` when it lists none.
+///
+/// # Errors
+/// The file cannot be read or is not a dockerconfigjson document.
+pub fn registry_credentials(
+    path: &Path,
+    image: &str,
+) -> Result<Option<(String, String)>, OciError> {
+    Ok(read_pull_secret(path)?.remove(&normalize_registry_key(image)))
+}
+
 fn read_pull_secret(path: &Path) -> Result<HashMap<String, (String, String)>, OciError> {
     let bad = |reason: String| OciError::PullSecret {
         path: path.to_path_buf(),

@@ -47,7 +47,7 @@ mod reference;
 pub use artifact::{
     sha256_digest, MAX_CONFIG_BYTES, MAX_LAYER_BYTES, MAX_MANIFEST_BYTES, WASM_MAGIC,
 };
-pub use auth::Auth;
+pub use auth::{registry_credentials, Auth};
 pub use error::OciError;
 pub use fetcher::{Fetched, FetchedBytecode, Fetcher, FetcherConfig, DEFAULT_BYTECODE_FILE_NAME};
 pub use reference::{PolicyRef, PullPolicy, Scheme};

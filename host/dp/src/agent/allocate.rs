@@ -12,6 +12,7 @@ use super::transaction::Undo;
 use super::{attach_mode, queues_env_name, Agent, AllocateError, ContainerGrant};
 use crate::policies;
 use crate::pool::{self, Inventory};
+use crate::programs::Decided;
 use crate::sharing::{self, SharingKind};
 use crate::state::Allocation;
 
@@ -28,6 +29,8 @@ struct Plan {
 /// The program a decision names, ready for the program manager.
 struct Program {
     object: Option<PathBuf>,
+    /// A bpfman pool's chosen image, given to bpfman as chosen.
+    bpfman_image: Option<String>,
     function: Option<String>,
     /// `builtin`, `file <path>`, `image <pinned ref>`.
     desc: String,
@@ -177,14 +180,21 @@ impl Agent {
             |p| p.call(|l, ctx| l.assign_queues(b, ctx, &view, pod)),
             || policies::configured_queues(cfg, &view),
         )?;
-        let program = self.program(&cfg.name, &choice.value)?;
-        let att = self.attach(&AttachRequest {
+        let program = self.program(cfg, &choice.value)?;
+        let allocation_id = Allocation::new_id(device);
+        let decided = Decided {
+            image: program.bpfman_image.as_deref(),
+            priority: choice.value.priority,
+            allocation: &allocation_id,
+        };
+        let req = AttachRequest {
             device,
             ifindex: nd.ifindex,
             mode: attach_mode(choice.value.mode),
             program: program.object.as_deref(),
             function: program.function.as_deref(),
-        })?;
+        };
+        let att = self.attach(cfg, &req, &decided)?;
         undo.attached(device);
         let (sharing, host_dir) = self.share(cfg, device, &att, undo)?;
         Ok(Allocation {
@@ -192,6 +202,7 @@ impl Agent {
             device: device.clone(),
             ifindex: att.ifindex,
             program_id: att.program_id,
+            allocation_id,
             sharing,
             host_dir,
             queues: queues.value.queues.clone(),
@@ -210,23 +221,36 @@ impl Agent {
         })
     }
 
-    /// Resolve the decided program (pulling a bytecode image if it names one).
+    /// Resolve the decided program (pulling a bytecode image if it names one;
+    /// a bpfman pool's image is bpfman's to pull).
     fn program(
         &self,
-        pool: &str,
+        cfg: &afxdp_config::PoolConfig,
         choice: &afxdp_policy::ProgramChoice,
     ) -> Result<Program, AllocateError> {
+        let pool = cfg.name.as_str();
         let function = choice.function.clone();
         Ok(match &choice.source {
             afxdp_policy::ProgramSource::Builtin => Program {
                 object: None,
+                bpfman_image: None,
                 function,
-                desc: "builtin".to_string(),
+                desc: match cfg.bpfman.as_ref().and_then(|b| b.image.as_ref()) {
+                    Some(image) => format!("image {image}"),
+                    None => "builtin".to_string(),
+                },
             },
             afxdp_policy::ProgramSource::File(path) => Program {
                 object: Some(path.clone()),
+                bpfman_image: None,
                 function,
                 desc: format!("file {}", path.display()),
+            },
+            afxdp_policy::ProgramSource::Image(image) if cfg.bpfman.is_some() => Program {
+                object: None,
+                bpfman_image: Some(image.clone()),
+                function,
+                desc: format!("image {image}"),
             },
             afxdp_policy::ProgramSource::Image(image) => {
                 let Some(images) = &self.images else {
@@ -243,6 +267,7 @@ impl Agent {
                     })?;
                 Program {
                     object: Some(r.object),
+                    bpfman_image: None,
                     function: r.function,
                     desc: format!("image {}", r.pinned),
                 }
@@ -253,15 +278,20 @@ impl Agent {
     /// Attach; a free device may carry a prepared attachment (see
     /// `prepare`): the same request returns it at once, another program or
     /// mode replaces it.
-    fn attach(&self, req: &AttachRequest<'_>) -> Result<afxdp_program::Attachment, AllocateError> {
+    fn attach(
+        &self,
+        cfg: &afxdp_config::PoolConfig,
+        req: &AttachRequest<'_>,
+        decided: &Decided<'_>,
+    ) -> Result<afxdp_program::Attachment, AllocateError> {
         let attach_err = |source| AllocateError::Attach {
             device: req.device.to_string(),
             source,
         };
-        match self.programs.attach(req) {
+        match self.programs.attach_in(cfg, req, decided) {
             Err(afxdp_program::ProgramError::AlreadyAttached { .. }) => {
                 self.programs.detach(req.device).map_err(attach_err)?;
-                self.programs.attach(req)
+                self.programs.attach_in(cfg, req, decided)
             }
             other => other,
         }

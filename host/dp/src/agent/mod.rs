@@ -33,7 +33,7 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
 use tokio::sync::watch;
 
-use afxdp_program::{AttachRequest, ProgramManager};
+use afxdp_program::AttachRequest;
 use afxdp_proto::deviceplugin as dp;
 
 pub use claim::{Claim, Claimant, NetnsId};
@@ -45,6 +45,7 @@ use crate::images::ImageResolver;
 use crate::metrics::Metrics;
 use crate::policies::{self, PolicyStore};
 use crate::pool::Inventory;
+use crate::programs::Programs;
 use crate::sharing::{SharingKind, UdsServers};
 use crate::state::{Allocation, StateFile, StateStore};
 
@@ -104,7 +105,8 @@ pub struct Agent {
     uds: Mutex<UdsServers>,
     /// Serializes state-file writes (`transaction`).
     writer: Mutex<()>,
-    programs: Arc<dyn ProgramManager>,
+    /// The program manager of each pool (native or bpfman).
+    programs: Arc<Programs>,
     policies: Option<Arc<PolicyStore>>,
     /// Pulls the bytecode images policies choose; `None`: images are refused.
     images: Option<Arc<ImageResolver>>,
@@ -119,7 +121,7 @@ impl Agent {
         inventory: Inventory,
         state: StateFile,
         store: StateStore,
-        programs: Arc<dyn ProgramManager>,
+        programs: Arc<Programs>,
         uds: UdsServers,
         policies: Option<Arc<PolicyStore>>,
     ) -> Self {
@@ -232,6 +234,10 @@ impl Agent {
 
     /// Attach `cfg`'s configured program to the free device `nd` (best effort).
     fn prepare(&self, cfg: &afxdp_config::PoolConfig, nd: &afxdp_netdev::NetDev) {
+        if cfg.bpfman.is_some() {
+            // bpfman loads per allocation (its metadata names the allocation).
+            return;
+        }
         let choice = policies::configured_program(cfg);
         let program = match &choice.source {
             afxdp_policy::ProgramSource::Builtin => None,
