@@ -387,9 +387,8 @@ pub enum SharingMode {
     /// The map is pinned in bpffs and the pin directory is mounted into the
     /// pod (hostPath). Upstream: `UdsServerDisable` + `BpfMapPinningEnable`.
     PinnedMap,
-    /// The CSI driver mounts the map. Upstream:
-    /// `UdsServerDisable` with `bpfdClientEnable`. Not supported yet: the
-    /// parser refuses it.
+    /// afxdp-dp annotates the pod at Allocate and its CSI node plugin
+    /// (`csi.afxdp.io`) pins the map into the pod's inline volume.
     Csi,
     /// Nothing is loaded; the pod gets the raw netdev and brings its own
     /// program (it needs the privileges for that). Upstream:

@@ -75,6 +75,9 @@ pub struct Daemon {
     shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     _link_watcher: afxdp_netdev::LinkWatcher,
+    /// The API server's pods (the CSI node plugin reads annotations there).
+    pods: Option<crate::pods::PodDirectory>,
+    node_name: String,
 }
 
 impl Daemon {
@@ -310,6 +313,7 @@ impl Daemon {
             dir: opts.device_plugin_dir.clone(),
             poll: opts.kubelet_poll,
         };
+        let csi_pods = pods.clone();
         let finder = pods.map(|pods| {
             Arc::new(crate::admitting::PodFinder {
                 pods,
@@ -342,7 +346,24 @@ impl Daemon {
             shutdown,
             tasks,
             _link_watcher: link_watcher,
+            pods: csi_pods,
+            node_name: opts.node_name.clone(),
         })
+    }
+
+    /// Serve the CSI node plugin `csi.afxdp.io` (pools with sharing `csi`)
+    /// on `opts.socket`, registered in kubelet's `plugins_registry`, until
+    /// [`Daemon::stop`].
+    pub fn serve_csi(&mut self, opts: &crate::csi::CsiOptions) -> Result<(), StartError> {
+        let service = crate::csi::node_service(
+            self.node_name.clone(),
+            self.agent.clone(),
+            self.pods.clone(),
+        );
+        let tasks = crate::csi::serve(opts, service, self.shutdown.subscribe())
+            .map_err(|e| setup("CSI sockets")(e.to_string()))?;
+        self.tasks.extend(tasks);
+        Ok(())
     }
 
     /// Stop serving; attachments, pins and state stay for the next run.

@@ -43,13 +43,14 @@ pub struct PoolPlugin {
 
 impl PoolPlugin {
     /// The pod this container allocation is for, as far as it can be told
-    /// (only pools with a policy ask: the default decisions do not read it).
-    async fn pod_for(&self, devices: &[String]) -> afxdp_policy::Pod {
+    /// (only pools with a policy, or sharing through CSI, ask: the default
+    /// decisions do not read it).
+    async fn pod_for(&self, devices: &[String], csi: bool) -> afxdp_policy::Pod {
         let mut pod = afxdp_policy::Pod::default();
         let Some(finder) = &self.finder else {
             return pod;
         };
-        if !self.agent.pool_has_policy(&self.pool) {
+        if !csi && !self.agent.pool_has_policy(&self.pool) {
             return pod;
         }
         if let Some(found) = finder.find(&resource_name(&self.pool), devices.len()).await {
@@ -112,7 +113,8 @@ pub fn allocate_status(e: &AllocateError) -> Status {
         AllocateError::Policy { .. }
         | AllocateError::PolicyUnavailable { .. }
         | AllocateError::FilterTemplate { .. }
-        | AllocateError::Image { .. } => Status::failed_precondition(msg),
+        | AllocateError::Image { .. }
+        | AllocateError::Subfunction { .. } => Status::failed_precondition(msg),
         AllocateError::State(_) => Status::unavailable(msg),
     }
 }
@@ -179,8 +181,10 @@ impl DevicePlugin for PoolPlugin {
         for c in req.into_inner().container_requests {
             let agent = self.agent.clone();
             let pool = self.pool.clone();
-            let pod = self.pod_for(&c.devices_i_ds).await;
+            let csi = self.agent.pool_shares_by_csi(&self.pool);
+            let pod = self.pod_for(&c.devices_i_ds, csi).await;
             let known = (pod.namespace.clone(), pod.name.clone());
+            let devices = c.devices_i_ds.clone();
             let count = c.devices_i_ds.len();
             let span = tracing::info_span!("allocate", pool = %pool, devices = ?c.devices_i_ds, pod = %format!("{}/{}", pod.namespace, pod.name));
             let grant = afxdp_policy::Blocking::spawn(move |b| {
@@ -196,6 +200,23 @@ impl DevicePlugin for PoolPlugin {
                     return Err(allocate_status(&e));
                 }
             };
+            if csi {
+                let pods = self.finder.as_ref().map(|f| &f.pods);
+                let pod = (known.0.as_str(), known.1.as_str());
+                if let Err(e) = crate::csi::admit::annotate_admitted(
+                    pods,
+                    &self.agent,
+                    &self.pool,
+                    pod,
+                    &devices,
+                )
+                .await
+                {
+                    tracing::error!(pool = %self.pool, error = %e, "allocate failed");
+                    self.report_failure(known, count, &e.to_string()).await;
+                    return Err(Status::failed_precondition(e.to_string()));
+                }
+            }
             container_responses.push(dp::ContainerAllocateResponse {
                 envs: grant.envs.into_iter().collect(),
                 mounts: grant

@@ -8,10 +8,12 @@
 //! registration, restart watch), [`sharing`] (UDS servers, mount paths),
 //! [`handshake_backend`] + [`podresources`] (who may get a map), [`nodeapi`]
 //! (CNI ↔ daemon), [`state`] (crash-safe persistence), [`recover`] (state vs.
-//! kernel at start), [`daemon`] (wiring).
+//! kernel at start), [`csi`] (the CSI node plugin of sharing mode `csi`),
+//! [`daemon`] (wiring).
 
 pub mod admitting;
 pub mod agent;
+pub mod csi;
 pub mod daemon;
 pub mod deviceplugin;
 pub mod handshake_backend;
@@ -27,3 +29,4 @@ pub mod programs;
 pub mod recover;
 pub mod sharing;
 pub mod state;
+pub mod subfunction;

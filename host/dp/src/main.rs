@@ -85,6 +85,18 @@ struct Cli {
     /// freplace XDP programs: tests only, pods get no frames).
     #[arg(long, env = "AFXDP_BPFMAN_HOOK", value_enum, default_value = "xdp")]
     bpfman_hook: BpfmanHookArg,
+    /// Serve the CSI node plugin `csi.afxdp.io` (pools with sharing `csi`)
+    /// on this socket (conventionally
+    /// `/var/lib/kubelet/plugins/csi.afxdp.io/csi.sock`); unset: not served.
+    #[arg(long, env = "AFXDP_CSI_SOCKET")]
+    csi_socket: Option<PathBuf>,
+    /// Kubelet's plugin registration directory (the CSI plugin registers there).
+    #[arg(
+        long,
+        env = "AFXDP_PLUGINS_REGISTRY_DIR",
+        default_value = afxdp_dp::csi::DEFAULT_REGISTRY_DIR
+    )]
+    plugins_registry_dir: PathBuf,
     /// Log format (default: the config file's logFormat, else text).
     #[arg(long, env = "AFXDP_LOG_FORMAT", value_enum)]
     log_format: Option<LogFormatArg>,
@@ -238,6 +250,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             .into_string()
             .map_err(|_| anyhow::anyhow!("hostname is not UTF-8"))?,
     };
+    let csi = cli.csi_socket.map(|socket| afxdp_dp::csi::CsiOptions {
+        socket,
+        registry_dir: Some(cli.plugins_registry_dir),
+    });
     let opts = Options {
         config: cli.config,
         device_plugin_dir: cli.device_plugin_dir,
@@ -266,7 +282,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .build()
         .context("tokio runtime")?;
     rt.block_on(async {
-        let daemon = Daemon::start(opts).await?;
+        let mut daemon = Daemon::start(opts).await?;
+        if let Some(csi) = &csi {
+            daemon.serve_csi(csi)?;
+        }
         tracing::info!("afxdp-dp running");
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {

@@ -72,6 +72,38 @@ impl PodDirectory {
 }
 
 impl PodDirectory {
+    /// The whole pod (spec, status, metadata); `None` when it does not exist.
+    pub async fn get(&self, namespace: &str, name: &str) -> Result<Option<Pod>, PodsError> {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        tokio::time::timeout(self.timeout, api.get_opt(name))
+            .await
+            .map_err(|_| PodsError::Api(format!("GET pod {namespace}/{name} timed out")))?
+            .map_err(|e| PodsError::Api(e.to_string()))
+    }
+
+    /// Add `annotations` to the pod (a JSON merge patch of
+    /// `metadata.annotations`: other annotations stay, these keys are set).
+    pub async fn annotate(
+        &self,
+        namespace: &str,
+        name: &str,
+        annotations: &BTreeMap<String, String>,
+    ) -> Result<(), PodsError> {
+        use kube::api::{Patch, PatchParams};
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let patch = serde_json::json!({ "metadata": { "annotations": annotations } });
+        tokio::time::timeout(
+            self.timeout,
+            api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)),
+        )
+        .await
+        .map_err(|_| PodsError::Api(format!("PATCH pod {namespace}/{name} timed out")))?
+        .map_err(|e| PodsError::Api(format!("PATCH pod {namespace}/{name}: {e}")))?;
+        Ok(())
+    }
+}
+
+impl PodDirectory {
     /// Pods bound to `node` that have not started yet (`status.phase=Pending`).
     pub async fn pending_on(&self, node: &str) -> Result<Vec<Pod>, PodsError> {
         let api: Api<Pod> = Api::all(self.client.clone());

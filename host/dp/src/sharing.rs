@@ -24,6 +24,9 @@ pub const MAP_FILE: &str = "xsks_map";
 pub enum SharingKind {
     Uds,
     Pinned,
+    /// The CSI node plugin pins the map into the pod's inline volume
+    /// ([`crate::csi`]); Allocate mounts nothing.
+    Csi,
 }
 
 impl SharingKind {
@@ -31,6 +34,7 @@ impl SharingKind {
         match self {
             SharingKind::Uds => "uds",
             SharingKind::Pinned => "pinned",
+            SharingKind::Csi => "csi",
         }
     }
 }

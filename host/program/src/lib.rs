@@ -30,7 +30,19 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
+pub use bpffs::{is_bpffs, mount_bpffs};
 pub use native::NativeManager;
+
+/// Pins the BPF object `fd` (a map, a program, a link) at `path`, whose
+/// parent directory must be on a bpffs (`BPF_OBJ_PIN`). The same object may
+/// be pinned in several places and bpffs instances.
+///
+/// # Errors
+/// [`ProgramError::Syscall`] naming `BPF_OBJ_PIN` (`EEXIST` when `path`
+/// exists, `EPERM` off a bpffs).
+pub fn pin_object(fd: std::os::fd::BorrowedFd<'_>, path: &Path) -> Result<(), ProgramError> {
+    sys::obj_pin(fd, path).map_err(|e| ProgramError::syscall("BPF_OBJ_PIN", path.display(), e))
+}
 
 /// Attaches `prog` to `ifindex` of the caller's netns as an XDP link
 /// (`BPF_LINK_CREATE`) in `mode` (native or generic; [`XdpMode::Auto`] is

@@ -20,10 +20,18 @@ use crate::state::Allocation;
 struct Plan {
     cfg: afxdp_config::PoolConfig,
     /// The requested devices as the inventory saw them.
-    devices: Vec<afxdp_netdev::NetDev>,
+    devices: Vec<Requested>,
     /// Requested devices kubelet had given out before (no CNI DEL came).
     stale: Vec<String>,
     policy: PolicySnapshot,
+}
+
+/// One requested device: its ID, the netdev the inventory saw (a `cdq`
+/// slot's parent) and, in a `cdq` pool, the slot's subfunction number.
+struct Requested {
+    id: String,
+    netdev: afxdp_netdev::NetDev,
+    slot: Option<u32>,
 }
 
 /// The program a decision names, ready for the program manager.
@@ -73,8 +81,8 @@ impl Agent {
         self.clear_stale(&plan.stale)?;
         let mut undo = Undo::new(self);
         let mut made = Vec::with_capacity(plan.devices.len());
-        for nd in &plan.devices {
-            made.push(self.allocate_device(b, &plan, nd, &pod, &mut undo)?);
+        for requested in &plan.devices {
+            made.push(self.allocate_device(b, &plan, requested, &pod, &mut undo)?);
         }
         self.commit(&made)?;
         undo.disarm();
@@ -132,7 +140,11 @@ impl Agent {
                     state: dev.netdev.state,
                 });
             }
-            plan.devices.push(dev.netdev.clone());
+            plan.devices.push(Requested {
+                id: device.clone(),
+                netdev: dev.netdev.clone(),
+                slot: dev.slot,
+            });
         }
         Ok(plan)
     }
@@ -145,9 +157,21 @@ impl Agent {
         }
         for device in stale {
             tracing::warn!(device, "device was still allocated; re-allocating");
-            self.stop_uds(device);
-            if let Err(e) = self.programs.detach(device) {
+            let old = self.lock().state.allocations.get(device).cloned();
+            let attached = old
+                .as_ref()
+                .map_or(device.as_str(), |a| a.attached_device());
+            self.stop_uds(attached);
+            if let Err(e) = self.programs.detach(attached) {
                 tracing::warn!(device, error = %e, "detach before re-allocation failed");
+            }
+            if let Some(sf) = old.as_ref().and_then(|a| a.subfunction.as_ref()) {
+                crate::subfunction::delete(&*self.devlink, sf, device).map_err(|source| {
+                    AllocateError::Subfunction {
+                        device: device.clone(),
+                        source,
+                    }
+                })?;
             }
             self.lock().state.allocations.remove(device);
         }
@@ -155,15 +179,48 @@ impl Agent {
         Ok(())
     }
 
+    /// In a `cdq` pool, create and activate the slot's subfunction (undone
+    /// with the rest); the netdev to attach to and hand out: the
+    /// subfunction's, or the device itself. Blocks (devlink, sysfs).
+    fn subfunction(
+        &self,
+        req: &Requested,
+        undo: &mut Undo<'_>,
+    ) -> Result<
+        (
+            afxdp_netdev::NetDev,
+            Option<crate::subfunction::Subfunction>,
+        ),
+        AllocateError,
+    > {
+        let Some(sfnum) = req.slot else {
+            return Ok((req.netdev.clone(), None));
+        };
+        let (sf, nd) = crate::subfunction::create(
+            &*self.devlink,
+            &req.netdev,
+            sfnum,
+            crate::subfunction::NETDEV_WAIT,
+        )
+        .map_err(|source| AllocateError::Subfunction {
+            device: req.id.clone(),
+            source,
+        })?;
+        undo.subfunction_created(&req.id, &sf);
+        Ok((nd, Some(sf)))
+    }
+
     /// Decide, attach and share one device (no lock held).
     fn allocate_device(
         &self,
         b: &Blocking,
         plan: &Plan,
-        nd: &afxdp_netdev::NetDev,
+        requested: &Requested,
         pod: &afxdp_policy::Pod,
         undo: &mut Undo<'_>,
     ) -> Result<Allocation, AllocateError> {
+        let (nd, subfunction) = self.subfunction(requested, undo)?;
+        let nd = &nd;
         let (cfg, device) = (&plan.cfg, &nd.name);
         let view = policies::netdev_view(nd);
         let choice = decide(
@@ -199,7 +256,7 @@ impl Agent {
         let (sharing, host_dir) = self.share(cfg, device, &att, undo)?;
         Ok(Allocation {
             pool: cfg.name.clone(),
-            device: device.clone(),
+            device: requested.id.clone(),
             ifindex: att.ifindex,
             program_id: att.program_id,
             allocation_id,
@@ -218,6 +275,7 @@ impl Agent {
             claim: None,
             recovered: false,
             releasing: false,
+            subfunction,
         })
     }
 
@@ -325,6 +383,9 @@ impl Agent {
                     })?;
                 Ok((SharingKind::Pinned, att.map_dir.clone()))
             }
+            // The CSI node plugin pins the map into the pod's volume when
+            // kubelet publishes it; the deviceplugin edge annotates the pod.
+            afxdp_config::SharingMode::Csi => Ok((SharingKind::Csi, att.map_dir.clone())),
             other => Err(AllocateError::Unsupported {
                 pool: cfg.name.clone(),
                 what: format!("sharing mode {other:?}"),
@@ -357,15 +418,19 @@ impl Agent {
 fn grant(pool_name: &str, made: &[Allocation]) -> ContainerGrant {
     let mut grant = ContainerGrant::default();
     for a in made {
-        grant
-            .mounts
-            .push((sharing::container_dir(&a.device), a.host_dir.clone()));
+        if a.sharing != SharingKind::Csi {
+            grant.mounts.push((
+                sharing::container_dir(a.attached_device()),
+                a.host_dir.clone(),
+            ));
+        }
         let queues: Vec<String> = a.queues.iter().map(u32::to_string).collect();
         grant
             .envs
-            .insert(queues_env_name(&a.device), queues.join(","));
+            .insert(queues_env_name(a.attached_device()), queues.join(","));
     }
-    let names: Vec<&str> = made.iter().map(|a| a.device.as_str()).collect();
+    // The pod sees the netdevs: a `cdq` slot's is its subfunction's.
+    let names: Vec<&str> = made.iter().map(|a| a.attached_device()).collect();
     grant
         .envs
         .insert(pool::devices_env_name(pool_name), names.join(" "));

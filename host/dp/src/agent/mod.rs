@@ -48,6 +48,7 @@ use crate::pool::Inventory;
 use crate::programs::Programs;
 use crate::sharing::{SharingKind, UdsServers};
 use crate::state::{Allocation, StateFile, StateStore};
+use crate::subfunction::{Devlink, KernelDevlink};
 
 /// What afxdp-cni applies for an allocated device.
 #[derive(Debug, Clone)]
@@ -110,6 +111,8 @@ pub struct Agent {
     policies: Option<Arc<PolicyStore>>,
     /// Pulls the bytecode images policies choose; `None`: images are refused.
     images: Option<Arc<ImageResolver>>,
+    /// Creates and deletes the subfunctions of `cdq` pools.
+    devlink: Arc<dyn Devlink>,
     store: StateStore,
     /// The names of the served pools (the daemon serves one device plugin each).
     pool_set: watch::Sender<Vec<String>>,
@@ -152,6 +155,7 @@ impl Agent {
             programs,
             policies,
             images: None,
+            devlink: Arc::new(KernelDevlink::default()),
             store,
             pool_set,
             metrics: Arc::default(),
@@ -171,6 +175,23 @@ impl Agent {
     /// Turn attachment preparation on or off (see [`Agent::prepare_free_devices`]).
     pub fn with_preparation(prepare: bool, agent: Agent) -> Agent {
         Agent { prepare, ..agent }
+    }
+
+    /// Create `cdq` pools' subfunctions through `devlink` (tests inject faults).
+    pub fn with_devlink(devlink: Arc<dyn Devlink>, agent: Agent) -> Agent {
+        Agent { devlink, ..agent }
+    }
+
+    /// The allocated device whose attached netdev is `netdev` (a `cdq`
+    /// slot's ID for its subfunction's netdev); `netdev` itself otherwise.
+    /// The UDS handshake names the netdev the pod sees.
+    pub fn device_of_netdev(&self, netdev: &str) -> String {
+        self.lock()
+            .state
+            .allocations
+            .values()
+            .find(|a| a.subfunction.is_some() && a.attached_device() == netdev)
+            .map_or_else(|| netdev.to_string(), |a| a.device.clone())
     }
 
     /// Let policies choose bytecode images (pulled through `images`).
@@ -201,6 +222,24 @@ impl Agent {
             .is_some_and(|p| p.config.policy.is_some())
     }
 
+    /// Whether `pool` shares its maps through the CSI node plugin (its
+    /// Allocate must annotate the pod it admits).
+    pub fn pool_shares_by_csi(&self, pool: &str) -> bool {
+        self.lock()
+            .inventory
+            .pool(pool)
+            .is_some_and(|p| p.config.sharing == afxdp_config::SharingMode::Csi)
+    }
+
+    /// A fresh FD of `device`'s XSKMAP (the CSI node plugin pins it into the
+    /// pod's volume). Blocks (`BPF_OBJ_GET`).
+    pub fn xsk_map_fd(
+        &self,
+        device: &str,
+    ) -> Result<std::os::fd::OwnedFd, afxdp_program::ProgramError> {
+        self.programs.xsk_map_fd(device)
+    }
+
     /// The claim CNI ADD recorded for `device`, if it is allocated and plumbed.
     pub fn claim_of(&self, device: &str) -> Option<Claim> {
         self.lock()
@@ -223,6 +262,7 @@ impl Agent {
             .inventory
             .pools()
             .flat_map(|p| p.devices.values().map(move |d| (p, d)))
+            .filter(|(_, d)| d.slot.is_none())
             .filter(|(_, d)| d.present && !inner.state.allocations.contains_key(&d.netdev.name))
             .map(|(p, d)| (p.config.clone(), d.netdev.clone()))
             .collect();
@@ -272,7 +312,7 @@ impl Agent {
                 .filter(|a| a.sharing == SharingKind::Uds && !a.releasing)
                 .filter_map(|a| {
                     let cfg = &inner.inventory.pool(&a.pool)?.config;
-                    Some((a.device.clone(), cfg.uid, cfg.uds_timeout))
+                    Some((a.attached_device().to_string(), cfg.uid, cfg.uds_timeout))
                 })
                 .collect()
         };
