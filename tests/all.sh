@@ -50,6 +50,11 @@ stage bench-quick bash tests/bench.sh --quick --json target/bench/ci-quick.json
 # A qemu guest booting Debian's kernel (tests/qemu): plain XDP and an freplace
 # program in a dispatcher's slot, which this host's kernel refuses (~20 s).
 stage qemu-guest bash tests/qemu/xdp-freplace.sh --timeout 60
+# Issue 9's XDP path through bpfman in that guest (tests/qemu/bpfman-xdp.sh):
+# bpfman pulls the built-in program's image over HTTPS inside the guest,
+# attaches it natively, the unprivileged pod app counts exact frames, release
+# unloads (~20-40 s).
+stage qemu-bpfman bash tests/qemu/bpfman-xdp.sh --timeout 180
 # A real single-node Kubernetes (tests/k8s, built from the Go module proxy
 # into a versioned cache: a warm run builds nothing) up and down, cleanly.
 stage k8s-node bash tests/k8s/ci.sh

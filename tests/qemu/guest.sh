@@ -4,8 +4,9 @@
 # programs, which bpfman uses for every XDP attach, so the XDP paths that need
 # them run here instead.
 #
-#   guest.sh [--timeout S] [--log FILE] [--bin PATH]... [--file SRC:DEST]...
-#            [--module NAME]... TEST_SCRIPT
+#   guest.sh [--timeout S] [--log FILE] [--mem MB] [--bin PATH]...
+#            [--file SRC:DEST]... [--module NAME]... [--env NAME=VALUE]...
+#            TEST_SCRIPT
 #
 # --bin PATH[:DEST] copy an executable to the same path (or DEST) in the
 #                 guest, with the libraries `ldd` lists and the dynamic loader
@@ -13,6 +14,10 @@
 # --file SRC:DEST copy a file (BPF object, config, ...) to DEST in the guest
 # --module NAME   insert a module from the kernel package (with its depends);
 #                 veth is always inserted
+# --env NAME=VALUE exported to the test script
+# --mem MB        guest memory (default 1024); the initramfs (uncompressed:
+#                 decompressing it under emulation costs more than copying
+#                 it) is held twice while it is unpacked
 # TEST_SCRIPT     run as `sh /test/run.sh` by /init; exit 0 prints the PASS
 #                 marker, anything else the FAIL marker
 #
@@ -29,6 +34,8 @@ log=""
 bins=()
 files=()
 modules=(veth)
+envs=()
+mem_mb=1024
 work=""
 qemu_pid=""
 
@@ -53,7 +60,9 @@ parse_args() {
       --bin) bins+=("$2"); shift 2 ;;
       --file) files+=("$2"); shift 2 ;;
       --module) modules+=("$2"); shift 2 ;;
-      -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+      --env) [[ $2 == [A-Za-z_]*=* ]] || die "--env wants NAME=VALUE, not $2"; envs+=("$2"); shift 2 ;;
+      --mem) mem_mb=$2; shift 2 ;;
+      -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
       -*) die "unknown option $1" ;;
       *) break ;;
     esac
@@ -65,7 +74,7 @@ parse_args() {
 
 need_tools() {
   local t
-  for t in qemu-system-x86_64 apt-get dpkg cpio gzip modinfo; do
+  for t in qemu-system-x86_64 apt-get dpkg cpio modinfo; do
     command -v "$t" >/dev/null || die "$t missing (tests/install.sh installs it)"
   done
   [[ -x /bin/busybox ]] && /bin/busybox --list | grep -qx poweroff ||
@@ -188,8 +197,11 @@ EOF
 # has as an applet: Debian's busybox sh runs its applets before anything on
 # PATH (iproute2's ip, which knows XDP and netns, would lose to busybox's).
 write_test() {
-  local b name
+  local b name e
   {
+    for e in "${envs[@]}"; do
+      printf 'export %s=%q\n' "${e%%=*}" "${e#*=}"
+    done
     for b in "${bins[@]}"; do
       b=${b#*:}
       name=${b##*/}
@@ -209,7 +221,7 @@ build_initramfs() {
   write_test "$root/test/run.sh"
   add_modules "$(echo "$kdir"/root/lib/modules/*)" "$root"
   write_init "$root"
-  (cd "$root" && find . -print0 | cpio --null -o -H newc --quiet | gzip -1) >"$out"
+  (cd "$root" && find . -print0 | cpio --null -o -H newc --quiet) >"$out"
 }
 
 # Boot and wait for qemu to exit (poweroff, panic with -no-reboot, timeout).
@@ -221,7 +233,7 @@ run_qemu() {
   start=$(date +%s%N)
   # -nic none: the guest's network is its own veths only, never the host's.
   timeout -k 5 "$timeout_s" qemu-system-x86_64 -machine q35 -accel tcg -cpu max "${bios[@]}" \
-    -m 1024 -smp 2 -nographic -no-reboot -nic none \
+    -m "$mem_mb" -smp 2 -nographic -no-reboot -nic none \
     -kernel "$kernel" -initrd "$initrd" \
     -append "console=ttyS0 panic=-1 quiet" </dev/null >"$log" 2>&1 &
   qemu_pid=$!
@@ -237,8 +249,8 @@ main() {
   [[ -n $log ]] || log=$work/console.log
   local kdir
   kdir=$(kernel_dir)
-  build_initramfs "$kdir" "$work/initrd.gz"
-  run_qemu "$(echo "$kdir"/root/boot/vmlinuz-*)" "$work/initrd.gz"
+  build_initramfs "$kdir" "$work/initrd.cpio"
+  run_qemu "$(echo "$kdir"/root/boot/vmlinuz-*)" "$work/initrd.cpio"
   echo "qemu start to exit: $((boot_ms / 1000)).$(printf %03d $((boot_ms % 1000))) s (qemu exit $qemu_rc)"
   if tr -d '\r' <"$log" | grep -qx "$MARKER PASS"; then
     # What the test printed, between the markers.

@@ -98,6 +98,13 @@ impl HandshakeBackend {
 
 impl HandshakeBackend {
     fn check(&self, device: &str, pod: &PodRef, peer: &PeerCred) -> Result<(), Refusal> {
+        // A `cdq` pod names its subfunction's netdev; claims and kubelet know the slot.
+        let slot = self
+            .agent
+            .get()
+            .and_then(Weak::upgrade)
+            .map(|a| a.device_of_netdev(device));
+        let device = slot.as_deref().unwrap_or(device);
         let (claim, ns, name) = self.claim(device)?;
         let ns_ok = pod.namespace.as_deref().is_none_or(|sent| sent == ns);
         if !names_match(&pod.name, &name) || !ns_ok {

@@ -72,7 +72,9 @@ impl NodeApiService {
 
 fn release_status(e: &ReleaseError) -> Status {
     match e {
-        ReleaseError::Detach { .. } => Status::internal(e.to_string()),
+        ReleaseError::Detach { .. } | ReleaseError::Subfunction { .. } => {
+            Status::internal(e.to_string())
+        }
         ReleaseError::Busy(_) | ReleaseError::State(_) => Status::unavailable(e.to_string()),
     }
 }

@@ -22,6 +22,10 @@ pub struct PoolDevice {
     /// while a live allocation holds it here: listed Unhealthy, so kubelet
     /// gives it to no one else, until the release moves it.
     pub leaving: bool,
+    /// `cdq` pools: this entry is subfunction slot `sfnum` of `netdev`, its
+    /// parent (the entry's ID is [`crate::subfunction::slot_id`]); `None`:
+    /// the netdev itself is the device.
+    pub slot: Option<u32>,
 }
 
 /// One pool: its config and its devices by name.
@@ -29,6 +33,17 @@ pub struct PoolDevice {
 pub struct Pool {
     pub config: PoolConfig,
     pub devices: BTreeMap<String, PoolDevice>,
+}
+
+impl PoolDevice {
+    /// Whether the netdev `name` is this entry's (`id`): the device itself,
+    /// or a `cdq` slot's parent.
+    fn is(&self, id: &str, name: &str) -> bool {
+        match self.slot {
+            Some(_) => self.netdev.name == name,
+            None => id == name,
+        }
+    }
 }
 
 impl Pool {
@@ -81,7 +96,7 @@ impl Inventory {
                 is_primary_host_interface: default_route.iter().any(|r| r == &d.name),
             })
             .collect();
-        let assigned = afxdp_config::selector::assign_pools(config, node_name, &facts);
+        let assigned = afxdp_config::selector::assign_pools_detailed(config, node_name, &facts);
         let mut pools: BTreeMap<String, Pool> = config
             .pools
             .iter()
@@ -95,20 +110,28 @@ impl Inventory {
                 )
             })
             .collect();
-        for (pool, names) in assigned {
-            let Some(p) = pools.get_mut(&pool) else {
+        for assignment in assigned {
+            let Some(p) = pools.get_mut(&assignment.pool) else {
                 continue;
             };
-            for name in names {
-                if let Some(nd) = netdevs.iter().find(|d| d.name == name) {
-                    p.devices.insert(
-                        name.clone(),
-                        PoolDevice {
-                            netdev: nd.clone(),
-                            present: true,
-                            leaving: false,
-                        },
-                    );
+            let cdq = p.config.mode == afxdp_config::PoolMode::Cdq;
+            for dev in assignment.devices {
+                let Some(nd) = netdevs.iter().find(|d| d.name == dev.name) else {
+                    continue;
+                };
+                let entry = |slot| PoolDevice {
+                    netdev: nd.clone(),
+                    present: true,
+                    leaving: false,
+                    slot,
+                };
+                if cdq {
+                    for sfnum in 1..=dev.secondary.unwrap_or(1) {
+                        let id = crate::subfunction::slot_id(&dev.name, sfnum);
+                        p.devices.insert(id, entry(Some(sfnum)));
+                    }
+                } else {
+                    p.devices.insert(dev.name.clone(), entry(None));
                 }
             }
         }
@@ -118,6 +141,7 @@ impl Inventory {
                     netdev: nd.clone(),
                     present: false,
                     leaving: false,
+                    slot: None,
                 });
             }
         }
@@ -236,10 +260,10 @@ impl Inventory {
             return Vec::new();
         };
         p.devices
-            .values()
-            .map(|d| dp::Device {
-                id: d.netdev.name.clone(),
-                health: if Self::is_healthy(d, is_allocated(&d.netdev.name)) {
+            .iter()
+            .map(|(id, d)| dp::Device {
+                id: id.clone(),
+                health: if Self::is_healthy(d, is_allocated(id)) {
                     dp::HEALTHY
                 } else {
                     dp::UNHEALTHY
@@ -252,40 +276,45 @@ impl Inventory {
             .collect()
     }
 
-    /// Apply a fresh view of a device seen in the host netns (link changed, or it came back).
+    /// Apply a fresh view of a device seen in the host netns (link changed,
+    /// or it came back); a `cdq` parent updates each of its slots.
     pub fn device_seen(&mut self, nd: &NetDev) -> Option<Changed> {
+        let mut changed = None;
         for p in self.pools.values_mut() {
-            if let Some(d) = p.devices.get_mut(&nd.name) {
+            for (id, d) in p.devices.iter_mut() {
+                if !d.is(id, &nd.name) {
+                    continue;
+                }
                 let before = (d.present, d.netdev.state, d.netdev.ifindex);
                 d.present = true;
                 d.netdev = nd.clone();
-                if before != (d.present, d.netdev.state, d.netdev.ifindex) {
-                    return Some(Changed {
+                if before != (d.present, d.netdev.state, d.netdev.ifindex) && changed.is_none() {
+                    changed = Some(Changed {
                         pool: p.config.name.clone(),
-                        device: nd.name.clone(),
+                        device: id.clone(),
                     });
                 }
-                return None;
             }
         }
-        None
+        changed
     }
 
-    /// A device left the host netns (moved into a pod, or removed).
+    /// A device left the host netns (moved into a pod, or removed); a `cdq`
+    /// parent takes its slots with it.
     pub fn device_gone(&mut self, name: &str) -> Option<Changed> {
+        let mut changed = None;
         for p in self.pools.values_mut() {
-            if let Some(d) = p.devices.get_mut(name) {
-                if d.present {
+            for (id, d) in p.devices.iter_mut() {
+                if d.is(id, name) && d.present {
                     d.present = false;
-                    return Some(Changed {
+                    changed.get_or_insert(Changed {
                         pool: p.config.name.clone(),
-                        device: name.to_string(),
+                        device: id.clone(),
                     });
                 }
-                return None;
             }
         }
-        None
+        changed
     }
 
     /// The device of a pool with `ifindex` in the host netns (link events carry ifindex).
@@ -340,6 +369,55 @@ mod tests {
         let cfg = afxdp_config::parse(&text.to_string()).expect("valid config");
         let netdevs: Vec<NetDev> = devs.iter().map(|d| netdev(d)).collect();
         Inventory::build(&cfg, "node", &netdevs, &[], &[])
+    }
+
+    /// A `cdq` pool advertises `secondary` slots per device, named
+    /// `<parent>sf<n>` (stable: the same config and netdevs give the same
+    /// IDs), each tracking its parent's link.
+    #[test]
+    fn cdq_pools_advertise_subfunction_slots() {
+        let text = serde_json::json!({
+            "apiVersion": "afxdp.io/v1alpha1",
+            "includeVirtualDevices": true,
+            "pools": [
+                { "name": "sf", "mode": "cdq", "selectors": { "devices": [
+                    { "name": "pf0", "secondary": 3 }, { "name": "pf1" } ] } },
+                { "name": "whole", "selectors": { "devices": [ { "name": "eth9" } ] } },
+            ],
+        });
+        let cfg = afxdp_config::parse(&text.to_string()).expect("valid config");
+        let netdevs: Vec<NetDev> = ["pf0", "pf1", "eth9"].iter().map(|d| netdev(d)).collect();
+        let mut inv = Inventory::build(&cfg, "node", &netdevs, &[], &[]);
+        let ids = |inv: &Inventory, pool: &str| -> Vec<String> {
+            inv.device_list(pool, &|_| false)
+                .into_iter()
+                .map(|d| d.id)
+                .collect()
+        };
+        assert_eq!(ids(&inv, "sf"), ["pf0sf1", "pf0sf2", "pf0sf3", "pf1sf1"]);
+        assert_eq!(ids(&inv, "whole"), ["eth9"]);
+        let again = Inventory::build(&cfg, "node", &netdevs, &[], &[]);
+        assert_eq!(ids(&again, "sf"), ids(&inv, "sf"));
+        let slot = inv.device("pf0sf2").expect("slot");
+        assert_eq!((slot.slot, slot.netdev.name.as_str()), (Some(2), "pf0"));
+        assert_eq!(inv.device("eth9").and_then(|d| d.slot), None);
+        // The parent's link going down makes every slot of it unhealthy.
+        let mut down = netdev("pf0");
+        down.state = LinkState::Down;
+        assert!(inv.device_seen(&down).is_some());
+        let health: Vec<String> = inv
+            .device_list("sf", &|_| false)
+            .into_iter()
+            .map(|d| d.health)
+            .collect();
+        assert_eq!(
+            health,
+            [dp::UNHEALTHY, dp::UNHEALTHY, dp::UNHEALTHY, dp::HEALTHY]
+        );
+        // The parent leaving the host netns takes its slots with it.
+        assert!(inv.device_gone("pf1").is_some());
+        assert!(!inv.device("pf1sf1").expect("slot").present);
+        assert!(inv.device("pf0sf1").expect("slot").present);
     }
 
     fn members(inv: &Inventory) -> Vec<(String, String, bool)> {

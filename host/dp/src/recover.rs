@@ -193,5 +193,6 @@ fn recovered_allocation(a: &Attachment, pool: String, uds_root: &Path) -> Alloca
         claim: None,
         recovered: true,
         releasing: false,
+        subfunction: None,
     }
 }

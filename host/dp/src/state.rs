@@ -63,9 +63,21 @@ pub struct Allocation {
     /// detach may not have run yet. A start finishes it.
     #[serde(default)]
     pub releasing: bool,
+    /// `cdq` pools: the subfunction created for this allocation (its netdev
+    /// is the one attached and handed to the pod); a release deletes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subfunction: Option<crate::subfunction::Subfunction>,
 }
 
 impl Allocation {
+    /// The netdev carrying the program and handed to the pod: the device
+    /// itself, or in a `cdq` pool its subfunction's netdev.
+    pub fn attached_device(&self) -> &str {
+        self.subfunction
+            .as_ref()
+            .map_or(self.device.as_str(), |sf| sf.netdev.as_str())
+    }
+
     /// A fresh [`Allocation::allocation_id`] for `device`.
     pub fn new_id(device: &str) -> String {
         static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -231,6 +243,7 @@ pub(crate) mod tests {
             claim: None,
             recovered: false,
             releasing: false,
+            subfunction: None,
         }
     }
 

@@ -69,6 +69,12 @@ pub enum AllocateError {
     },
     #[error("persisting state: {0}")]
     State(#[from] StateError),
+    #[error("allocating {device}: {source}")]
+    Subfunction {
+        device: String,
+        #[source]
+        source: crate::subfunction::SubfunctionError,
+    },
 }
 
 impl AllocateError {
@@ -91,6 +97,7 @@ impl AllocateError {
             Self::FilterTemplate { .. } => "filter_template",
             Self::Image { .. } => "image",
             Self::State(_) => "state",
+            Self::Subfunction { .. } => "subfunction",
         }
     }
 }
@@ -105,6 +112,12 @@ pub enum ReleaseError {
     },
     #[error("device {0} stayed busy (an allocation in flight); try again")]
     Busy(String),
+    #[error("releasing {device}: {source}")]
+    Subfunction {
+        device: String,
+        #[source]
+        source: crate::subfunction::SubfunctionError,
+    },
     #[error("persisting state: {0}")]
     State(#[from] StateError),
 }

@@ -208,13 +208,22 @@ impl Agent {
         let alloc = pending.alloc;
         let device = alloc.device.as_str();
         let _reserved = super::transaction::Reservation::adopt(self, vec![device.to_string()]);
-        self.stop_uds(device);
+        let attached = alloc.attached_device();
+        self.stop_uds(attached);
         self.programs
-            .detach(device)
+            .detach(attached)
             .map_err(|source| ReleaseError::Detach {
-                device: device.into(),
+                device: attached.into(),
                 source,
             })?;
+        if let Some(sf) = &alloc.subfunction {
+            crate::subfunction::delete(&*self.devlink, sf, device).map_err(|source| {
+                ReleaseError::Subfunction {
+                    device: device.into(),
+                    source,
+                }
+            })?;
+        }
         {
             let mut inner = self.lock();
             inner.state.allocations.remove(device);

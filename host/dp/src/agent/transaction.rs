@@ -106,12 +106,15 @@ impl Drop for Reservation<'_> {
     }
 }
 
-/// Undo of a partly done allocation: stops the UDS servers it started and
-/// detaches the programs it attached, on drop, unless disarmed.
+/// Undo of a partly done allocation: stops the UDS servers it started,
+/// detaches the programs it attached and deletes the subfunctions it
+/// created (in that order), on drop, unless disarmed.
 pub(super) struct Undo<'a> {
     agent: &'a Agent,
     attached: Vec<String>,
     uds: Vec<String>,
+    /// (device ID, subfunction) of `cdq` slots.
+    subfunctions: Vec<(String, crate::subfunction::Subfunction)>,
     armed: bool,
 }
 
@@ -121,6 +124,7 @@ impl<'a> Undo<'a> {
             agent,
             attached: Vec::new(),
             uds: Vec::new(),
+            subfunctions: Vec::new(),
             armed: true,
         }
     }
@@ -131,6 +135,14 @@ impl<'a> Undo<'a> {
 
     pub(super) fn uds_started(&mut self, device: &str) {
         self.uds.push(device.to_string());
+    }
+
+    pub(super) fn subfunction_created(
+        &mut self,
+        device: &str,
+        sf: &crate::subfunction::Subfunction,
+    ) {
+        self.subfunctions.push((device.to_string(), sf.clone()));
     }
 
     pub(super) fn disarm(mut self) {
@@ -149,6 +161,11 @@ impl Drop for Undo<'_> {
         for d in self.attached.drain(..) {
             if let Err(e) = self.agent.programs.detach(&d) {
                 tracing::error!(device = %d, error = %e, "undo attach failed");
+            }
+        }
+        for (d, sf) in self.subfunctions.drain(..) {
+            if let Err(e) = crate::subfunction::delete(&*self.agent.devlink, &sf, &d) {
+                tracing::error!(device = %d, error = %e, "undo: deleting the subfunction failed");
             }
         }
     }
