@@ -50,6 +50,10 @@ stage bench-quick bash tests/bench.sh --quick --json target/bench/ci-quick.json
 # A qemu guest booting Debian's kernel (tests/qemu): plain XDP and an freplace
 # program in a dispatcher's slot, which this host's kernel refuses (~20 s).
 stage qemu-guest bash tests/qemu/xdp-freplace.sh --timeout 60
+# afxdp-netdev's devlink kernel test in that guest (Debian's kernel has devlink,
+# this host's may not): the kernel checks PORT_NEW/SET/DEL against devlink's
+# attribute policy and refuses a missing device with ENODEV (~30 s).
+stage qemu-devlink bash tests/qemu/devlink.sh --timeout 90
 # Issue 9's XDP path through bpfman in that guest (tests/qemu/bpfman-xdp.sh):
 # bpfman pulls the built-in program's image over HTTPS inside the guest,
 # attaches it natively, the unprivileged pod app counts exact frames, release
