@@ -38,8 +38,19 @@ pub struct BpfmanClient {
     socket: PathBuf,
     timeout: Duration,
     rpc: Rpc<Channel>,
-    // Declared last: dropped after the channel that lives on it.
-    rt: Runtime,
+    /// `Some` until dropped (see the `Drop` impl).
+    rt: Option<Runtime>,
+}
+
+/// A client may be dropped on an async thread (afxdp-dp's shutdown drops
+/// its program managers there): its runtime is shut down in the
+/// background, never waited for.
+impl Drop for BpfmanClient {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 impl std::fmt::Debug for BpfmanClient {
@@ -71,7 +82,7 @@ impl BpfmanClient {
             socket,
             timeout,
             rpc: Rpc::new(channel),
-            rt,
+            rt: Some(rt),
         })
     }
 
@@ -218,7 +229,8 @@ impl BpfmanClient {
         let fut = f(self.rpc.clone());
         // The timer is made inside the runtime (it needs its time driver).
         let bounded = async { tokio::time::timeout(self.timeout, fut).await };
-        match self.rt.block_on(bounded) {
+        let rt = self.rt.as_ref().expect("the runtime lives until drop");
+        match rt.block_on(bounded) {
             Ok(Ok(resp)) => Ok(resp.into_inner()),
             Ok(Err(status)) => Err(self.status_error(call, target, &status)),
             Err(_) => Err(BpfmanError::Timeout {

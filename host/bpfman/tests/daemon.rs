@@ -30,25 +30,11 @@ use afxdp_testnet::{
 const TCX_FUNCTION: &str = "xsk_tcx_count";
 const TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Compiles the test object into `dir` (clang, as `host/program/build.rs`).
+/// Compiles the test object into `dir`.
 fn test_object(dir: &Path) -> PathBuf {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bpf/xsk_tcx.bpf.c");
     let out = dir.join("xsk_tcx.bpf.o");
-    let multiarch = format!("/usr/include/{}-linux-gnu", std::env::consts::ARCH);
-    let res = Command::new(std::env::var("CLANG").unwrap_or_else(|_| "clang".into()))
-        .args([
-            "-O2", "-g", "-target", "bpf", "-Wall", "-Werror", "-I", &multiarch, "-c",
-        ])
-        .arg(&src)
-        .arg("-o")
-        .arg(&out)
-        .output()
-        .expect("run clang");
-    assert!(
-        res.status.success(),
-        "clang: {}",
-        String::from_utf8_lossy(&res.stderr)
-    );
+    afxdp_testnet::bpfman::compile_bpf(&src, &out);
     out
 }
 

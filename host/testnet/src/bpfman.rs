@@ -72,6 +72,30 @@ pub fn bpfman_rpc() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// Compiles the eBPF C source `src` into the object `out` with clang, as
+/// `host/program/build.rs` builds `bpf/` (`CLANG` names another compiler).
+///
+/// # Panics
+/// clang missing, or the source does not compile (its stderr in the message).
+pub fn compile_bpf(src: &Path, out: &Path) {
+    let multiarch = format!("/usr/include/{}-linux-gnu", std::env::consts::ARCH);
+    let res = Command::new(std::env::var("CLANG").unwrap_or_else(|_| "clang".into()))
+        .args([
+            "-O2", "-g", "-target", "bpf", "-Wall", "-Werror", "-I", &multiarch, "-c",
+        ])
+        .arg(src)
+        .arg("-o")
+        .arg(out)
+        .output()
+        .expect("run clang");
+    assert!(
+        res.status.success(),
+        "clang {}: {}",
+        src.display(),
+        String::from_utf8_lossy(&res.stderr)
+    );
+}
+
 /// `path` of the host's mount namespace, as a process in another one (bpfman
 /// in [`Bpfmand`]) reaches it: through this process's `/proc/<pid>/root`.
 /// Symlinks are resolved here first (an absolute link target, such as

@@ -1,0 +1,419 @@
+//! afxdp-dp with `programManager: bpfman` against a real `bpfman-rpc`
+//! (`afxdp_testnet::bpfman::Bpfmand`) and the real Allocate (the kubelet
+//! stand-in's device-plugin gRPC): root, and bpfman-rpc installed (these
+//! tests fail in CI without them, skip elsewhere).
+//!
+//! This kernel refuses bpfman's XDP programs (freplace): with the XDP hook
+//! every Allocate fails at bpfman's Load, a real refusal whose cause must
+//! reach kubelet with nothing left behind. The success path runs with
+//! afxdp-dp's `--bpfman-hook tcx` and a tc function of an object that holds
+//! the built-in program's `xsks_map` (`host/bpfman/tests/bpf/xsk_tcx.bpf.c`):
+//! load, metadata, the XSKMAP pinned into the pod's directory, restarts,
+//! reconcile and unload. XDP itself runs in the qemu guest
+//! (`tests/qemu/bpfman-xdp.sh`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use afxdp_bpfman::{
+    BpfmanClient, Bytecode, ListFilter, LoadSpec, Program, ProgramType, META_ALLOCATION,
+    META_DEVICE, META_NODE, META_POOL, META_PROGRAM_NAME,
+};
+use afxdp_dp::daemon::Daemon;
+use afxdp_dp::programs::{BpfmanHook, BpfmanOptions};
+use afxdp_lab::{Lab, LabConfig, Sharing, NODE_NAME, POOL, RESOURCE};
+use afxdp_testnet::bpfman::{compile_bpf, Bpfmand};
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+const TCX_FUNCTION: &str = "xsk_tcx_count";
+
+/// A tc program the verifier refuses: packet data read without a bounds check.
+const REJECTED_SRC: &str = r#"
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+struct {
+	__uint(type, BPF_MAP_TYPE_XSKMAP);
+	__uint(max_entries, 64);
+	__type(key, __u32);
+	__type(value, __u32);
+} xsks_map SEC(".maps");
+
+SEC("tc")
+int unchecked_read(struct __sk_buff *skb)
+{
+	unsigned char *data = (unsigned char *)(long)skb->data;
+	return data[100];
+}
+
+char _license[] SEC("license") = "GPL";
+"#;
+
+/// Objects bpfman reads: under /tmp, which bpfman's mount namespace shares.
+struct Objects {
+    _dir: tempfile::TempDir,
+    builtin: PathBuf,
+    tcx: PathBuf,
+    rejected: PathBuf,
+}
+
+impl Objects {
+    fn build() -> Objects {
+        let dir = tempfile::Builder::new()
+            .prefix("afxdp-bpfman-objs-")
+            .tempdir_in("/tmp")
+            .expect("tempdir");
+        let builtin = dir.path().join("xsk_redirect.bpf.o");
+        std::fs::write(&builtin, afxdp_program::builtin_object()).expect("builtin object");
+        let tcx = dir.path().join("xsk_tcx.bpf.o");
+        let src =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../host/bpfman/tests/bpf/xsk_tcx.bpf.c");
+        compile_bpf(&src, &tcx);
+        let rejected_src = dir.path().join("rejected.bpf.c");
+        std::fs::write(&rejected_src, REJECTED_SRC).expect("write source");
+        let rejected = dir.path().join("rejected.bpf.o");
+        compile_bpf(&rejected_src, &rejected);
+        Objects {
+            _dir: dir,
+            builtin,
+            tcx,
+            rejected,
+        }
+    }
+}
+
+/// The lab's pool as a bpfman pool: `extra` keys merged into it.
+fn bpfman_config(lab: &Lab, sharing: Sharing, extra: serde_json::Value) -> serde_json::Value {
+    let devices: Vec<_> = lab
+        .nics
+        .iter()
+        .map(|n| serde_json::json!({ "name": n.name }))
+        .collect();
+    let mut pool = serde_json::json!({
+        "name": POOL,
+        "selectors": { "devices": devices },
+        "sharing": match sharing { Sharing::Uds => "uds", Sharing::Pinned => "pinned" },
+        "uid": afxdp_testnet::pod::PodUser::nobody_net_raw().uid,
+        "programManager": "bpfman",
+    });
+    if let (Some(p), serde_json::Value::Object(e)) = (pool.as_object_mut(), extra) {
+        p.extend(e);
+    }
+    serde_json::json!({
+        "apiVersion": "afxdp.io/v1alpha1",
+        "logLevel": "debug",
+        "includeVirtualDevices": true,
+        "pools": [pool],
+    })
+}
+
+/// A lab whose afxdp-dp loads through `d` with `hook`, its pool configured
+/// by `extra`.
+async fn bpfman_lab(d: &Bpfmand, hook: BpfmanHook, nics: usize, extra: serde_json::Value) -> Lab {
+    let mut lab = Lab::start(LabConfig {
+        nics,
+        queues: 1,
+        sharing: Sharing::Pinned,
+        ..Default::default()
+    })
+    .await
+    .expect("lab");
+    stop_daemon(&mut lab).await;
+    let config = bpfman_config(&lab, Sharing::Pinned, extra);
+    std::fs::write(&lab.paths.config, config.to_string()).expect("config");
+    start_daemon(&mut lab, d, hook).await;
+    lab
+}
+
+/// Stops afxdp-dp.
+async fn stop_daemon(lab: &mut Lab) {
+    lab.daemon.take().expect("daemon").stop().await;
+}
+
+/// Starts afxdp-dp with bpfman reached through `d`, and waits until the
+/// kubelet stand-in holds its new registration (a socket that exists).
+async fn start_daemon(lab: &mut Lab, d: &Bpfmand, hook: BpfmanHook) {
+    let old = lab
+        .kubelet()
+        .wait_registered(RESOURCE, TIMEOUT)
+        .await
+        .ok()
+        .map(|r| r.endpoint);
+    let opts = afxdp_dp::daemon::Options {
+        bpfman: bpfman_options(d, hook),
+        ..lab.paths.daemon_options()
+    };
+    lab.daemon = Some(Daemon::start(opts).await.expect("afxdp-dp"));
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        let now = lab
+            .kubelet()
+            .wait_registered(RESOURCE, TIMEOUT)
+            .await
+            .expect("registered");
+        let socket = lab.paths.device_plugin_dir.join(&now.endpoint);
+        if Some(&now.endpoint) != old.as_ref() || socket.exists() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "afxdp-dp did not register again"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn bpfman_options(d: &Bpfmand, hook: BpfmanHook) -> BpfmanOptions {
+    BpfmanOptions {
+        socket: d.socket(),
+        path_root: d.root(),
+        hook,
+        call_timeout: TIMEOUT,
+    }
+}
+
+/// bpfman's programs of the lab's node.
+fn ours(client: &BpfmanClient) -> Vec<Program> {
+    client
+        .list(&ListFilter {
+            metadata: BTreeMap::from([(META_NODE.to_string(), NODE_NAME.to_string())]),
+            bpfman_only: true,
+        })
+        .expect("List")
+}
+
+fn client(d: &Bpfmand) -> BpfmanClient {
+    BpfmanClient::new(d.socket(), TIMEOUT).expect("client")
+}
+
+/// Runs a blocking bpfman call off the test's runtime threads.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.expect("blocking task")
+}
+
+async fn list(d: &Bpfmand) -> Vec<Program> {
+    let c = client(d);
+    blocking(move || ours(&c)).await
+}
+
+fn meta(p: &Program) -> &BTreeMap<String, String> {
+    &p.managed.as_ref().expect("bpfman's record").metadata
+}
+
+/// Allocate must fail with `cause` in kubelet's error, leaving nothing
+/// loaded in bpfman and nothing pinned in afxdp-dp's map directory.
+async fn assert_refused_clean(lab: &Lab, d: &Bpfmand, cause: &[&str]) {
+    let nic = lab.nics[0].name.clone();
+    let err = lab
+        .kubelet()
+        .allocate(RESOURCE, std::slice::from_ref(&nic))
+        .await
+        .expect_err("Allocate succeeded");
+    let msg = err.to_string();
+    for c in cause {
+        assert!(
+            msg.contains(c),
+            "{c:?} not in the Allocate error: {msg}\n{}",
+            d.log()
+        );
+    }
+    eprintln!("Allocate refused as expected: {msg}");
+    let agent = lab.daemon.as_ref().expect("daemon").agent.clone();
+    assert!(agent.allocation(&nic).is_none(), "allocation recorded");
+    if !cause.iter().any(|c| c.contains("not reachable")) {
+        assert!(list(d).await.is_empty(), "left loaded in bpfman");
+    }
+    let pins = lab.paths.state_dir.join("pins/bpfman-maps");
+    assert_eq!(
+        afxdp_e2e::entries_under(&pins),
+        Vec::<String>::new(),
+        "pins left"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_allocates_name_the_cause_and_leave_nothing() {
+    let Some(mut d) = Bpfmand::start_or_skip() else {
+        return;
+    };
+    let objs = Objects::build();
+    // XDP through bpfman: this kernel refuses the freplace program bpfman
+    // loads for it (EPERM) — a real refusal.
+    let mut lab = bpfman_lab(
+        &d,
+        BpfmanHook::Xdp,
+        1,
+        serde_json::json!({ "program": objs.builtin.display().to_string() }),
+    )
+    .await;
+    assert_refused_clean(&lab, &d, &["bpfman Load of xsk_redirect of file", "failed"]).await;
+
+    // An image bpfman cannot get: the registry is not there.
+    let missing = format!("127.0.0.1:1/afxdp/missing@sha256:{}", "0".repeat(64));
+    let out = lab
+        .reload_config(&bpfman_config(
+            &lab,
+            Sharing::Pinned,
+            serde_json::json!({ "bpfman": { "image": missing, "pullPolicy": "Always" } }),
+        ))
+        .await
+        .expect("reload");
+    assert!(
+        matches!(out, afxdp_dp::daemon::ReloadOutcome::Applied(_)),
+        "{out:?}"
+    );
+    assert_refused_clean(&lab, &d, &[&format!("image {missing}"), "failed"]).await;
+
+    // The verifier's rejection, through the TCX hook (XDP fails before it).
+    stop_daemon(&mut lab).await;
+    let config = bpfman_config(
+        &lab,
+        Sharing::Pinned,
+        serde_json::json!({ "program": objs.rejected.display().to_string(),
+                             "bpfman": { "function": "unchecked_read" } }),
+    );
+    std::fs::write(&lab.paths.config, config.to_string()).expect("config");
+    start_daemon(&mut lab, &d, BpfmanHook::Tcx).await;
+    assert_refused_clean(&lab, &d, &["bpfman Load of unchecked_read", "failed"]).await;
+
+    // bpfman down.
+    d.kill();
+    assert_refused_clean(
+        &lab,
+        &d,
+        &["bpfman is not reachable", &d.socket().display().to_string()],
+    )
+    .await;
+    lab.teardown().await.expect("teardown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcx_allocation_pins_the_map_survives_restarts_and_unloads() {
+    let Some(mut d) = Bpfmand::start_or_skip() else {
+        return;
+    };
+    let objs = Objects::build();
+    let extra = serde_json::json!({
+        "program": objs.tcx.display().to_string(),
+        "bpfman": { "function": TCX_FUNCTION, "priority": 7 },
+    });
+    // A program of this node left in a pool that is no longer bpfman's, and
+    // one loaded for the lab's pool without a link: both unloaded at start.
+    let stray_other_pool = load_stray(&d, &objs.tcx, "gone", "eth9").await;
+    let mut lab = bpfman_lab(&d, BpfmanHook::Tcx, 2, extra).await;
+    let (nic0, nic1) = (lab.nics[0].name.clone(), lab.nics[1].name.clone());
+    assert!(
+        list(&d).await.iter().all(|p| p.id != stray_other_pool),
+        "the other pool's program is still loaded"
+    );
+
+    // Allocate: one program, our metadata with the allocation's id, the
+    // XSKMAP pinned in the pod's directory for the pod's user.
+    let resp = lab
+        .kubelet()
+        .allocate(RESOURCE, std::slice::from_ref(&nic0))
+        .await
+        .unwrap_or_else(|e| panic!("Allocate: {e}\n{}", d.log()));
+    // The pod kubelet admitted holds it (PodResources; a start releases
+    // what kubelet does not hold).
+    lab.kubelet().record_assignment(
+        "default",
+        "p0",
+        "app",
+        RESOURCE,
+        std::slice::from_ref(&nic0),
+    );
+    let agent = lab.daemon.as_ref().expect("daemon").agent.clone();
+    let alloc = agent.allocation(&nic0).expect("allocation");
+    let programs = list(&d).await;
+    assert_eq!(programs.len(), 1, "{programs:?}");
+    let m = meta(&programs[0]);
+    assert_eq!(m.get(META_ALLOCATION), Some(&alloc.allocation_id));
+    assert!(!alloc.allocation_id.is_empty());
+    assert_eq!(m.get(META_DEVICE), Some(&nic0));
+    assert_eq!(m.get(META_POOL).map(String::as_str), Some(POOL));
+    assert_eq!(
+        m.get(META_PROGRAM_NAME),
+        Some(&format!("afxdp-{POOL}-{nic0}"))
+    );
+    assert_eq!(alloc.program_id, programs[0].id);
+    let mount = resp.container_responses[0]
+        .mounts
+        .iter()
+        .find(|mnt| mnt.container_path.ends_with(&nic0))
+        .expect("the device's mount");
+    let pin = Path::new(&mount.host_path).join("xsks_map");
+    let uid = afxdp_testnet::pod::PodUser::nobody_net_raw().uid;
+    {
+        use std::os::unix::fs::MetadataExt;
+        let md = std::fs::metadata(&pin).unwrap_or_else(|e| panic!("{}: {e}", pin.display()));
+        assert_eq!((md.uid(), md.mode() & 0o777), (uid, 0o600));
+    }
+    let entries = afxdp_e2e::entries_under(Path::new(&mount.host_path));
+    assert_eq!(
+        entries,
+        vec![pin.display().to_string()],
+        "only the XSKMAP reaches the pod"
+    );
+
+    // afxdp-dp restarts: the allocation adopts its program, nothing is
+    // loaded twice, the pin stays; a program loaded for the pool's other
+    // device without a link (a crash between Load and Attach) is unloaded.
+    stop_daemon(&mut lab).await;
+    let stray = load_stray(&d, &objs.tcx, POOL, &nic1).await;
+    start_daemon(&mut lab, &d, BpfmanHook::Tcx).await;
+    assert!(
+        list(&d).await.iter().all(|p| p.id != stray),
+        "the stray is loaded"
+    );
+    let agent = lab.daemon.as_ref().expect("daemon").agent.clone();
+    assert_eq!(
+        agent.allocation(&nic0).map(|a| a.program_id),
+        Some(alloc.program_id)
+    );
+    assert_eq!(list(&d).await.len(), 1);
+    assert!(pin.exists());
+
+    // bpfman restarts under afxdp-dp: the next Allocate reconnects, loads
+    // one program for its device; the release of the first unloads it.
+    d.restart();
+    lab.kubelet()
+        .allocate(RESOURCE, std::slice::from_ref(&nic1))
+        .await
+        .unwrap_or_else(|e| panic!("Allocate after bpfman restarted: {e}\n{}", d.log()));
+    let programs = list(&d).await;
+    assert_eq!(programs.len(), 2, "{programs:?}");
+    let released = {
+        let agent = agent.clone();
+        let nic0 = nic0.clone();
+        blocking(move || agent.release(&nic0, afxdp_dp::agent::ReleaseBy::Operator)).await
+    };
+    released.expect("release");
+    lab.settle(&nic0).await;
+    let left: Vec<String> = list(&d)
+        .await
+        .iter()
+        .filter_map(|p| meta(p).get(META_DEVICE).cloned())
+        .collect();
+    assert_eq!(left, vec![nic1.clone()]);
+    assert!(!pin.exists(), "{} left after release", pin.display());
+    lab.teardown().await.expect("teardown");
+}
+
+/// Loads the test object for `device` of `pool` on the lab's node, without
+/// attaching it (what a crash between Load and Attach leaves).
+async fn load_stray(d: &Bpfmand, object: &Path, pool: &str, device: &str) -> u32 {
+    let c = client(d);
+    let spec = LoadSpec {
+        bytecode: Bytecode::File(object.to_path_buf()),
+        function: TCX_FUNCTION.into(),
+        program_type: ProgramType::Tcx,
+        metadata: BTreeMap::from([
+            (META_NODE.to_string(), NODE_NAME.to_string()),
+            (META_POOL.to_string(), pool.to_string()),
+            (META_DEVICE.to_string(), device.to_string()),
+        ]),
+    };
+    blocking(move || c.load(&spec).expect("Load").id).await
+}
