@@ -34,6 +34,12 @@ struct Requested {
     slot: Option<u32>,
 }
 
+/// The netdev to attach to and hand out, and the subfunction it belongs to.
+type Attached = (
+    afxdp_netdev::NetDev,
+    Option<crate::subfunction::Subfunction>,
+);
+
 /// The program a decision names, ready for the program manager.
 struct Program {
     object: Option<PathBuf>,
@@ -169,7 +175,7 @@ impl Agent {
                 crate::subfunction::delete(&*self.devlink, sf, device).map_err(|source| {
                     AllocateError::Subfunction {
                         device: device.clone(),
-                        source,
+                        source: Box::new(source),
                     }
                 })?;
             }
@@ -182,17 +188,7 @@ impl Agent {
     /// In a `cdq` pool, create and activate the slot's subfunction (undone
     /// with the rest); the netdev to attach to and hand out: the
     /// subfunction's, or the device itself. Blocks (devlink, sysfs).
-    fn subfunction(
-        &self,
-        req: &Requested,
-        undo: &mut Undo<'_>,
-    ) -> Result<
-        (
-            afxdp_netdev::NetDev,
-            Option<crate::subfunction::Subfunction>,
-        ),
-        AllocateError,
-    > {
+    fn subfunction(&self, req: &Requested, undo: &mut Undo<'_>) -> Result<Attached, AllocateError> {
         let Some(sfnum) = req.slot else {
             return Ok((req.netdev.clone(), None));
         };
@@ -204,7 +200,7 @@ impl Agent {
         )
         .map_err(|source| AllocateError::Subfunction {
             device: req.id.clone(),
-            source,
+            source: Box::new(source),
         })?;
         undo.subfunction_created(&req.id, &sf);
         Ok((nd, Some(sf)))

@@ -73,7 +73,7 @@ pub enum AllocateError {
     Subfunction {
         device: String,
         #[source]
-        source: crate::subfunction::SubfunctionError,
+        source: Box<crate::subfunction::SubfunctionError>,
     },
 }
 
@@ -116,7 +116,7 @@ pub enum ReleaseError {
     Subfunction {
         device: String,
         #[source]
-        source: crate::subfunction::SubfunctionError,
+        source: Box<crate::subfunction::SubfunctionError>,
     },
     #[error("persisting state: {0}")]
     State(#[from] StateError),

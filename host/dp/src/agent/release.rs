@@ -220,7 +220,7 @@ impl Agent {
             crate::subfunction::delete(&*self.devlink, sf, device).map_err(|source| {
                 ReleaseError::Subfunction {
                     device: device.into(),
-                    source,
+                    source: Box::new(source),
                 }
             })?;
         }
