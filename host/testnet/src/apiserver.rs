@@ -3,7 +3,10 @@
 //! annotations and labels) and `GET /api/v1/pods?fieldSelector=...` with
 //! `spec.nodeName` and `status.phase` (Allocate: which pod kubelet is
 //! admitting), `POST /api/v1/namespaces/{ns}/events` (allocation failures
-//! reported on the pod), plus a kubeconfig that points kube-rs at it.
+//! reported on the pod), `PATCH .../pods/{name}` with a JSON merge patch of
+//! `metadata.annotations` (the CSI mode's annotations), plus a kubeconfig
+//! that points kube-rs at it. Each pod has a UID and may have a pod
+//! `securityContext` (`runAsUser`, `fsGroup`).
 //! Requests (and event bodies) are recorded so tests can assert them.
 
 use std::collections::BTreeMap;
@@ -28,6 +31,9 @@ struct FakePod {
     limits: BTreeMap<String, u32>,
     /// Creation order (older pods first); set by the fake.
     created: u64,
+    /// The pod `securityContext`'s `runAsUser` and `fsGroup`.
+    run_as_user: Option<u32>,
+    fs_group: Option<u32>,
 }
 
 #[derive(Default)]
@@ -114,6 +120,34 @@ impl FakeApiServer {
             p.phase = "Pending".into();
             p.limits.insert(resource.to_string(), count);
         });
+    }
+
+    /// Set the pod `securityContext`'s `runAsUser` and `fsGroup`.
+    pub fn set_security(
+        &self,
+        namespace: &str,
+        name: &str,
+        run_as_user: Option<u32>,
+        fs_group: Option<u32>,
+    ) {
+        self.update(namespace, name, |p| {
+            p.run_as_user = run_as_user;
+            p.fs_group = fs_group;
+        });
+    }
+
+    /// The pod's `metadata.uid`, if it exists.
+    pub fn pod_uid(&self, namespace: &str, name: &str) -> Option<String> {
+        let pods = self.pods.lock().ok()?;
+        let pod = pods.pods.get(&(namespace.to_string(), name.to_string()))?;
+        Some(uid(namespace, name, pod))
+    }
+
+    /// The pod's annotations, if it exists.
+    pub fn annotations(&self, namespace: &str, name: &str) -> Option<BTreeMap<String, String>> {
+        let pods = self.pods.lock().ok()?;
+        let pod = pods.pods.get(&(namespace.to_string(), name.to_string()))?;
+        Some(pod.annotations.clone())
     }
 
     /// Set `status.phase` (e.g. `Running` once the containers started).
@@ -237,6 +271,7 @@ fn serve(
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let get = request_line.starts_with("GET ");
     let post = request_line.starts_with("POST ");
+    let patch = request_line.starts_with("PATCH ");
     let (status, body) = match parts.as_slice() {
         ["api", "v1", "namespaces", _, "events"] if post => {
             match serde_json::from_slice::<serde_json::Value>(&body_in) {
@@ -265,6 +300,16 @@ fn serve(
                 ),
             }
         }
+        ["api", "v1", "namespaces", ns, "pods", name] if patch => {
+            match patch_annotations(pods, (ns, name), &body_in) {
+                Ok(Some(body)) => ("200 OK", body),
+                Ok(None) => (
+                    "404 Not Found",
+                    status_json(404, "NotFound", &format!("pods \"{name}\" not found")),
+                ),
+                Err(msg) => ("400 Bad Request", status_json(400, "BadRequest", &msg)),
+            }
+        }
         ["api", "v1", "pods"] if get => match list_pods(pods, query) {
             Ok(body) => ("200 OK", body),
             Err(msg) => ("400 Bad Request", status_json(400, "BadRequest", &msg)),
@@ -290,6 +335,45 @@ fn status_json(code: u16, reason: &str, message: &str) -> String {
     )
 }
 
+/// A pod's UID: stable for its name and creation.
+fn uid(namespace: &str, name: &str, pod: &FakePod) -> String {
+    format!("fake-{namespace}-{name}-{}", pod.created)
+}
+
+/// A JSON merge patch of `metadata.annotations` (a `null` value removes the
+/// key; nothing else may be patched); the patched pod, `None` when absent.
+fn patch_annotations(
+    pods: &Mutex<Pods>,
+    (namespace, name): (&str, &str),
+    body: &[u8],
+) -> Result<Option<String>, String> {
+    let patch: serde_json::Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    let only_annotations = patch.as_object().is_some_and(|o| o.len() == 1)
+        && patch["metadata"].as_object().is_some_and(|o| o.len() == 1);
+    let Some(ann) = patch["metadata"]["annotations"]
+        .as_object()
+        .filter(|_| only_annotations)
+    else {
+        return Err("the fake patches metadata.annotations only".into());
+    };
+    let mut pods = pods.lock().map_err(|_| "poisoned".to_string())?;
+    let Some(pod) = pods.pods.get_mut(&(namespace.to_string(), name.to_string())) else {
+        return Ok(None);
+    };
+    for (k, v) in ann {
+        match v {
+            serde_json::Value::Null => {
+                pod.annotations.remove(k);
+            }
+            serde_json::Value::String(s) => {
+                pod.annotations.insert(k.clone(), s.clone());
+            }
+            other => return Err(format!("annotation {k}: not a string: {other}")),
+        }
+    }
+    Ok(Some(pod_json(namespace, name, pod)))
+}
+
 fn pod_json(namespace: &str, name: &str, pod: &FakePod) -> String {
     let c = pod.created;
     let created = format!(
@@ -313,8 +397,13 @@ fn pod_json(namespace: &str, name: &str, pod: &FakePod) -> String {
     } else {
         &pod.phase
     };
+    let security = serde_json::json!({
+        "runAsUser": pod.run_as_user,
+        "fsGroup": pod.fs_group,
+    });
+    let uid = json_escape(&uid(namespace, name, pod));
     format!(
-        "{{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{{\"name\":\"{}\",\"namespace\":\"{}\",\"creationTimestamp\":\"{created}\",\"annotations\":{},\"labels\":{}}},\"spec\":{{{node}\"containers\":[{{\"name\":\"app\",\"resources\":{{\"limits\":{l},\"requests\":{l}}}}}]}},\"status\":{{\"phase\":\"{}\"}}}}",
+        "{{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{{\"name\":\"{}\",\"namespace\":\"{}\",\"uid\":\"{uid}\",\"creationTimestamp\":\"{created}\",\"annotations\":{},\"labels\":{}}},\"spec\":{{{node}\"securityContext\":{security},\"containers\":[{{\"name\":\"app\",\"resources\":{{\"limits\":{l},\"requests\":{l}}}}}]}},\"status\":{{\"phase\":\"{}\"}}}}",
         json_escape(name),
         json_escape(namespace),
         map_json(&pod.annotations),

@@ -51,11 +51,16 @@ fn io<'a>(call: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> 
     }
 }
 
-/// The pins a volume holds, as `<device>/<map>`, sorted.
+/// The pins a volume holds, as `<device>/<map>`, sorted. Files at the
+/// root (a fresh bpffs shows the kernel's `maps.debug`, `progs.debug`) are
+/// not ours.
 fn pins_under(target: &Path) -> Result<Vec<String>, VolumeError> {
     let mut out = Vec::new();
     for dev in std::fs::read_dir(target).map_err(io("readdir", target))? {
         let dev = dev.map_err(io("readdir", target))?;
+        if !dev.file_type().map_err(io("stat", target))?.is_dir() {
+            continue;
+        }
         let dir = dev.path();
         for map in std::fs::read_dir(&dir).map_err(io("readdir", &dir))? {
             let map = map.map_err(io("readdir", &dir))?;
