@@ -111,16 +111,26 @@ fn bpfman_config(lab: &Lab, sharing: Sharing, extra: serde_json::Value) -> serde
 /// A lab whose afxdp-dp loads through `d` with `hook`, its pool configured
 /// by `extra`.
 async fn bpfman_lab(d: &Bpfmand, hook: BpfmanHook, nics: usize, extra: serde_json::Value) -> Lab {
+    bpfman_lab_sharing(d, hook, nics, Sharing::Pinned, extra).await
+}
+
+async fn bpfman_lab_sharing(
+    d: &Bpfmand,
+    hook: BpfmanHook,
+    nics: usize,
+    sharing: Sharing,
+    extra: serde_json::Value,
+) -> Lab {
     let mut lab = Lab::start(LabConfig {
         nics,
         queues: 1,
-        sharing: Sharing::Pinned,
+        sharing,
         ..Default::default()
     })
     .await
     .expect("lab");
     stop_daemon(&mut lab).await;
-    let config = bpfman_config(&lab, Sharing::Pinned, extra);
+    let config = bpfman_config(&lab, sharing, extra);
     std::fs::write(&lab.paths.config, config.to_string()).expect("config");
     start_daemon(&mut lab, d, hook).await;
     lab
@@ -398,6 +408,38 @@ async fn tcx_allocation_pins_the_map_survives_restarts_and_unloads() {
         .collect();
     assert_eq!(left, vec![nic1.clone()]);
     assert!(!pin.exists(), "{} left after release", pin.display());
+    lab.teardown().await.expect("teardown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uds_pod_gets_bpfmans_xskmap_over_the_handshake() {
+    let Some(d) = Bpfmand::start_or_skip() else {
+        return;
+    };
+    let objs = Objects::build();
+    let extra = serde_json::json!({
+        "program": objs.tcx.display().to_string(),
+        "bpfman": { "function": TCX_FUNCTION },
+    });
+    let mut lab = bpfman_lab_sharing(&d, BpfmanHook::Tcx, 1, Sharing::Uds, extra).await;
+    // The unprivileged pod app is ready once the handshake handed it an FD
+    // (afxdp-dp's BPF_OBJ_GET of bpfman's pin) and its socket went into
+    // that XSKMAP (an FD of any other map type refuses the update).
+    lab.add_pod("uds-pod")
+        .await
+        .unwrap_or_else(|e| panic!("pod: {e}\n{}", d.log()));
+    let nic = lab.nics[0].name.clone();
+    let agent = lab.daemon.as_ref().expect("daemon").agent.clone();
+    let alloc = agent.allocation(&nic).expect("allocation");
+    let programs = list(&d).await;
+    assert_eq!(programs.len(), 1, "{programs:?}");
+    assert_eq!(
+        meta(&programs[0]).get(META_ALLOCATION),
+        Some(&alloc.allocation_id)
+    );
+    lab.remove_pod("uds-pod").await.expect("CNI DEL");
+    lab.settle(&nic).await;
+    assert!(list(&d).await.is_empty(), "left loaded after the pod's DEL");
     lab.teardown().await.expect("teardown");
 }
 

@@ -146,8 +146,12 @@ impl Programs {
                 tracing::warn!(pool, error = %e, "bpfman unavailable at start; the pool's allocations fail until it is back");
             }
         }
-        if let Err(e) = self.unload_other_pools(&bpfman_pools) {
-            tracing::warn!(error = %e, "listing bpfman's programs of this node failed");
+        // A node without bpfman pools looks only if bpfman runs (a pool
+        // switched to native may have left programs there).
+        if !bpfman_pools.is_empty() || self.options.socket.exists() {
+            if let Err(e) = self.unload_other_pools(&bpfman_pools) {
+                tracing::warn!(error = %e, "listing bpfman's programs of this node failed");
+            }
         }
         self.reconcile_pins();
     }
