@@ -56,9 +56,10 @@ stage qemu-guest bash tests/qemu/xdp-freplace.sh --timeout 60
 stage qemu-devlink bash tests/qemu/devlink.sh --timeout 90
 # Issue 9's XDP path through bpfman in that guest (tests/qemu/bpfman-xdp.sh):
 # bpfman pulls the built-in program's image over HTTPS inside the guest,
-# attaches it natively, the unprivileged pod app counts exact frames, release
-# unloads (~20-40 s).
-stage qemu-bpfman bash tests/qemu/bpfman-xdp.sh --timeout 180
+# attaches it natively (afxdp-bpfman's manager, then afxdp-dp with a bpfman
+# pool behind the kubelet stand-in and afxdp-cni), the unprivileged pod app
+# counts exact frames, release unloads (~30-50 s of qemu).
+stage qemu-bpfman bash tests/qemu/bpfman-xdp.sh --timeout 240
 # A real single-node Kubernetes (tests/k8s, built from the Go module proxy
 # into a versioned cache: a warm run builds nothing) up and down, cleanly.
 stage k8s-node bash tests/k8s/ci.sh

@@ -51,13 +51,19 @@ stripped() {
   echo "$out/bin/$2"
 }
 
+# The executable of integration test TEST of crate PKG (built if needed).
+test_binary() {
+  (cd "$root" && cargo test -q --locked -p "$1" --test "$2" --no-run --message-format=json) |
+    jq -r --arg t "$2" 'select(.reason == "compiler-artifact" and .profile.test and .target.name == $t) | .executable' |
+    tail -n 1
+}
+
 build() {
   mkdir -p "$out/bin"
-  (cd "$root" && cargo build -q --locked -p afxdp-pod-app -p afxdpctl)
-  test_bin=$(cd "$root" && cargo test -q --locked -p afxdp-bpfman --test xdp_guest --no-run --message-format=json |
-    jq -r 'select(.reason == "compiler-artifact" and .profile.test and .target.name == "xdp_guest") | .executable' |
-    tail -n 1)
-  [[ -x $test_bin ]] || die "no xdp_guest test binary"
+  (cd "$root" && cargo build -q --locked -p afxdp-pod-app -p afxdpctl -p afxdp-dp -p afxdp-cni)
+  manager_test=$(test_binary afxdp-bpfman xdp_guest)
+  dp_test=$(test_binary afxdp-e2e qemu_bpfman)
+  [[ -x $manager_test && -x $dp_test ]] || die "no xdp_guest or qemu_bpfman test binary"
   clang -O2 -g -target bpf -Wall -Werror -I"/usr/include/$(uname -m)-linux-gnu" \
     -c "$root/bpf/xsk_redirect.bpf.c" -o "$out/xsk_redirect.bpf.o"
 }
@@ -104,12 +110,15 @@ certificate
 digest=$(publish)
 [[ $digest == sha256:* ]] || die "no digest from the push: $digest"
 ip_bin=$(readlink -f "$(command -v ip)")
-bash "$here/guest.sh" --mem 1536 "$@" \
+bash "$here/guest.sh" --mem 2048 "$@" \
   --bin "$ip_bin" \
   --bin "$(stripped "$(bpfman_rpc)" bpfman-rpc):/usr/local/bin/bpfman-rpc" \
   --bin /usr/bin/docker-registry \
   --bin "$(stripped "$root/target/debug/afxdp-pod-app" afxdp-pod-app):/usr/local/bin/afxdp-pod-app" \
-  --bin "$(stripped "$test_bin" xdp-guest):/usr/local/bin/xdp-guest" \
+  --bin "$(stripped "$root/target/debug/afxdp-dp" afxdp-dp):/usr/local/bin/afxdp-dp" \
+  --bin "$(stripped "$root/target/debug/afxdp-cni" afxdp-cni):/usr/local/bin/afxdp-cni" \
+  --bin "$(stripped "$manager_test" xdp-guest):/usr/local/bin/xdp-guest" \
+  --bin "$(stripped "$dp_test" qemu-bpfman):/usr/local/bin/qemu-bpfman" \
   --file "$out/tls/cert.pem:/test/tls/cert.pem" --file "$out/tls/key.pem:/test/tls/key.pem" \
   --file "$out/registry.tar:/test/registry.tar" \
   --env "AFXDP_BPFMAN_IMAGE=$GUEST_REGISTRY/afxdp/xsk-redirect@$digest" \
