@@ -316,7 +316,10 @@ fn manifests_parse_and_hold_the_expected_objects() {
             d.file.display()
         );
         // Cluster-scoped kinds have no namespace.
-        if !matches!(d.kind(), "Namespace" | "ClusterRole" | "ClusterRoleBinding") {
+        if !matches!(
+            d.kind(),
+            "Namespace" | "ClusterRole" | "ClusterRoleBinding" | "CSIDriver"
+        ) {
             assert!(
                 d.value["metadata"]["namespace"].as_str().is_some(),
                 "{}: no namespace",
@@ -369,10 +372,10 @@ fn manifests_parse_and_hold_the_expected_objects() {
     assert_eq!(
         grants,
         vec![
-            (vec!["pods"], vec!["get", "list"]),
+            (vec!["pods"], vec!["get", "list", "patch"]),
             (vec!["events"], vec!["create"])
         ],
-        "pods read (one at CNI ADD, the node's pending ones at Allocate), events created: {}",
+        "pods read (one at CNI ADD, the node's pending ones at Allocate) and annotated (CSI mode), events created: {}",
         role.what()
     );
     let binding = one(&docs, "ClusterRoleBinding");
