@@ -38,7 +38,7 @@ bpfman_rpc() {
 
 need_tools() {
   local t
-  for t in cargo clang jq openssl strip tar; do
+  for t in cargo clang openssl strip tar; do
     command -v "$t" >/dev/null || die "$t missing (tests/install.sh installs it)"
   done
   [[ -x /usr/bin/docker-registry ]] || die "docker-registry missing (tests/install.sh installs it)"
@@ -51,10 +51,11 @@ stripped() {
   echo "$out/bin/$2"
 }
 
-# The executable of integration test TEST of crate PKG (built if needed).
+# The executable of integration test TEST of crate PKG (built if needed),
+# from cargo's "Executable <target> (<path>)" line.
 test_binary() {
-  (cd "$root" && cargo test -q --locked -p "$1" --test "$2" --no-run --message-format=json) |
-    jq -r --arg t "$2" 'select(.reason == "compiler-artifact" and .profile.test and .target.name == $t) | .executable' |
+  (cd "$root" && cargo test --locked -p "$1" --test "$2" --no-run 2>&1) |
+    sed -n "s|^ *Executable tests/$2.rs (\(.*\))\$|$root/\1|p; s|^ *Executable .*/tests/$2.rs (\(.*\))\$|$root/\1|p" |
     tail -n 1
 }
 
