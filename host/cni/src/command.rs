@@ -83,6 +83,16 @@ fn device_settings(
         .map_err(again("afxdp-dp did not answer"))
 }
 
+/// The netdev to plumb for `device`: itself, or the subfunction netdev
+/// afxdp-dp created for a `cdq` slot at Allocate.
+fn plumbed_netdev<'a>(device: &'a str, settings: &'a DeviceSettings) -> &'a str {
+    if settings.netdev.is_empty() {
+        device
+    } else {
+        &settings.netdev
+    }
+}
+
 /// Run one invocation.
 pub fn run(env: &Env, stdin: &[u8]) -> Result<Output, CniError> {
     match env.command.as_str() {
@@ -140,6 +150,7 @@ fn add(env: &Env, conf: &NetConf, stdin: &[u8]) -> Result<Output, CniError> {
             "the pod must request the device's afxdp/<pool> resource",
         ));
     }
+    let device = plumbed_netdev(device, &settings);
     let host = NetnsHandle::current().map_err(netlink_err("opening the host netns"))?;
     let pod = open_netns(netns_path)?;
     if !afxdp_netdev::link_exists(&pod, device).map_err(netlink_err("looking up the device"))? {
@@ -352,6 +363,8 @@ fn check(env: &Env, conf: &NetConf) -> Result<Output, CniError> {
         .as_deref()
         .ok_or_else(|| CniError::new(Code::InvalidEnv, "CNI_NETNS is required", ""))?;
     let pod = open_netns(netns_path)?;
+    let s = device_settings(env, conf, device, Vec::new())?;
+    let device = plumbed_netdev(device, &s);
     let nd = afxdp_netdev::in_netns(&pod, || afxdp_netdev::get(device))
         .map_err(netlink_err("entering the pod netns"))?
         .map_err(netlink_err("reading the device"))?
@@ -372,7 +385,6 @@ fn check(env: &Env, conf: &NetConf) -> Result<Output, CniError> {
     if let Some(prev) = &conf.prev_result {
         crate::ipam::check(&pod, device, &nd.addresses, prev)?;
     }
-    let s = device_settings(env, conf, device, Vec::new())?;
     if !s.allocated {
         return Err(CniError::new(
             Code::CheckFailed,
@@ -421,4 +433,28 @@ fn status(conf: &NetConf) -> Result<Output, CniError> {
         .map_err(|e| unavailable(e.to_string()))?
         .map_err(|why| unavailable(format!("not ready: {why}")))?;
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `cdq` slot's settings name the subfunction netdev ADD and CHECK
+    /// plumb; other devices are plumbed under their own name.
+    #[test]
+    fn the_plumbed_netdev_is_the_subfunction_of_a_cdq_slot() {
+        let whole = DeviceSettings {
+            device: "eth1".into(),
+            allocated: true,
+            ..Default::default()
+        };
+        assert_eq!(plumbed_netdev("eth1", &whole), "eth1");
+        let slot = DeviceSettings {
+            device: "ens801f0sf1".into(),
+            allocated: true,
+            netdev: "enp129s0f0s1".into(),
+            ..Default::default()
+        };
+        assert_eq!(plumbed_netdev("ens801f0sf1", &slot), "enp129s0f0s1");
+    }
 }

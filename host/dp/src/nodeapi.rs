@@ -141,6 +141,12 @@ impl NodeApi for NodeApiService {
                 filters_required: s.filters_required,
                 policy_digest: s.policy_digest.unwrap_or_default(),
                 pci_address: s.allocation.netdev.pci.clone().unwrap_or_default(),
+                netdev: s
+                    .allocation
+                    .subfunction
+                    .as_ref()
+                    .map(|sf| sf.netdev.clone())
+                    .unwrap_or_default(),
             },
             None => api::DeviceSettings {
                 device: r.device,
