@@ -8,8 +8,8 @@
 //! The numbers come from the kernel uapi header `<linux/devlink.h>`; a test compiles a C
 //! program against that header and checks every one of them.
 //!
-//! Not wired in yet: afxdp-dp creating and activating the subfunction at Allocate and deleting
-//! it at release (and the config accepting `mode: cdq`) is the next step.
+//! afxdp-dp creates and activates a `cdq` slot's subfunction with these at Allocate and deletes
+//! it at release (`afxdp_dp::subfunction`).
 //!
 //! Every call blocks and needs `CAP_NET_ADMIN`. devlink instances live in a network namespace
 //! (the initial one unless moved); call from the namespace that holds the device.
