@@ -136,7 +136,12 @@ impl Inventory {
             }
         }
         for (pool, nd) in allocated_elsewhere {
-            if let Some(p) = pools.get_mut(pool) {
+            // A `cdq` allocation's netdev is its subfunction's, no pool
+            // entry: its slot is there while its parent is.
+            if let Some(p) = pools
+                .get_mut(pool)
+                .filter(|p| p.config.mode != afxdp_config::PoolMode::Cdq)
+            {
                 p.devices.entry(nd.name.clone()).or_insert(PoolDevice {
                     netdev: nd.clone(),
                     present: false,
@@ -396,7 +401,10 @@ mod tests {
         };
         assert_eq!(ids(&inv, "sf"), ["pf0sf1", "pf0sf2", "pf0sf3", "pf1sf1"]);
         assert_eq!(ids(&inv, "whole"), ["eth9"]);
-        let again = Inventory::build(&cfg, "node", &netdevs, &[], &[]);
+        // A restart: the same slots, and a cdq allocation's subfunction
+        // netdev (in a pod) adds no entry.
+        let in_pod = ("sf".to_string(), netdev("enp1s0f0s1"));
+        let again = Inventory::build(&cfg, "node", &netdevs, &[], &[in_pod]);
         assert_eq!(ids(&again, "sf"), ids(&inv, "sf"));
         let slot = inv.device("pf0sf2").expect("slot");
         assert_eq!((slot.slot, slot.netdev.name.as_str()), (Some(2), "pf0"));
