@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use afxdp_kubelet_standin::Health;
-use afxdp_lab::{Lab, LabConfig, POOL, RESOURCE};
+use afxdp_lab::{POOL, RESOURCE};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -44,13 +44,7 @@ fn cdq_config(nics: &[String], secondary: u32) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cdq_allocate_on_a_device_without_devlink_fails_clearly_and_leaves_nothing() {
-    afxdp_testnet::require_root();
-    let mut lab = Lab::start(LabConfig {
-        nics: 2,
-        ..Default::default()
-    })
-    .await
-    .expect("lab");
+    let mut lab = afxdp_e2e::default_lab(2).await;
     let nics: Vec<String> = lab.nics.iter().map(|n| n.name.clone()).collect();
     let outcome = lab
         .reload_config(&cdq_config(&nics, 2))
