@@ -3,7 +3,7 @@
 # controller-manager, scheduler, containerd, kubelet, Multus; a pod Running,
 # a NAD-attached pod with both networks); afxdp-rs is installed on it with
 # helm and with the plain manifests, and an unprivileged pod receives
-# through it (e2e.sh: chart, faults, manifests); the node goes down and
+# through it (e2e.sh: chart, faults, manifests, the CSI mode); the node goes down and
 # leaves the host as it found it (processes, mounts, netns, links, cgroups,
 # iptables, paths, sysctls). Fails, never skips: each failure names the
 # component or step and prints its last log lines.
@@ -15,7 +15,7 @@ trap 'rm -f "$before" "$after"' EXIT
 bash node.sh check >"$before"
 bash node.sh up || { echo "k8s node: up failed (see above)"; exit 1; }
 rc=0
-for test in chart manifests; do
+for test in chart manifests csi; do
   start=$(date +%s)
   if bash e2e.sh "$test"; then
     echo "k8s e2e $test: passed in $(( $(date +%s) - start )) s"

@@ -14,6 +14,15 @@
 #   tests/k8s/e2e.sh manifests  the plain manifests of deploy/kubernetes,
 #                               validated by the API server (--dry-run=server),
 #                               installed, the same pod receiving, removed
+#   tests/k8s/e2e.sh csi        helm install with the pool in the CSI mode
+#                               ("sharing": "csi"): the kubelet registers
+#                               csi.afxdp.io (CSINode), Allocate annotates the
+#                               pod in the API server, the kubelet's
+#                               NodePublishVolume for the pod's inline volume
+#                               pins the XSKMAP in a bpffs there, the
+#                               unprivileged pod (deploy/csi-example) opens it
+#                               and receives an exact count; the pod deleted:
+#                               NodeUnpublishVolume unmounts it, device back
 #
 # The pool's "NICs" are veth pairs made for the run: the NIC ends (afxk0,
 # afxk1) on the host, where afxdp-dp discovers them; the wire ends in the
@@ -148,6 +157,14 @@ pool_config_json() {
 	local devices="" nic
 	for nic in $NICS; do devices+="${devices:+,}{\"name\":\"$nic\"}"; done
 	printf '{"logLevel":"debug","pools":[{"name":"%s","mode":"primary","uid":65534,"udsTimeout":60,"devices":[%s]}]}' \
+		"$POOL" "$devices"
+}
+
+# The pool in the CSI mode (afxdp.io/v1alpha1): the same devices.
+csi_pool_config_json() {
+	local devices="" nic
+	for nic in $NICS; do devices+="${devices:+,}{\"name\":\"$nic\"}"; done
+	printf '{"apiVersion":"afxdp.io/v1alpha1","logLevel":"debug","includeVirtualDevices":true,"pools":[{"name":"%s","sharing":"csi","selectors":{"devices":[%s]}}]}' \
 		"$POOL" "$devices"
 }
 
@@ -345,6 +362,71 @@ manifests() {
 	say "manifests: validated by the API server, installed, exact receive, released, removed"
 }
 
+# The kubelet registered the CSI driver (its CSINode object lists it).
+csi_registered() {
+	kubectl get csinode "$NODE" -o json | jq -e '.spec.drivers[]? | select(.name == "csi.afxdp.io")'
+}
+
+# The bpffs NodePublishVolume mounted in the app pod's volume, on the host.
+csi_mounts() { # pod-uid
+	awk -v p="/var/lib/kubelet/pods/$1/" '$3 == "bpf" && index($2, p) == 1 {print $2}' /proc/self/mounts
+}
+
+csi_unmounted() { [[ -z "$(csi_mounts "$1")" ]]; }
+
+csi() {
+	APP=afxdp-pod-app-csi
+	local examples="$ROOT/deploy/kubernetes/examples" uid dev annotation mount
+	local server host port
+	# no kube-proxy on this node: afxdp-dp (host network) reaches the API
+	# server where kubectl does, not at the kubernetes service's IP
+	server=$(kubectl config view --minify -o jsonpath='{.clusters[0].cluster.server}')
+	host=${server#https://}
+	port=${host##*:}
+	host=${host%:*}
+	cat >"$WORK/values.yaml" <<EOF
+image:
+  pullPolicy: Never
+configJson: '$(csi_pool_config_json)'
+apiServer:
+  host: "$host"
+  port: "$port"
+EOF
+	helm install afxdp-rs "$ROOT/deploy/helm/afxdp-rs" -n "$SYSTEM_NS" --create-namespace \
+		-f "$WORK/values.yaml" --wait --timeout "${TIMEOUT}s" >"$WORK/helm.log" 2>&1 || {
+		cat "$WORK/helm.log"
+		fail "helm install (CSI mode)"
+	}
+	wait_capacity 2 "afxdp-dp registered through the chart (CSI mode)"
+	wait_until 60 "the kubelet registered csi.afxdp.io (CSINode $NODE)" csi_registered
+	kubectl get csidriver csi.afxdp.io >/dev/null || fail "no CSIDriver csi.afxdp.io"
+	kubectl apply -f "$examples/00-namespace.yaml" -f "$examples/10-network-attachment.yaml" \
+		-f "$ROOT/deploy/csi-example/pod.yaml" >/dev/null || fail "kubectl apply the CSI example"
+	wait_until "$TIMEOUT" "pod $APP_NS/$APP Running" app_running
+	wait_until 60 "$APP opened the pinned map and bound its sockets" app_device
+	dev=$(app_device)
+	uid=$(kubectl -n "$APP_NS" get pod "$APP" -o jsonpath='{.metadata.uid}')
+	annotation=$(kubectl -n "$APP_NS" get pod "$APP" -o json |
+		jq -r --arg k "csi.afxdp.io/device.$dev" '.metadata.annotations[$k] // empty')
+	[[ -n $annotation ]] || fail "Allocate left no csi.afxdp.io/device.$dev annotation on $APP"
+	say "Allocate annotated $APP: csi.afxdp.io/device.$dev=$annotation"
+	[[ "$(jq -r '.maps[0]' <<<"$annotation")" == xsks_map ]] || fail "the annotation names no xsks_map: $annotation"
+	mount=$(csi_mounts "$uid")
+	[[ -n $mount ]] || fail "no bpffs under /var/lib/kubelet/pods/$uid"
+	[[ "$(stat -c %u:%g "$mount/$dev/xsks_map")" == 65534:65534 ]] ||
+		fail "$mount/$dev/xsks_map is owned by $(stat -c %u:%g "$mount/$dev/xsks_map"), not the pod's 65534:65534"
+	say "NodePublishVolume pinned $mount/$dev/xsks_map (65534:65534)"
+	send_and_count "$PACKETS"
+	kubectl delete -f "$ROOT/deploy/csi-example/pod.yaml" --wait=true --timeout=60s >/dev/null || fail "deleting $APP"
+	wait_until 30 "NodeUnpublishVolume unmounted the pod's bpffs" csi_unmounted "$uid"
+	wait_until 30 "$dev back on the host with no XDP program" device_released "$dev"
+	wait_capacity 2 "the device is free again"
+	helm uninstall afxdp-rs -n "$SYSTEM_NS" --wait --timeout 60s >/dev/null || fail "helm uninstall"
+	wait_until 60 "afxdp-dp's pod gone" no_pods_in "$SYSTEM_NS"
+	kubectl delete namespace "$SYSTEM_NS" "$APP_NS" --wait=true --timeout=60s >/dev/null
+	say "csi: driver registered, pod annotated, volume published by the kubelet, exact receive, unpublished, released, uninstalled"
+}
+
 cleanup() {
 	local rc=$?
 	trap - EXIT
@@ -358,8 +440,8 @@ cleanup() {
 
 main() {
 	case "${1:-}" in
-	chart | manifests) ;;
-	*) echo "usage: $0 chart|manifests" >&2; exit 2 ;;
+	chart | manifests | csi) ;;
+	*) echo "usage: $0 chart|manifests|csi" >&2; exit 2 ;;
 	esac
 	trap cleanup EXIT
 	remove_wire

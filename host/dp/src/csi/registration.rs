@@ -15,9 +15,18 @@ use super::DRIVER;
 /// The CSI versions the node service speaks.
 pub const SUPPORTED_VERSIONS: &[&str] = &["1.0.0"];
 
-/// The registration socket's path in `registry_dir`.
+/// The registration socket's path in `registry_dir`: `csi.afxdp.io@reg.sock`.
+///
+/// Why the `@`: the kubelet dials registration sockets by their bare path,
+/// so grpc-go sends the path, percent-encoded, as the `:authority` header
+/// (`%2Fvar%2Flib%2Fkubelet%2F...`, kubernetes/kubernetes#108254), which h2
+/// (tonic's HTTP/2) refuses as a malformed authority (`PROTOCOL_ERROR`):
+/// a `%` is allowed only in an authority's userinfo. With an `@` in the file
+/// name, everything before it is that userinfo and `reg.sock` the host, a
+/// valid authority. The name is only found by the kubelet's directory watch;
+/// the driver's name comes from `GetInfo`.
 pub fn socket_in(registry_dir: &Path) -> PathBuf {
-    registry_dir.join(format!("{DRIVER}-reg.sock"))
+    registry_dir.join(format!("{DRIVER}@reg.sock"))
 }
 
 /// The registration service: names the driver and where it listens.
