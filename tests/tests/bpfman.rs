@@ -186,10 +186,7 @@ fn bpfman_options(d: &Bpfmand, hook: BpfmanHook) -> BpfmanOptions {
 /// bpfman's programs of the lab's node.
 fn ours(client: &BpfmanClient) -> Vec<Program> {
     client
-        .list(&ListFilter {
-            metadata: BTreeMap::from([(META_NODE.to_string(), NODE_NAME.to_string())]),
-            bpfman_only: true,
-        })
+        .list(&ListFilter::matching(META_NODE, NODE_NAME))
         .expect("List")
 }
 
@@ -273,7 +270,12 @@ async fn refused_allocates_name_the_cause_and_leave_nothing() {
         matches!(out, afxdp_dp::daemon::ReloadOutcome::Applied(_)),
         "{out:?}"
     );
-    assert_refused_clean(&lab, &d, &[&format!("image {missing}"), "failed"]).await;
+    assert_refused_clean(
+        &lab,
+        &d,
+        &[&format!("image {missing}"), "error sending request"],
+    )
+    .await;
 
     // The verifier's rejection, through the TCX hook (XDP fails before it).
     stop_daemon(&mut lab).await;
@@ -440,6 +442,96 @@ async fn uds_pod_gets_bpfmans_xskmap_over_the_handshake() {
     lab.remove_pod("uds-pod").await.expect("CNI DEL");
     lab.settle(&nic).await;
     assert!(list(&d).await.is_empty(), "left loaded after the pod's DEL");
+    lab.teardown().await.expect("teardown");
+}
+
+/// Pushes the TCX test object as a bytecode image (plain HTTP, as afxdpctl
+/// would) and returns its `@sha256:...` part.
+async fn push_tcx_image(object: &Path, registry: &str, cache: &Path) -> String {
+    let fetcher =
+        afxdp_oci::Fetcher::new(afxdp_oci::FetcherConfig::anonymous(cache)).expect("fetcher");
+    let bytes = std::fs::read(object).expect("read object");
+    let programs = BTreeMap::from([
+        (TCX_FUNCTION.to_string(), "tc".to_string()),
+        ("xsk_redirect".to_string(), "xdp".to_string()),
+    ]);
+    let maps = BTreeMap::from([("xsks_map".to_string(), "xskmap".to_string())]);
+    let pinned = fetcher
+        .push_bytecode(
+            &format!("{registry}/afxdp/xsk-tcx:v1"),
+            &bytes,
+            &programs,
+            &maps,
+        )
+        .await
+        .expect("push bytecode image");
+    pinned[pinned.find('@').expect("pinned reference")..].to_string()
+}
+
+async fn release(lab: &Lab, device: &str) {
+    let agent = lab.daemon.as_ref().expect("daemon").agent.clone();
+    let device = device.to_string();
+    blocking(move || agent.release(&device, afxdp_dp::agent::ReleaseBy::Operator))
+        .await
+        .expect("release");
+    lab.settle(&lab.nics[0].name).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn images_bpfman_pulls_for_afxdp_dp_missing_and_tampered() {
+    let Some(reg) = afxdp_testnet::registry::Registry::start_or_skip(None) else {
+        return;
+    };
+    let mirror = reg.https_mirror();
+    let ca = mirror.ca().display().to_string();
+    let Some(d) = Bpfmand::start_or_skip_with_env(&[("SSL_CERT_FILE", &ca)]) else {
+        return;
+    };
+    let objs = Objects::build();
+    let cache = tempfile::tempdir().expect("cache");
+    let digest = push_tcx_image(&objs.tcx, reg.addr(), cache.path()).await;
+    let image = format!("{}/afxdp/xsk-tcx{digest}", mirror.addr());
+    let pool = |image: &str| {
+        serde_json::json!({ "bpfman": {
+            "image": image, "pullPolicy": "Always", "function": TCX_FUNCTION } })
+    };
+    let lab = bpfman_lab(&d, BpfmanHook::Tcx, 1, pool(&image)).await;
+    let nic = lab.nics[0].name.clone();
+
+    // Pulled by bpfman over HTTPS, loaded and attached for the allocation.
+    lab.kubelet()
+        .allocate(RESOURCE, std::slice::from_ref(&nic))
+        .await
+        .unwrap_or_else(|e| panic!("Allocate from the image: {e}\n{}", d.log()));
+    let programs = list(&d).await;
+    assert_eq!(programs.len(), 1, "{programs:?}");
+    let recorded = programs[0]
+        .managed
+        .as_ref()
+        .and_then(|m| m.bytecode.clone());
+    assert!(
+        matches!(&recorded, Some(Bytecode::Image(i)) if i.url == image),
+        "{recorded:?}"
+    );
+    release(&lab, &nic).await;
+    assert!(list(&d).await.is_empty());
+
+    // An image the registry does not have.
+    let missing = format!("{}/afxdp/xsk-tcx@sha256:{}", mirror.addr(), "e".repeat(64));
+    let config = bpfman_config(&lab, Sharing::Pinned, pool(&missing));
+    lab.reload_config(&config).await.expect("reload");
+    assert_refused_clean(&lab, &d, &[&format!("image {missing}"), "manifest unknown"]).await;
+
+    // The registry serves other bytes under the pinned digest: the pull
+    // must not load them.
+    let manifest = reg.blob_file(digest.trim_start_matches('@'));
+    let mut tampered = std::fs::read(&manifest).expect("manifest blob");
+    tampered.extend_from_slice(b"\n");
+    std::fs::write(&manifest, tampered).expect("tamper");
+    lab.reload_config(&bpfman_config(&lab, Sharing::Pinned, pool(&image)))
+        .await
+        .expect("reload");
+    assert_refused_clean(&lab, &d, &[&format!("image {image}"), "Invalid digest"]).await;
     lab.teardown().await.expect("teardown");
 }
 

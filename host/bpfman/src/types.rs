@@ -224,6 +224,16 @@ pub struct ListFilter {
     pub bpfman_only: bool,
 }
 
+impl ListFilter {
+    /// bpfman's programs whose metadata has `key` = `value`.
+    pub fn matching(key: &str, value: &str) -> Self {
+        Self {
+            metadata: BTreeMap::from([(key.to_string(), value.to_string())]),
+            bpfman_only: true,
+        }
+    }
+}
+
 /// A program as `List`, `Get` and `Load` describe it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Program {

@@ -13,7 +13,6 @@ use std::{
     collections::BTreeMap,
     net::{IpAddr, Ipv4Addr},
     path::{Path, PathBuf},
-    process::Command,
     time::Duration,
 };
 
@@ -95,10 +94,7 @@ fn owner_meta(node: &str, pool: &str, device: &str) -> BTreeMap<String, String> 
 
 fn ours(client: &BpfmanClient, pool: &str) -> Vec<afxdp_bpfman::Program> {
     client
-        .list(&ListFilter {
-            metadata: BTreeMap::from([(META_POOL.to_string(), pool.to_string())]),
-            bpfman_only: true,
-        })
+        .list(&ListFilter::matching(META_POOL, pool))
         .expect("List")
 }
 
@@ -444,95 +440,6 @@ fn unreachable_image_is_refused_and_nothing_stays_loaded() {
     assert!(ours(&c, "imgpool").is_empty());
 }
 
-/// Debian's docker-registry twice on one storage: plain HTTP for the push
-/// (afxdp-oci speaks HTTP to loopback) and HTTPS with a certificate made
-/// here for bpfman, which pulls only over HTTPS. Killed on drop.
-struct TlsRegistry {
-    children: Vec<std::process::Child>,
-    http: String,
-    https: String,
-    ca: PathBuf,
-}
-
-impl TlsRegistry {
-    fn start(dir: &Path) -> TlsRegistry {
-        let (key, ca) = (dir.join("key.pem"), dir.join("cert.pem"));
-        let out = Command::new("openssl")
-            .args([
-                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-            ])
-            .args(["-subj", "/CN=afxdp-test-registry"])
-            .args(["-addext", "subjectAltName=IP:127.0.0.1"])
-            .arg("-keyout")
-            .arg(&key)
-            .arg("-out")
-            .arg(&ca)
-            .output()
-            .expect("run openssl");
-        assert!(
-            out.status.success(),
-            "openssl: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let (http, https) = (free_addr(), free_addr());
-        let tls = format!(
-            "  tls:\n    certificate: {}\n    key: {}\n",
-            ca.display(),
-            key.display()
-        );
-        let children = [(&http, String::new()), (&https, tls)]
-            .into_iter()
-            .enumerate()
-            .map(|(i, (addr, tls))| spawn_registry(dir, i, addr, &tls))
-            .collect();
-        let reg = TlsRegistry {
-            children,
-            http,
-            https,
-            ca,
-        };
-        for addr in [&reg.http, &reg.https] {
-            let up = afxdp_testnet::wait_until(TIMEOUT, Duration::from_millis(50), || {
-                std::net::TcpStream::connect(addr).is_ok()
-            });
-            assert!(up, "registry on {addr} not up");
-        }
-        reg
-    }
-}
-
-impl Drop for TlsRegistry {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn free_addr() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
-    l.local_addr().expect("addr").to_string()
-}
-
-fn spawn_registry(dir: &Path, i: usize, addr: &str, tls: &str) -> std::process::Child {
-    let config = format!(
-        "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\n\
-         storage:\n  filesystem:\n    rootdirectory: {}\n\
-         http:\n  addr: {addr}\n{tls}",
-        dir.join("storage").display()
-    );
-    let path = dir.join(format!("registry-{i}.yml"));
-    std::fs::write(&path, config).expect("registry config");
-    Command::new(afxdp_testnet::registry::REGISTRY_BIN)
-        .arg("serve")
-        .arg(&path)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn docker-registry")
-}
-
 /// Pushes `object` as a bytecode image to `registry` (plain HTTP) and
 /// returns the pinned reference's `@sha256:...` part.
 fn push_image(object: &Path, registry: &str, cache: &Path) -> String {
@@ -562,18 +469,19 @@ fn push_image(object: &Path, registry: &str, cache: &Path) -> String {
 
 #[test]
 fn tcx_from_image_pulled_over_https() {
-    if !afxdp_testnet::registry::installed_or_skip(afxdp_testnet::registry::REGISTRY_BIN) {
+    let Some(reg) = afxdp_testnet::registry::Registry::start_or_skip(None) else {
         return;
-    }
+    };
     let tmp = tempfile::tempdir().unwrap();
-    let reg = TlsRegistry::start(tmp.path());
-    let ca = reg.ca.display().to_string();
+    // Pushed over plain HTTP, pulled by bpfman over HTTPS (all it speaks).
+    let mirror = reg.https_mirror();
+    let ca = mirror.ca().display().to_string();
     let Some(d) = Bpfmand::start_or_skip_with_env(&[("SSL_CERT_FILE", &ca)]) else {
         return;
     };
     let object = test_object(tmp.path());
-    let digest = push_image(&object, &reg.http, &tmp.path().join("cache"));
-    let url = format!("{}/afxdp/xsk-tcx{digest}", reg.https);
+    let digest = push_image(&object, reg.addr(), &tmp.path().join("cache"));
+    let url = format!("{}/afxdp/xsk-tcx{digest}", mirror.addr());
     let image = afxdp_bpfman::Image {
         url: url.clone(),
         pull_policy: afxdp_bpfman::PullPolicy::Always,

@@ -153,3 +153,97 @@ impl Drop for Registry {
         self.stop();
     }
 }
+
+/// A registry's storage served again over HTTPS, with a certificate for
+/// 127.0.0.1 made here (bpfman pulls only over HTTPS: give it [`Self::ca`]
+/// as `SSL_CERT_FILE`). Killed and reaped on drop.
+pub struct HttpsMirror {
+    child: Child,
+    addr: String,
+    ca: PathBuf,
+}
+
+impl HttpsMirror {
+    /// `127.0.0.1:<port>`.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// The self-signed certificate to trust.
+    pub fn ca(&self) -> &Path {
+        &self.ca
+    }
+}
+
+impl Drop for HttpsMirror {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Registry {
+    /// Serves this registry's storage over HTTPS too (push over plain HTTP
+    /// to [`Registry::addr`], pull over HTTPS from the mirror).
+    ///
+    /// # Panics
+    /// `openssl` missing or failing, or the mirror not up within 20 s.
+    pub fn https_mirror(&self) -> HttpsMirror {
+        let (key, ca) = (
+            self.dir.path().join("tls-key.pem"),
+            self.dir.path().join("tls-cert.pem"),
+        );
+        let out = Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            ])
+            .args(["-subj", "/CN=afxdp-test-registry"])
+            .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&ca)
+            .output()
+            .expect("run openssl (tests/install.sh installs it)");
+        assert!(
+            out.status.success(),
+            "openssl: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let config = format!(
+            "version: 0.1\n\
+             log:\n  level: warn\n  accesslog:\n    disabled: true\n\
+             storage:\n  filesystem:\n    rootdirectory: {root}\n\
+             http:\n  addr: {addr}\n  tls:\n    certificate: {ca}\n    key: {key}\n",
+            root = self.dir.path().join("storage").display(),
+            ca = ca.display(),
+            key = key.display(),
+        );
+        let cfg_path = self.dir.path().join("config-https.yml");
+        std::fs::write(&cfg_path, config).expect("write registry config");
+        let child = Command::new(REGISTRY_BIN)
+            .arg("serve")
+            .arg(&cfg_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn docker-registry");
+        let mirror = HttpsMirror { child, addr, ca };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(&mirror.addr).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "HTTPS registry on {} not up",
+                mirror.addr
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        mirror
+    }
+}
