@@ -8,11 +8,13 @@
 //! which afxdp-dp reads too) and `docker-registry` over HTTPS on 127.0.0.1
 //! serving the built-in program as a bytecode image (`AFXDP_BPFMAN_IMAGE`,
 //! pinned by digest). The lab node runs the `afxdp-dp` binary with one pool
-//! `programManager: bpfman` on that image, pinned-map sharing, a kubelet
+//! `programManager: bpfman` on that image, pinned or UDS sharing, a kubelet
 //! stand-in calling Allocate and afxdp-cni moving the device into the pod:
 //! bpfman attaches the program natively, the example pod app (nobody,
 //! `CAP_NET_RAW` only) receives an exact count through the XSKMAP bpfman
-//! pinned, and the pod's removal (CNI DEL) has bpfman unload it.
+//! pinned (re-pinned by afxdp-dp in the pod's directory, or its FD passed
+//! over the UDS handshake), and the pod's removal (CNI DEL) has bpfman
+//! unload it.
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -31,7 +33,7 @@ fn env(name: &str) -> String {
 }
 
 /// The lab's pool, managed by bpfman on the image (afxdp.io/v1alpha1).
-fn bpfman_config(nic: &str, image: &str) -> serde_json::Value {
+fn bpfman_config(nic: &str, image: &str, sharing: Sharing) -> serde_json::Value {
     serde_json::json!({
         "apiVersion": "afxdp.io/v1alpha1",
         "logLevel": "debug",
@@ -39,7 +41,7 @@ fn bpfman_config(nic: &str, image: &str) -> serde_json::Value {
         "pools": [{
             "name": POOL,
             "selectors": { "devices": [{ "name": nic }] },
-            "sharing": "pinned",
+            "sharing": match sharing { Sharing::Pinned => "pinned", Sharing::Uds => "uds" },
             "uid": PodUser::nobody_net_raw().uid,
             "xdpMode": "native",
             "programManager": "bpfman",
@@ -78,13 +80,25 @@ fn log(lab: &Lab) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "runs in the qemu guest: bash tests/qemu/bpfman-xdp.sh"]
 async fn afxdp_dp_bpfman_pool_serves_an_unprivileged_pod() {
+    bpfman_pool_end_to_end(Sharing::Pinned).await;
+}
+
+/// The same over the UDS handshake: the pod app gets the FD afxdp-dp opens
+/// from bpfman's pin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "runs in the qemu guest: bash tests/qemu/bpfman-xdp.sh"]
+async fn afxdp_dp_bpfman_pool_serves_an_unprivileged_pod_over_uds() {
+    bpfman_pool_end_to_end(Sharing::Uds).await;
+}
+
+async fn bpfman_pool_end_to_end(sharing: Sharing) {
     afxdp_testnet::require_root();
     let image = env("AFXDP_BPFMAN_IMAGE");
     let client = BpfmanClient::new(env("AFXDP_BPFMAN_SOCKET"), WAIT).expect("bpfman client");
     let mut lab = Lab::start(LabConfig {
         nics: 1,
         queues: 2,
-        sharing: Sharing::Pinned,
+        sharing,
         daemon: DaemonRun::Process,
         ..LabConfig::default()
     })
@@ -92,8 +106,11 @@ async fn afxdp_dp_bpfman_pool_serves_an_unprivileged_pod() {
     .expect("lab");
     let nic = lab.nics[0].name.clone();
     // The pool goes to bpfman: afxdp-dp restarts on the new config.
-    std::fs::write(&lab.paths.config, bpfman_config(&nic, &image).to_string())
-        .expect("write config");
+    std::fs::write(
+        &lab.paths.config,
+        bpfman_config(&nic, &image, sharing).to_string(),
+    )
+    .expect("write config");
     lab.restart_daemon()
         .await
         .expect("afxdp-dp on the bpfman pool");
@@ -134,7 +151,7 @@ async fn afxdp_dp_bpfman_pool_serves_an_unprivileged_pod() {
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(pod.total(), want, "counts {:?}", pod.counts());
     eprintln!(
-        "qemu-bpfman: the unprivileged pod app received exactly {want} frames {:?}",
+        "qemu-bpfman: the unprivileged pod app received exactly {want} frames {:?} ({sharing:?})",
         pod.counts()
     );
 

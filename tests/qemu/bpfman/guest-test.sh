@@ -41,10 +41,11 @@ step "bpfman-rpc up (no memlock shim), registry on $AFXDP_GUEST_REGISTRY (HTTPS)
 export AFXDP_BPFMAN_SOCKET="$SOCKET" AFXDP_BIN_DIR=/usr/local/bin CI=true
 rc=0
 # The manager alone (afxdp-bpfman's BpfmanManager), then afxdp-dp with a
-# bpfman pool behind the kubelet stand-in and afxdp-cni.
+# bpfman pool behind the kubelet stand-in and afxdp-cni (pinned and UDS
+# sharing: both tests match the filter).
 /usr/local/bin/xdp-guest --ignored --exact --test-threads=1 --nocapture \
   bpfman_xdp_from_image_to_unprivileged_pod || rc=$?
-[ $rc != 0 ] || /usr/local/bin/qemu-bpfman --ignored --exact --test-threads=1 --nocapture \
+[ $rc != 0 ] || /usr/local/bin/qemu-bpfman --ignored --test-threads=1 --nocapture \
   afxdp_dp_bpfman_pool_serves_an_unprivileged_pod || rc=$?
 if [ $rc != 0 ]; then
   echo "--- bpfman-rpc log (last lines)"; tail -n 30 /tmp/bpfman.log
