@@ -410,6 +410,35 @@ async fn tcx_allocation_pins_the_map_survives_restarts_and_unloads() {
         .collect();
     assert_eq!(left, vec![nic1.clone()]);
     assert!(!pin.exists(), "{} left after release", pin.display());
+
+    // A start adopts only the program loaded for the persisted allocation:
+    // a program whose metadata names another allocation id is unloaded and
+    // the allocation reported lost.
+    lab.kubelet().record_assignment(
+        "default",
+        "p1",
+        "app",
+        RESOURCE,
+        std::slice::from_ref(&nic1),
+    );
+    stop_daemon(&mut lab).await;
+    let state_file = lab.paths.state_dir.join("allocations.json");
+    let mut state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state_file).expect("state")).expect("json");
+    state["allocations"][&nic1]["allocation_id"] = serde_json::json!("another-allocation");
+    std::fs::write(&state_file, state.to_string()).expect("write state");
+    start_daemon(&mut lab, &d, BpfmanHook::Tcx).await;
+    let agent = lab.daemon.as_ref().expect("daemon").agent.clone();
+    assert!(
+        agent.allocation(&nic1).is_none(),
+        "adopted another allocation's program"
+    );
+    assert!(
+        list(&d).await.is_empty(),
+        "the other allocation's program is loaded"
+    );
+    let pin1 = lab.paths.state_dir.join("pins/bpfman-maps").join(&nic1);
+    assert!(!pin1.exists(), "{} left", pin1.display());
     lab.teardown().await.expect("teardown");
 }
 
