@@ -350,7 +350,8 @@ manifests() {
 	kubectl apply -f "$dir/00-namespace.yaml" -f "$dir/10-serviceaccount.yaml" >/dev/null || fail "kubectl apply namespace, service account"
 	kubectl -n "$SYSTEM_NS" create configmap afxdp-dp-config --from-literal=config.json="$(pool_config_json)" \
 		--dry-run=client -o yaml | kubectl apply -f - >/dev/null || fail "the pool ConfigMap"
-	kubectl apply -f "$dir/30-daemonset.yaml" >/dev/null || fail "kubectl apply 30-daemonset.yaml"
+	kubectl apply -f "$dir/30-daemonset.yaml" -f "$dir/40-csidriver.yaml" >/dev/null ||
+		fail "kubectl apply 30-daemonset.yaml 40-csidriver.yaml"
 	wait_until "$TIMEOUT" "afxdp-dp ready (plain manifests)" dp_ready
 	wait_capacity 2 "afxdp-dp registered through the plain manifests"
 	start_app
