@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use afxdp_bpfman::{
     BpfmanClient, Bytecode, ListFilter, LoadSpec, Program, ProgramType, META_ALLOCATION,
-    META_DEVICE, META_NODE, META_POOL, META_PROGRAM_NAME,
+    META_DEVICE, META_NODE, META_POOL, META_PROGRAM_NAME, META_XDP_MODE,
 };
 use afxdp_dp::daemon::Daemon;
 use afxdp_dp::programs::{BpfmanHook, BpfmanOptions};
@@ -542,6 +542,48 @@ async fn images_bpfman_pulls_for_afxdp_dp_missing_and_tampered() {
         matches!(&recorded, Some(Bytecode::Image(i)) if i.url == image),
         "{recorded:?}"
     );
+    release(&lab, &nic).await;
+    assert!(list(&d).await.is_empty());
+
+    // A policy's select-program answer reaches bpfman as it decided:
+    // image, function, priority, and the mode in the metadata.
+    let policy = serde_json::json!({
+        "file": afxdp_testnet::policy_component("image-by-label").display().to_string(),
+        "config": { "default": "tcx", "images": { "tcx": {
+            "image": image, "function": TCX_FUNCTION, "mode": "generic", "priority": 40 } } },
+    });
+    let config = bpfman_config(
+        &lab,
+        Sharing::Pinned,
+        serde_json::json!({ "policy": policy, "bpfman": { "pullPolicy": "Always" } }),
+    );
+    let out = lab.reload_config(&config).await.expect("reload");
+    assert_eq!(
+        out,
+        afxdp_dp::daemon::ReloadOutcome::Applied(vec![(POOL.to_string(), Ok(()))])
+    );
+    lab.kubelet()
+        .allocate(RESOURCE, std::slice::from_ref(&nic))
+        .await
+        .unwrap_or_else(|e| panic!("Allocate by the policy: {e}\n{}", d.log()));
+    let programs = list(&d).await;
+    assert_eq!(programs.len(), 1, "{programs:?}");
+    let managed = programs[0].managed.as_ref().expect("record");
+    assert!(
+        matches!(&managed.bytecode, Some(Bytecode::Image(i)) if i.url == image),
+        "{managed:?}"
+    );
+    assert_eq!(managed.name, TCX_FUNCTION);
+    assert_eq!(
+        managed.metadata.get(META_XDP_MODE).map(String::as_str),
+        Some("generic")
+    );
+    let key = managed
+        .metadata
+        .get("afxdp.io/program")
+        .cloned()
+        .unwrap_or_default();
+    assert!(key.contains("priority 40"), "{key}");
     release(&lab, &nic).await;
     assert!(list(&d).await.is_empty());
 
