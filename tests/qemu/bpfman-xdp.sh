@@ -75,7 +75,8 @@ certificate() {
     -addext subjectAltName=IP:127.0.0.1 -keyout "$out/tls/key.pem" -out "$out/tls/cert.pem" 2>/dev/null
 }
 
-# Push the built-in object as a bytecode image; print its @sha256:... part.
+# Push the built-in object as a bytecode image; set digest to its
+# sha256:... (not run in a subshell: the EXIT trap must see registry_pid).
 publish() {
   local port cfg ref i
   mkdir -p "$out/registry"
@@ -102,13 +103,13 @@ publish() {
   kill "$registry_pid"; wait "$registry_pid" 2>/dev/null || true
   registry_pid=""
   tar -C "$out/registry" -cf "$out/registry.tar" .
-  echo "${ref#*@}"
+  digest=${ref#*@}
 }
 
 need_tools
 build
 certificate
-digest=$(publish)
+publish
 [[ $digest == sha256:* ]] || die "no digest from the push: $digest"
 ip_bin=$(readlink -f "$(command -v ip)")
 bash "$here/guest.sh" --mem 2048 "$@" \
