@@ -211,11 +211,30 @@ async fn csi_volume_publish_and_unpublish_through_annotations() {
         .into_inner();
     assert_eq!(node_info.node_id, NODE);
 
-    // The scheduler bound two pods here; kubelet admits `p1` (Allocate).
+    // Two pods exist, none bound here yet: an Allocate cannot tell which
+    // pod to annotate, so it fails clearly and leaves the device free.
     for pod in ["p1", "p2"] {
         apiserver.set_pod(NS, pod, BTreeMap::new(), BTreeMap::new());
         apiserver.set_security(NS, pod, Some(POD_USER), Some(POD_GROUP));
     }
+    let refused = kubelet
+        .allocate(RESOURCE, std::slice::from_ref(&nic))
+        .await
+        .expect_err("Allocate with no pod to annotate");
+    let refused = refused.to_string();
+    assert!(
+        refused.contains("cannot tell which pod"),
+        "Allocate's error: {refused}"
+    );
+    assert!(
+        daemon.agent.allocation(&nic).is_none(),
+        "the refused allocation stayed"
+    );
+    assert!(
+        !afxdp_e2e::xdp_attached(&nic),
+        "the refused allocation left the program on {nic}"
+    );
+    // The scheduler binds `p1` here; kubelet admits it (Allocate).
     apiserver.schedule_pod(NS, "p1", NODE, RESOURCE, 1);
     let admitted = kubelet
         .admit_pod(NS, "p1", "app", RESOURCE, 1)
