@@ -357,7 +357,10 @@ fn patch_annotations(
         return Err("the fake patches metadata.annotations only".into());
     };
     let mut pods = pods.lock().map_err(|_| "poisoned".to_string())?;
-    let Some(pod) = pods.pods.get_mut(&(namespace.to_string(), name.to_string())) else {
+    let Some(pod) = pods
+        .pods
+        .get_mut(&(namespace.to_string(), name.to_string()))
+    else {
         return Ok(None);
     };
     for (k, v) in ann {
