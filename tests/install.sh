@@ -18,6 +18,8 @@ APT_PACKAGES=(
   # the qemu guest for the XDP paths this kernel refuses (tests/qemu): TCG
   # qemu, a static busybox and cpio for its initramfs, bpftool in it
   qemu-system-x86 busybox-static cpio bpftool
+  # JSON in the k8s and qemu scripts (kubectl output, cargo's artifact lines)
+  jq
 )
 
 missing=()
