@@ -113,6 +113,8 @@ pub fn host_path(path: &Path) -> PathBuf {
 pub struct Bpfmand {
     bin: PathBuf,
     env: Vec<(String, String)>,
+    /// More arguments of `bpfman-rpc` (`--csi-support`).
+    args: Vec<String>,
     dir: tempfile::TempDir,
     holder: Child,
     rpc: Option<Child>,
@@ -171,12 +173,30 @@ impl Bpfmand {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            args: Vec::new(),
             dir,
             holder,
             rpc: None,
         };
         d.start_rpc();
         d
+    }
+
+    /// [`Bpfmand::start_or_skip`] with bpfman's CSI node plugin
+    /// (`--csi-support`, `KUBE_NODE_NAME=node`) serving on
+    /// [`Bpfmand::csi_socket`].
+    pub fn start_csi_or_skip(node: &str) -> Option<Bpfmand> {
+        let mut d = Bpfmand::start_or_skip_with_env(&[("KUBE_NODE_NAME", node)])?;
+        d.kill();
+        d.args = vec!["--csi-support".into()];
+        d.start_rpc();
+        Some(d)
+    }
+
+    /// bpfman's CSI socket (`/run/bpfman/csi/csi.sock` in its namespace),
+    /// reached from here.
+    pub fn csi_socket(&self) -> PathBuf {
+        self.path(Path::new("/run/bpfman/csi/csi.sock"))
     }
 
     /// bpfman-rpc's socket.
@@ -230,6 +250,7 @@ impl Bpfmand {
             .arg(&self.bin)
             .args(["--timeout", "0", "--socket-path"])
             .arg(self.socket())
+            .args(&self.args)
             .env("LD_PRELOAD", self.dir.path().join("shim.so"))
             .env("RUST_LOG", "info")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
