@@ -387,6 +387,19 @@ async fn tcx_allocation_pins_the_map_survives_restarts_and_unloads() {
     assert_eq!(list(&d).await.len(), 1);
     assert!(pin.exists());
 
+    // bpfman is down when afxdp-dp starts: the allocation is kept as
+    // persisted (what bpfman holds cannot be asked); once bpfman is back,
+    // the pool's manager adopts the program at its first call.
+    d.kill();
+    stop_daemon(&mut lab).await;
+    start_daemon(&mut lab, &d, BpfmanHook::Tcx).await;
+    let agent = lab.daemon.as_ref().expect("daemon").agent.clone();
+    assert_eq!(
+        agent.allocation(&nic0).map(|a| a.program_id),
+        Some(alloc.program_id),
+        "allocation dropped while bpfman was down"
+    );
+
     // bpfman restarts under afxdp-dp: the next Allocate reconnects, loads
     // one program for its device; the release of the first unloads it.
     d.restart();

@@ -136,11 +136,13 @@ impl Daemon {
                 programs.reconcile(&config);
                 let pool_of = |device: &str| pool_by_name(&config, &node, device);
                 let allocation_of = |device: &str| programs.allocation_of(device);
+                let unreachable = |pool: &str| programs.unreachable(pool);
                 crate::recover::reconcile(
                     &store,
                     programs.as_ref(),
                     &pool_of,
                     &allocation_of,
+                    &unreachable,
                     &uds_root,
                 )
             }

@@ -92,6 +92,9 @@ pub struct Programs {
     /// bpfman pools' managers, made on first use (bpfman may be down when
     /// afxdp-dp starts: their Allocates fail saying so until it is up).
     managers: Mutex<BTreeMap<String, Arc<BpfmanManager>>>,
+    /// The bpfman pools of the config reconciled at start: until each has
+    /// its manager, a device no manager holds may still be one of theirs.
+    bpfman_pools: Mutex<BTreeSet<String>>,
 }
 
 impl Programs {
@@ -123,6 +126,7 @@ impl Programs {
             builtin_file,
             map_root,
             managers: Mutex::new(BTreeMap::new()),
+            bpfman_pools: Mutex::new(BTreeSet::new()),
         })
     }
 
@@ -141,6 +145,11 @@ impl Programs {
             .filter(|p| p.bpfman.is_some())
             .map(|p| p.name.as_str())
             .collect();
+        *self
+            .bpfman_pools
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) =
+            bpfman_pools.iter().map(|p| p.to_string()).collect();
         for pool in &bpfman_pools {
             if let Err(e) = self.manager(pool) {
                 tracing::warn!(pool, error = %e, "bpfman unavailable at start; the pool's allocations fail until it is back");
@@ -221,6 +230,47 @@ impl Programs {
                 }
                 Err(e)
             }
+        }
+    }
+
+    /// Whether `pool` is a bpfman pool whose manager could not be made yet
+    /// (bpfman was down): what it holds is unknown, its allocations must be
+    /// kept as they are.
+    pub fn unreachable(&self, pool: &str) -> bool {
+        let configured = self
+            .bpfman_pools
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(pool);
+        configured
+            && !self
+                .managers
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .contains_key(pool)
+    }
+
+    /// The bpfman manager holding `device`'s attachment; `Ok(None)` when
+    /// no bpfman pool holds it, an error when a bpfman pool's manager still
+    /// cannot be made (its holdings are unknown).
+    fn holder_known(&self, device: &str) -> Result<Option<Arc<BpfmanManager>>, ProgramError> {
+        let pools: Vec<String> = self
+            .bpfman_pools
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .cloned()
+            .collect();
+        let mut unreachable = None;
+        for pool in pools.iter().filter(|p| self.unreachable(p)) {
+            if let Err(e) = self.manager(pool) {
+                unreachable = Some(e);
+            }
+        }
+        match (self.holder(device), unreachable) {
+            (Some(m), _) => Ok(Some(m)),
+            (None, Some(e)) => Err(backend(e)),
+            (None, None) => Ok(None),
         }
     }
 
@@ -336,7 +386,7 @@ impl Programs {
     }
 
     pub fn detach(&self, device: &str) -> Result<bool, ProgramError> {
-        let Some(manager) = self.holder(device) else {
+        let Some(manager) = self.holder_known(device)? else {
             return self.native.detach(device);
         };
         let detached = manager.detach(device)?;
@@ -346,7 +396,7 @@ impl Programs {
 
     /// bpfman's pin opened (`BPF_OBJ_GET`) for a bpfman attachment.
     pub fn xsk_map_fd(&self, device: &str) -> Result<OwnedFd, ProgramError> {
-        match self.holder(device) {
+        match self.holder_known(device)? {
             Some(m) => m.xsk_map_fd(device),
             None => self.native.xsk_map_fd(device),
         }

@@ -37,7 +37,9 @@ pub struct Reconciled {
 /// a device belongs to by its name (for recovered allocations);
 /// `allocation_of` the allocation id a device's program was loaded for,
 /// when its manager records one (bpfman's metadata): an allocation adopts
-/// only the program loaded for it. `uds_root` is where UDS servers keep
+/// only the program loaded for it. `unreachable_pool` says which pools'
+/// program manager cannot be asked now (bpfman down): their allocations
+/// are kept as persisted. `uds_root` is where UDS servers keep
 /// their per-device directories. Blocks (file and bpffs I/O, detach).
 ///
 /// # Errors
@@ -47,13 +49,18 @@ pub fn reconcile(
     programs: &dyn ProgramManager,
     pool_of: &dyn Fn(&str) -> Option<String>,
     allocation_of: &dyn Fn(&str) -> Option<String>,
+    unreachable_pool: &dyn Fn(&str) -> bool,
     uds_root: &Path,
 ) -> Result<Reconciled, StateError> {
     let attached = programs.attachments();
     let mut lost = Vec::new();
     let (state, set_aside, unmatched) = match store.load() {
         Ok(state) => {
-            let (state, dropped) = adopt(state, &attached, programs, allocation_of);
+            let owners = Owners {
+                allocation_of,
+                unreachable_pool,
+            };
+            let (state, dropped) = adopt(state, &attached, programs, &owners);
             lost = dropped;
             remove_orphan_uds_dirs(uds_root, &state);
             (state, None, Vec::new())
@@ -81,16 +88,28 @@ pub fn reconcile(
 /// What a recovered device lost: its program.
 pub const PROGRAM_GONE: &str = "its XDP program was gone when afxdp-dp started (detached while afxdp-dp was down): the pod that held it gets no packets; it returns to the pool when the pod's CNI DEL brings it back";
 
+/// What the program managers say about who owns a device's program.
+struct Owners<'a> {
+    /// The allocation id a device's program was loaded for, if recorded.
+    allocation_of: &'a dyn Fn(&str) -> Option<String>,
+    /// Pools whose manager cannot be asked now.
+    unreachable_pool: &'a dyn Fn(&str) -> bool,
+}
+
 /// A readable state against the kernel; the allocations dropped, with why.
 fn adopt(
     mut state: StateFile,
     attached: &[Attachment],
     programs: &dyn ProgramManager,
-    allocation_of: &dyn Fn(&str) -> Option<String>,
+    owners: &Owners<'_>,
 ) -> (StateFile, Vec<(Allocation, String)>) {
     let mut lost = Vec::new();
     state.allocations.retain(|dev, alloc| {
-        let loaded_for = allocation_of(dev);
+        if (owners.unreachable_pool)(&alloc.pool) {
+            tracing::warn!(device = %dev, pool = %alloc.pool, "the pool's program manager is unreachable: allocation kept as persisted");
+            return true;
+        }
+        let loaded_for = (owners.allocation_of)(dev);
         if let Some(other) = loaded_for.as_ref().filter(|id| **id != alloc.allocation_id) {
             tracing::error!(device = %dev, allocation = %alloc.allocation_id, program_allocation = %other, "the device's program was loaded for another allocation: detaching it, {PROGRAM_GONE}");
             if let Err(e) = programs.detach(dev) {
