@@ -468,6 +468,16 @@ impl BpfmanManager {
         (dir, pin)
     }
 
+    /// Whether bpfman still holds program `id` (`Get` answers with its
+    /// record).
+    fn bpfman_has(&self, id: u32) -> Result<bool, ProgramError> {
+        match self.client.get(id) {
+            Ok(p) => Ok(p.managed.is_some()),
+            Err(BpfmanError::Refused { .. }) => Ok(false),
+            Err(e) => Err(backend(e)),
+        }
+    }
+
     fn record(&self, device: &str) -> Result<Record, ProgramError> {
         validate_device(device)?;
         self.lock()
@@ -503,9 +513,16 @@ impl ProgramManager for BpfmanManager {
             }
             warn!(device, link_id = record.link_id, error = %e, "bpfman Detach");
         }
-        self.client.unload(id).map_err(backend)?;
+        match self.client.unload(id) {
+            Ok(()) => info!(device, program_id = id, "bpfman unloaded program"),
+            // bpfman no longer has it (unloaded by hand, its state lost):
+            // nothing is left to unload, the record goes.
+            Err(e @ BpfmanError::Refused { .. }) if !self.bpfman_has(id)? => {
+                warn!(device, program_id = id, error = %e, "bpfman no longer holds the program");
+            }
+            Err(e) => return Err(backend(e)),
+        }
         records.remove(device);
-        info!(device, program_id = id, "bpfman unloaded program");
         Ok(true)
     }
 

@@ -274,6 +274,26 @@ fn manager_attaches_adopts_after_restarts_and_detaches() {
 }
 
 #[test]
+fn detach_of_a_program_bpfman_no_longer_holds_forgets_it() {
+    let Some(d) = Bpfmand::start_or_skip() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let object = test_object(tmp.path());
+    let wire = Wire::new();
+    let pool = "lostpool";
+    let mgr = tcx_manager(&d, &object, &wire, pool);
+    let att = mgr
+        .attach(&tcx_request(wire.dev()))
+        .unwrap_or_else(|e| panic!("attach: {e}\n{}", d.log()));
+    // Unloaded behind the manager's back (by hand, or bpfman lost it).
+    mgr.client().unload(att.program_id).expect("Unload");
+    assert!(mgr.detach(wire.dev()).expect("detach of a lost program"));
+    assert!(mgr.attachments().is_empty());
+    assert!(ours(mgr.client(), pool).is_empty());
+}
+
+#[test]
 fn reconcile_unloads_a_program_left_without_link() {
     let Some(d) = Bpfmand::start_or_skip() else {
         return;
