@@ -399,6 +399,10 @@ async fn tcx_allocation_pins_the_map_survives_restarts_and_unloads() {
         Some(alloc.program_id),
         "allocation dropped while bpfman was down"
     );
+    assert!(
+        pin.exists(),
+        "the pod's map pin removed while bpfman was down"
+    );
 
     // bpfman restarts under afxdp-dp: the next Allocate reconnects, loads
     // one program for its device; the release of the first unloads it.

@@ -192,6 +192,10 @@ impl Programs {
         let manager = Arc::new(BpfmanManager::new(config)?);
         for a in manager.attachments() {
             tracing::info!(pool, device = %a.device, program_id = a.program_id, "bpfman program adopted");
+            // Pinned again where the pod's directory is (kept when there).
+            if let Err(e) = self.pin_map(&a) {
+                tracing::error!(device = %a.device, error = %e, "re-pinning an adopted XSKMAP failed");
+            }
         }
         managers.insert(pool.to_string(), manager.clone());
         Ok(manager)
@@ -351,17 +355,24 @@ impl Programs {
         Ok(())
     }
 
-    /// Re-pin the maps of adopted programs; remove pins nobody holds.
+    /// Removes the map pins no adopted program has (adopted ones were
+    /// pinned again when their manager was made); none while a bpfman pool
+    /// is unreachable (its devices' pins may belong to live pods).
     fn reconcile_pins(&self) {
+        let pools: Vec<String> = self
+            .bpfman_pools
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .cloned()
+            .collect();
+        if pools.iter().any(|p| self.unreachable(p)) {
+            return;
+        }
         let held: Vec<Attachment> = {
             let managers = self.managers.lock().unwrap_or_else(PoisonError::into_inner);
             managers.values().flat_map(|m| m.attachments()).collect()
         };
-        for a in &held {
-            if let Err(e) = self.pin_map(a) {
-                tracing::error!(device = %a.device, error = %e, "re-pinning an adopted XSKMAP failed");
-            }
-        }
         for entry in std::fs::read_dir(&self.map_root)
             .into_iter()
             .flatten()
