@@ -254,10 +254,8 @@ impl Programs {
                 .contains_key(pool)
     }
 
-    /// The bpfman manager holding `device`'s attachment; `Ok(None)` when
-    /// no bpfman pool holds it, an error when a bpfman pool's manager still
-    /// cannot be made (its holdings are unknown).
-    fn holder_known(&self, device: &str) -> Result<Option<Arc<BpfmanManager>>, ProgramError> {
+    /// The bpfman pools whose manager could not be made yet.
+    fn unreachable_pools(&self) -> Vec<String> {
         let pools: Vec<String> = self
             .bpfman_pools
             .lock()
@@ -265,8 +263,15 @@ impl Programs {
             .iter()
             .cloned()
             .collect();
+        pools.into_iter().filter(|p| self.unreachable(p)).collect()
+    }
+
+    /// The bpfman manager holding `device`'s attachment; `Ok(None)` when
+    /// no bpfman pool holds it, an error when a bpfman pool's manager still
+    /// cannot be made (its holdings are unknown).
+    fn holder_known(&self, device: &str) -> Result<Option<Arc<BpfmanManager>>, ProgramError> {
         let mut unreachable = None;
-        for pool in pools.iter().filter(|p| self.unreachable(p)) {
+        for pool in &self.unreachable_pools() {
             if let Err(e) = self.manager(pool) {
                 unreachable = Some(e);
             }
@@ -359,14 +364,7 @@ impl Programs {
     /// pinned again when their manager was made); none while a bpfman pool
     /// is unreachable (its devices' pins may belong to live pods).
     fn reconcile_pins(&self) {
-        let pools: Vec<String> = self
-            .bpfman_pools
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .cloned()
-            .collect();
-        if pools.iter().any(|p| self.unreachable(p)) {
+        if !self.unreachable_pools().is_empty() {
             return;
         }
         let held: Vec<Attachment> = {
