@@ -7,9 +7,8 @@
 //! the release binary a node would run.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use afxdp_dp::agent::ReleaseBy;
 use afxdp_lab::{cni, Lab, LabConfig, Sharing, RESOURCE};
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -48,75 +47,10 @@ fn iterations() -> usize {
 }
 
 async fn allocate_latency(sharing: Sharing, prepared: bool, n: usize) -> Vec<Duration> {
-    let mut lab = Lab::start(LabConfig {
-        nics: 1,
-        queues: 4,
-        sharing,
-        xdp_mode: "native",
-        policy: None,
-        ..Default::default()
-    })
-    .await
-    .expect("lab");
-    if prepared {
-        // The same node with --prepare-attachments.
-        lab.daemon.take().expect("daemon").stop().await;
-        let mut opts = lab.paths.daemon_options();
-        opts.prepare_attachments = true;
-        lab.daemon = Some(
-            afxdp_dp::daemon::Daemon::start(opts)
-                .await
-                .expect("restart"),
-        );
-        lab.kubelet()
-            .wait_devices(RESOURCE, Duration::from_secs(10), |d| {
-                d.len() == 1 && d[0].is_healthy()
-            })
-            .await
-            .expect("re-registered");
-    }
-    let nic = lab.nics[0].name.clone();
-    let agent = lab.daemon.as_ref().expect("daemon").agent.clone();
-    // Warm up (and, after a restart, wait for kubelet to follow the new socket).
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        match lab
-            .kubelet()
-            .allocate(RESOURCE, std::slice::from_ref(&nic))
-            .await
-        {
-            Ok(_) => break,
-            Err(e) if std::time::Instant::now() < deadline => {
-                let _ = e;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) => panic!("allocate: {e}"),
-        }
-    }
-    {
-        let (a, d) = (agent.clone(), nic.clone());
-        tokio::task::spawn_blocking(move || a.release(&d, ReleaseBy::Operator))
-            .await
-            .expect("join")
-            .expect("release");
-    }
-    let mut samples = Vec::with_capacity(n);
-    for _ in 0..n {
-        let t = Instant::now();
-        lab.kubelet()
-            .allocate(RESOURCE, std::slice::from_ref(&nic))
-            .await
-            .expect("allocate");
-        samples.push(t.elapsed());
-        let a = agent.clone();
-        let d = nic.clone();
-        tokio::task::spawn_blocking(move || a.release(&d, ReleaseBy::Operator))
-            .await
-            .expect("join")
-            .expect("release");
-    }
-    lab.teardown().await.expect("teardown");
-    samples
+    afxdp_lab::measure::allocate_latency(sharing, prepared, n, |_| None)
+        .await
+        .expect("allocate latency")
+        .0
 }
 
 /// Exec latencies of one CNI plugin's commands.

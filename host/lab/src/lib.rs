@@ -10,6 +10,7 @@
 pub mod bins;
 pub mod cni;
 pub mod flood;
+pub mod measure;
 pub mod pod;
 pub mod process;
 pub use afxdp_testnet::pod as unprivileged;

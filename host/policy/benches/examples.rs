@@ -28,13 +28,13 @@
 use std::fmt::Debug;
 use std::hint::black_box as bb;
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
+use afxdp_policy::examples::{examples, wasm_dir, Example};
 use afxdp_policy::{
-    sha256_digest, CallCtx, Decision, DecisionError, EngineConfig, FilterRule, FlowType,
-    GuestErrorCode, LoadedPolicy, Netdev, Pod, PolicyEngine, ProgramChoice, ProgramSource,
-    QueuePlan, RuleAction, XdpMode,
+    sha256_digest, Decision, DecisionError, EngineConfig, FilterRule, FlowType, GuestErrorCode,
+    LoadedPolicy, Netdev, Pod, PolicyEngine, ProgramChoice, ProgramSource, QueuePlan, RuleAction,
+    XdpMode,
 };
 use afxdp_policy_sdk as sdk;
 
@@ -287,180 +287,7 @@ fn host_rule(r: sdk::FilterRule) -> FilterRule {
     }
 }
 
-// ---- the inputs ----------------------------------------------------------
-
-/// One example policy and the requests it is timed with.
-struct Example {
-    /// Policy name (its metadata name).
-    name: &'static str,
-    /// Component file stem in the wasm directory.
-    file: &'static str,
-    /// The pool's policy config.
-    config: String,
-    /// Device for select-program, assign-queues and filter-rules.
-    device: Netdev,
-    pod: Pod,
-    /// The pod's addresses on `device` (filter-rules).
-    addresses: Vec<IpAddr>,
-    /// preferred-allocation: the candidates, must-include and size.
-    available: Vec<Netdev>,
-    must_include: Vec<String>,
-    size: usize,
-}
-
-/// An E810-like port on NUMA node 0 with 8 queues.
-fn device() -> Netdev {
-    Netdev {
-        driver: Some("ice".into()),
-        pci: Some("0000:3b:00.1".into()),
-        mac: Some("b4:96:91:a0:00:01".into()),
-        numa_node: Some(0),
-        speed_mbps: Some(25_000),
-        addresses: vec!["10.0.0.2".parse().unwrap(), "fd00::2".parse().unwrap()],
-        ..Netdev::new("eth1", 8)
-    }
-}
-
-/// 8 devices over 2 NUMA nodes, 8 or 4 queues.
-fn inventory() -> Vec<Netdev> {
-    (0..8)
-        .map(|i| Netdev {
-            driver: Some("ice".into()),
-            pci: Some(format!("0000:{:02x}:00.{}", 0x3b + i / 4 * 0x50, i % 4)),
-            numa_node: Some(i64::from(i / 4)),
-            speed_mbps: Some(25_000),
-            ..Netdev::new(format!("eth{i}"), if i % 2 == 0 { 8 } else { 4 })
-        })
-        .collect()
-}
-
-fn pod(annotations: &[(&str, &str)], labels: &[(&str, &str)], requested: u32) -> Pod {
-    let map = |kv: &[(&str, &str)]| {
-        kv.iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    };
-    Pod {
-        namespace: "telco".into(),
-        name: "upf-7d9f8c6b5-x2x7q".into(),
-        annotations: map(annotations),
-        labels: map(labels),
-        requested,
-    }
-}
-
-fn examples() -> Vec<Example> {
-    let digest = "0123456789abcdef".repeat(4);
-    let addresses = vec!["10.0.0.2".parse().unwrap(), "fd00::2".parse().unwrap()];
-    vec![
-        Example {
-            name: "default",
-            file: "afxdp_policy_default",
-            config: "{}".into(),
-            device: device(),
-            pod: pod(&[], &[("app", "upf")], 1),
-            addresses: addresses.clone(),
-            available: inventory(),
-            must_include: vec!["eth5".into()],
-            size: 3,
-        },
-        Example {
-            name: "numa-spread",
-            file: "afxdp_policy_numa_spread",
-            config: r#"{"queuesPerPod": 4}"#.into(),
-            device: device(),
-            pod: pod(&[], &[("app", "upf")], 2),
-            addresses: addresses.clone(),
-            available: inventory(),
-            must_include: vec!["eth5".into()],
-            size: 4,
-        },
-        Example {
-            name: "flow-steering",
-            file: "afxdp_policy_flow_steering",
-            config: r#"{"queues": 4, "matchAddress": true}"#.into(),
-            device: device(),
-            pod: pod(
-                &[
-                    (policy_flow_steering::UDP_PORTS, "2152,4789,9000"),
-                    (policy_flow_steering::TCP_PORTS, "8805"),
-                ],
-                &[("app", "upf")],
-                1,
-            ),
-            addresses: addresses.clone(),
-            available: inventory(),
-            must_include: Vec::new(),
-            size: 2,
-        },
-        Example {
-            name: "image-by-label",
-            file: "afxdp_policy_image_by_label",
-            config: format!(
-                r#"{{
-                    "images": {{
-                        "fast": "registry.example/xdp-fast@sha256:{digest}",
-                        "filter": {{ "image": "registry.example/xdp-filter@sha256:{digest}",
-                                    "function": "xdp_filter", "mode": "generic", "priority": 40 }},
-                        "spare": "registry.example/xdp-spare@sha256:{digest}"
-                    }},
-                    "allow": ["fast", "filter", "builtin"],
-                    "default": "fast"
-                }}"#
-            ),
-            device: device(),
-            pod: pod(
-                &[],
-                &[
-                    ("app", "upf"),
-                    (policy_image_by_label::DEFAULT_LABEL, "filter"),
-                ],
-                1,
-            ),
-            addresses,
-            available: inventory(),
-            must_include: Vec::new(),
-            size: 2,
-        },
-    ]
-}
-
 // ---- the bench -----------------------------------------------------------
-
-/// Where the components are, or why not.
-fn wasm_dir(examples: &[Example]) -> Result<PathBuf, String> {
-    let rel = PathBuf::from("wasm32-wasip2").join("release");
-    let candidates: Vec<PathBuf> = match std::env::var_os("AFXDP_POLICY_WASM_DIR") {
-        Some(d) => vec![d.into()],
-        None => std::env::var_os("CARGO_TARGET_DIR")
-            .map(|t| PathBuf::from(t).join(&rel))
-            .into_iter()
-            .chain([PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../../policies/target")
-                .join(&rel)])
-            .collect(),
-    };
-    let missing = |d: &PathBuf| -> Vec<String> {
-        examples
-            .iter()
-            .map(|e| format!("{}.wasm", e.file))
-            .filter(|f| !d.join(f).is_file())
-            .collect()
-    };
-    if let Some(d) = candidates.iter().find(|d| missing(d).is_empty()) {
-        return Ok(d.clone());
-    }
-    let looked: Vec<String> = candidates
-        .iter()
-        .map(|d| format!("{} (missing {})", d.display(), missing(d).join(", ")))
-        .collect();
-    Err(format!(
-        "the example policy components are not built; looked in: {}.\n\
-         Build them with: cargo build --manifest-path policies/Cargo.toml --target wasm32-wasip2 --release\n\
-         (or point AFXDP_POLICY_WASM_DIR at the directory holding them)",
-        looked.join("; ")
-    ))
-}
 
 /// Everything for one policy: every decision (or its not-made row) and the
 /// two loads.
@@ -484,7 +311,7 @@ fn bench<P: sdk::Policy>(ex: &Example, wasm: &[u8], n: usize, loads: usize) {
         "{name}: decisions in the metadata"
     );
 
-    let ctx = CallCtx::new("fast", ex.config.as_str());
+    let ctx = ex.ctx();
     let pool = sdk::Pool::new("fast", ex.config.as_str());
     let (dev, pod) = (&ex.device, &ex.pod);
     let (sdev, spod) = (sdk_netdev(dev), sdk_pod(pod));
@@ -598,6 +425,15 @@ fn main() {
     let loads = if quick { 2 } else { 20 };
 
     let examples = examples();
+    // The requests' annotation and label keys are still the policies' own.
+    let own = [
+        policy_flow_steering::UDP_PORTS,
+        policy_flow_steering::TCP_PORTS,
+        policy_image_by_label::DEFAULT_LABEL,
+    ];
+    for ((what, key), own) in afxdp_policy::examples::keys().into_iter().zip(own) {
+        assert_eq!(key, own, "{what}");
+    }
     let dir = match wasm_dir(&examples) {
         Ok(d) => d,
         Err(msg) if std::env::var_os("AFXDP_REQUIRE_POLICY_WASM").is_some() => {

@@ -58,6 +58,7 @@ mod convert;
 pub mod defaults;
 mod engine;
 mod error;
+pub mod examples;
 mod gate;
 pub mod metrics;
 mod policy;

@@ -228,6 +228,16 @@ impl LoadedPolicy {
         }
     }
 
+    /// A fresh `Store` and instance under the engine's limits, no export
+    /// called: the floor under every decision (what the benches compare
+    /// decisions with).
+    ///
+    /// # Errors
+    /// See [`DecisionError`] (instantiation failed, or no slot in time).
+    pub fn instantiate_only(&self, b: &Blocking) -> Result<(), DecisionError> {
+        self.call(b, &CallCtx::default(), "instantiate", |_, _| Ok(()))
+    }
+
     /// Ask the policy whether it accepts `ctx.config_json` (at config load or
     /// reload; the pool keeps its previous config when this fails).
     ///

@@ -29,16 +29,8 @@ pub fn percentiles(mut samples: Vec<Duration>) -> Percentiles {
     }
 }
 
-/// Run `f` `n` times; the wall time of each run.
-pub fn time<T>(n: usize, mut f: impl FnMut() -> T) -> Vec<Duration> {
-    (0..n)
-        .map(|_| {
-            let start = Instant::now();
-            std::hint::black_box(f());
-            start.elapsed()
-        })
-        .collect()
-}
+/// Run `f` `n` times (after a warm-up); the wall time of each run.
+pub use afxdp_policy::examples::time;
 
 /// Microseconds.
 pub fn us(d: Duration) -> f64 {
