@@ -308,7 +308,28 @@ greedy_unschedulable() {
 chart_app_version() { awk -F'"' '/^appVersion:/ { print $2 }' "$ROOT/deploy/helm/afxdp-rs/Chart.yaml"; }
 
 # ---------------------------------------------------------------- the tests
+# The chart with bpfman pools enabled: the API server accepts the rendered
+# objects (server dry run) and every --bpfman-* argument is an afxdp-dp flag
+# whose path is mounted.
+chart_bpfman_renders() {
+	local out="$WORK/bpfman.yaml" flag
+	helm template afxdp-rs "$ROOT/deploy/helm/afxdp-rs" -n "$SYSTEM_NS" \
+		--set bpfman.enabled=true >"$out" || fail "helm template with bpfman.enabled"
+	# A server dry run creates nothing: the namespace must exist (helm install
+	# --create-namespace below takes it as it is).
+	kubectl create namespace "$SYSTEM_NS" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+	kubectl apply --dry-run=server -f "$out" >/dev/null || fail "the API server refuses the bpfman-enabled chart"
+	for flag in $(grep -o -- '--bpfman-[a-z-]*' "$out" | sort -u); do
+		"$ROOT/target/$PROFILE/afxdp-dp" --help | grep -q -- "$flag" || fail "$flag is not an afxdp-dp flag"
+	done
+	grep -q -- '--bpfman-socket=/run/bpfman-sock/bpfman.sock' "$out" || fail "no --bpfman-socket"
+	grep -q 'mountPath: /run/bpfman-sock' "$out" || fail "bpfman's socket dir is not mounted"
+	grep -q 'mountPath: /run/bpfman$' "$out" || fail "bpfman's run dir is not mounted"
+	say "chart with bpfman.enabled: renders, validates, flags known, paths mounted"
+}
+
 chart() {
+	chart_bpfman_renders
 	cat >"$WORK/values.yaml" <<EOF
 image:
   pullPolicy: Never
