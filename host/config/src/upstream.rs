@@ -34,7 +34,8 @@
 //! # Not supported yet (refused)
 //! `UdsServerDisable: true` without
 //! `BpfMapPinningEnable`, `RequiresUnprivilegedBpf: true` (and legacy
-//! `requireUnprivilegedBpf`), non-empty `ethtoolCmds`: see the crate docs.
+//! `requireUnprivilegedBpf`), an `ethtoolCmds` entry that cannot be
+//! translated (`-X` RSS, unknown fields): see [`crate::ethtool_cmd`].
 //! Secondary counts in a primary pool are dropped with a warning, as
 //! before.
 //!
