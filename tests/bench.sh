@@ -6,6 +6,7 @@
 #   bash tests/bench.sh                 # the full bench (minutes)
 #   bash tests/bench.sh --quick         # bounded: proves it works (CI)
 #   bash tests/bench.sh --section prog-cost --json /tmp/t.json
+#   (sections: prog-cost, rx-rate, control, scale)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 args=("$@")
@@ -13,7 +14,13 @@ if [[ " $* " != *" --json "* ]]; then
   mkdir -p target/bench
   args+=(--json target/bench/latest.json)
 fi
-cargo build --release --locked -p afxdp-bench -p afxdp-pod-app
+# afxdp-dp and afxdp-cni: the control-plane and scale sections run a node
+# (tests/bench/src/control.rs, scale_dp.rs).
+cargo build --release --locked -p afxdp-bench -p afxdp-pod-app -p afxdp-dp -p afxdp-cni
+# The example policies the control-plane and scale rows load.
+if [[ -z ${AFXDP_POLICY_WASM_DIR:-} ]]; then
+  cargo build --locked --manifest-path policies/Cargo.toml --target wasm32-wasip2 --release
+fi
 # The libxdp peer of the receive-rate section (Debian's libxdp-dev).
 mkdir -p target/bench
 src=tests/bench/c/xsk_rx_libxdp.c bin=target/bench/xsk-rx-libxdp

@@ -5,11 +5,13 @@
 //! commits. Needs root (netns, veths, `bpf(2)`). `tests/bench.sh` builds and
 //! runs it; `--quick` bounds it for CI, which only proves it works.
 
+mod control;
 mod prog_cost;
 mod receivers;
 mod rx_bed;
 mod rx_rate;
 mod scale;
+mod scale_dp;
 mod table;
 mod testrun;
 
@@ -29,7 +31,7 @@ struct Args {
     /// Also write the table as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
-    /// Only these sections (default: all). Known: prog-cost, rx-rate, scale.
+    /// Only these sections (default: all). Known: prog-cost, rx-rate, control, scale.
     #[arg(long = "section")]
     sections: Vec<String>,
     /// afxdp-pod-app binary (default: beside this one).
@@ -54,6 +56,14 @@ pub struct Settings {
     pub rate_frames: u32,
     /// Netdev counts of the scale section.
     pub scale_sizes: &'static [usize],
+    /// Allocate calls timed per configuration (control plane).
+    pub allocations: usize,
+    /// Calls timed per policy decision (control plane).
+    pub decisions: usize,
+    /// Link down/up pairs timed per size (scale, ListAndWatch).
+    pub link_changes: usize,
+    /// Allocate calls per size (scale).
+    pub scale_allocations: usize,
 }
 
 impl Settings {
@@ -65,6 +75,10 @@ impl Settings {
                 rate_runs: 1,
                 rate_frames: 500_000,
                 scale_sizes: &[64, 256],
+                allocations: 20,
+                decisions: 300,
+                link_changes: 3,
+                scale_allocations: 100,
             }
         } else {
             Settings {
@@ -73,6 +87,10 @@ impl Settings {
                 rate_runs: 3,
                 rate_frames: 20_000_000,
                 scale_sizes: &[64, 256, 1024],
+                allocations: 200,
+                decisions: 5000,
+                link_changes: 10,
+                scale_allocations: 1000,
             }
         }
     }
@@ -115,9 +133,10 @@ struct Report<'a> {
 
 type Section = fn(&Settings, &Binaries) -> Result<Vec<Row>>;
 
-const SECTIONS: [(&str, Section); 3] = [
+const SECTIONS: [(&str, Section); 4] = [
     ("prog-cost", |s, _| prog_cost::run(s)),
     ("rx-rate", rx_rate::run),
+    ("control", |s, _| control::run(s)),
     ("scale", |s, _| scale::run(s)),
 ];
 

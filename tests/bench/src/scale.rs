@@ -30,7 +30,7 @@ pub fn run(settings: &Settings) -> Result<Vec<Row>> {
     let mut rows: Vec<Row> = Vec::new();
     for &netdevs in settings.scale_sizes {
         let ns = Netns::new("afxb-scale")?;
-        make_veths(&ns, netdevs)?;
+        make_veths(&ns, netdevs, false)?;
         let mut times = Vec::with_capacity(settings.runs);
         let mut pooled = 0;
         for _ in 0..settings.runs {
@@ -55,14 +55,19 @@ pub fn run(settings: &Settings) -> Result<Vec<Row>> {
         }
         rows.push(row);
     }
+    rows.extend(crate::scale_dp::run(settings)?);
     Ok(rows)
 }
 
-/// `netdevs / 2` veth pairs in `ns`, made by one `ip -batch`.
-fn make_veths(ns: &Netns, netdevs: usize) -> Result<()> {
+/// `netdevs / 2` veth pairs in `ns`, made (and with `up` set up) by one
+/// `ip -batch`.
+pub(crate) fn make_veths(ns: &Netns, netdevs: usize, up: bool) -> Result<()> {
     let mut batch = String::new();
     for i in 0..netdevs / 2 {
         batch += &format!("link add sc{i}a type veth peer name sc{i}b\n");
+        if up {
+            batch += &format!("link set sc{i}a up\nlink set sc{i}b up\n");
+        }
     }
     let mut child = std::process::Command::new("ip")
         .args(["-n", ns.name(), "-batch", "-"])

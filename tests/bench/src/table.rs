@@ -134,6 +134,15 @@ pub fn median(samples: &mut [f64]) -> f64 {
     }
 }
 
+/// The `p` quantile (0..=1, nearest rank) of `sorted`; zero when empty.
+pub fn percentile<T: Copy + Default>(sorted: &[T], p: f64) -> T {
+    if sorted.is_empty() {
+        return T::default();
+    }
+    let idx = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
