@@ -6,7 +6,7 @@
 #   bash tests/bench.sh                 # the full bench (minutes)
 #   bash tests/bench.sh --quick         # bounded: proves it works (CI)
 #   bash tests/bench.sh --section prog-cost --json /tmp/t.json
-#   (sections: prog-cost, rx-rate, control, scale)
+#   (sections: prog-cost, rx-rate, control, scale, bpfman)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 args=("$@")

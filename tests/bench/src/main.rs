@@ -5,6 +5,7 @@
 //! commits. Needs root (netns, veths, `bpf(2)`). `tests/bench.sh` builds and
 //! runs it; `--quick` bounds it for CI, which only proves it works.
 
+mod bpfman;
 mod control;
 mod prog_cost;
 mod receivers;
@@ -31,7 +32,7 @@ struct Args {
     /// Also write the table as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
-    /// Only these sections (default: all). Known: prog-cost, rx-rate, control, scale.
+    /// Only these sections (default: all). Known: prog-cost, rx-rate, control, scale, bpfman.
     #[arg(long = "section")]
     sections: Vec<String>,
     /// afxdp-pod-app binary (default: beside this one).
@@ -133,11 +134,12 @@ struct Report<'a> {
 
 type Section = fn(&Settings, &Binaries) -> Result<Vec<Row>>;
 
-const SECTIONS: [(&str, Section); 4] = [
+const SECTIONS: [(&str, Section); 5] = [
     ("prog-cost", |s, _| prog_cost::run(s)),
     ("rx-rate", rx_rate::run),
     ("control", |s, _| control::run(s)),
     ("scale", |s, _| scale::run(s)),
+    ("bpfman", |s, _| bpfman::run(s)),
 ];
 
 /// The receivers' binaries: given, else where tests/bench.sh builds them.
