@@ -79,7 +79,7 @@ pub fn serve(
         let mut stop = shutdown;
         let fut = LIMITS
             .server()
-            .add_service(RegistrationServer::new(svc))
+            .add_service(RegistrationServer::new(svc).max_decoding_message_size(LIMITS.max_message))
             .serve_with_incoming_shutdown(incoming, async move {
                 let _ = stop.wait_for(|s| *s).await;
             });
