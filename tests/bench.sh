@@ -15,8 +15,16 @@ if [[ " $* " != *" --json "* ]]; then
   args+=(--json target/bench/latest.json)
 fi
 # afxdp-dp and afxdp-cni: the control-plane and scale sections run a node
-# (tests/bench/src/control.rs, scale_dp.rs).
-cargo build --release --locked -p afxdp-bench -p afxdp-pod-app -p afxdp-dp -p afxdp-cni
+# (tests/bench/src/control.rs, scale_dp.rs). --quick only proves the command
+# works, so it runs the debug build the suite's build stage already made (a
+# release build of afxdp-dp links wasmtime and kube: many CPU-minutes);
+# figures worth reading come from the release build of a full run.
+profile=release
+if [[ " $* " == *" --quick "* ]]; then
+  profile=debug
+fi
+cargo build --locked $([[ $profile == release ]] && echo --release) \
+  -p afxdp-bench -p afxdp-pod-app -p afxdp-dp -p afxdp-cni
 # The example policies the control-plane and scale rows load.
 if [[ -z ${AFXDP_POLICY_WASM_DIR:-} ]]; then
   cargo build --locked --manifest-path policies/Cargo.toml --target wasm32-wasip2 --release
@@ -27,4 +35,4 @@ src=tests/bench/c/xsk_rx_libxdp.c bin=target/bench/xsk-rx-libxdp
 if [[ ! -x $bin || $src -nt $bin ]]; then
   cc -O2 -Wall -Werror -o "$bin" "$src" -lxdp -lbpf
 fi
-exec target/release/afxdp-bench "${args[@]}"
+exec "target/$profile/afxdp-bench" "${args[@]}"
