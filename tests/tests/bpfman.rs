@@ -494,8 +494,21 @@ async fn uds_pod_gets_bpfmans_xskmap_over_the_handshake() {
 /// Pushes the TCX test object as a bytecode image (plain HTTP, as afxdpctl
 /// would) and returns its `@sha256:...` part.
 async fn push_tcx_image(object: &Path, registry: &str, cache: &Path) -> String {
-    let fetcher =
-        afxdp_oci::Fetcher::new(afxdp_oci::FetcherConfig::anonymous(cache)).expect("fetcher");
+    push_tcx_image_as(object, registry, cache, afxdp_oci::Auth::Anonymous).await
+}
+
+/// [`push_tcx_image`] to a registry that wants `auth`.
+async fn push_tcx_image_as(
+    object: &Path,
+    registry: &str,
+    cache: &Path,
+    auth: afxdp_oci::Auth,
+) -> String {
+    let config = afxdp_oci::FetcherConfig {
+        auth,
+        ..afxdp_oci::FetcherConfig::anonymous(cache)
+    };
+    let fetcher = afxdp_oci::Fetcher::new(config).expect("fetcher");
     let bytes = std::fs::read(object).expect("read object");
     let programs = BTreeMap::from([
         (TCX_FUNCTION.to_string(), "tc".to_string()),
@@ -523,14 +536,26 @@ async fn release(lab: &Lab, device: &str) {
     lab.settle(&lab.nics[0].name).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn images_bpfman_pulls_for_afxdp_dp_missing_and_tampered() {
-    let Some(reg) = afxdp_testnet::registry::Registry::start_or_skip(None) else {
-        return;
-    };
+/// A registry (Basic auth with `htpasswd`, if any), its HTTPS mirror, and
+/// bpfman trusting the mirror's certificate; `None` to skip (see
+/// [`Bpfmand::start_or_skip`]).
+fn https_registry_and_bpfman(
+    htpasswd: Option<&Path>,
+) -> Option<(
+    afxdp_testnet::registry::Registry,
+    afxdp_testnet::registry::HttpsMirror,
+    Bpfmand,
+)> {
+    let reg = afxdp_testnet::registry::Registry::start_or_skip(htpasswd)?;
     let mirror = reg.https_mirror();
     let ca = mirror.ca().display().to_string();
-    let Some(d) = Bpfmand::start_or_skip_with_env(&[("SSL_CERT_FILE", &ca)]) else {
+    let d = Bpfmand::start_or_skip_with_env(&[("SSL_CERT_FILE", &ca)])?;
+    Some((reg, mirror, d))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn images_bpfman_pulls_for_afxdp_dp_missing_and_tampered() {
+    let Some((reg, mirror, d)) = https_registry_and_bpfman(None) else {
         return;
     };
     let objs = Objects::build();
@@ -545,20 +570,7 @@ async fn images_bpfman_pulls_for_afxdp_dp_missing_and_tampered() {
     let nic = lab.nics[0].name.clone();
 
     // Pulled by bpfman over HTTPS, loaded and attached for the allocation.
-    lab.kubelet()
-        .allocate(RESOURCE, std::slice::from_ref(&nic))
-        .await
-        .unwrap_or_else(|e| panic!("Allocate from the image: {e}\n{}", d.log()));
-    let programs = list(&d).await;
-    assert_eq!(programs.len(), 1, "{programs:?}");
-    let recorded = programs[0]
-        .managed
-        .as_ref()
-        .and_then(|m| m.bytecode.clone());
-    assert!(
-        matches!(&recorded, Some(Bytecode::Image(i)) if i.url == image),
-        "{recorded:?}"
-    );
+    allocate_from_image(&lab, &d, &image).await;
     release(&lab, &nic).await;
     assert!(list(&d).await.is_empty());
 
@@ -621,6 +633,93 @@ async fn images_bpfman_pulls_for_afxdp_dp_missing_and_tampered() {
         .expect("reload");
     assert_refused_clean(&lab, &d, &[&format!("image {image}"), "Invalid digest"]).await;
     lab.teardown().await.expect("teardown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn image_behind_basic_auth_pulled_with_the_pools_credentials_file() {
+    use afxdp_testnet::registry::{installed_or_skip, write_htpasswd, HTPASSWD_BIN};
+    if !installed_or_skip(HTPASSWD_BIN) {
+        return;
+    }
+    let secrets = tempfile::tempdir().expect("tempdir");
+    let htpasswd = secrets.path().join("htpasswd");
+    write_htpasswd(&htpasswd, "afxdp", "s3cret");
+    let Some((reg, mirror, d)) = https_registry_and_bpfman(Some(&htpasswd)) else {
+        return;
+    };
+    let objs = Objects::build();
+    let cache = tempfile::tempdir().expect("cache");
+    let basic = afxdp_oci::Auth::Basic {
+        user: "afxdp".into(),
+        password: "s3cret".into(),
+    };
+    let digest = push_tcx_image_as(&objs.tcx, reg.addr(), cache.path(), basic).await;
+    let image = format!("{}/afxdp/xsk-tcx{digest}", mirror.addr());
+    // dockerconfigjson files for the HTTPS registry bpfman pulls from.
+    let creds = |name: &str, password: &str| {
+        let file = secrets.path().join(name);
+        let doc = serde_json::json!({ "auths": { mirror.addr(): {
+            "username": "afxdp", "password": password } } });
+        std::fs::write(&file, doc.to_string()).expect("write credentials");
+        file
+    };
+    let (good, wrong) = (creds("good.json", "s3cret"), creds("wrong.json", "nope"));
+    let pool = |credentials: Option<&Path>| {
+        let mut bpfman = serde_json::json!({
+            "image": image, "pullPolicy": "Always", "function": TCX_FUNCTION });
+        if let Some(f) = credentials {
+            bpfman["credentialsFile"] = serde_json::json!(f.display().to_string());
+        }
+        serde_json::json!({ "bpfman": bpfman })
+    };
+
+    // Without credentials, then with a wrong password: bpfman's pull is
+    // refused, the cause reaches kubelet, nothing is left behind.
+    let lab = bpfman_lab(&d, BpfmanHook::Tcx, 1, pool(None)).await;
+    let nic = lab.nics[0].name.clone();
+    assert_refused_clean(&lab, &d, &[&format!("image {image}"), "Not authorized"]).await;
+    reload_applied(&lab, pool(Some(&wrong))).await;
+    assert_refused_clean(&lab, &d, &[&format!("image {image}"), "Not authorized"]).await;
+
+    // With the pool's credentials file: pulled, loaded, attached.
+    reload_applied(&lab, pool(Some(&good))).await;
+    let program = allocate_from_image(&lab, &d, &image).await;
+    let agent = lab.daemon.as_ref().expect("daemon").agent.clone();
+    assert_eq!(
+        agent.allocation(&nic).map(|a| a.program_id),
+        Some(program.id)
+    );
+    release(&lab, &nic).await;
+    assert!(list(&d).await.is_empty());
+    lab.teardown().await.expect("teardown");
+}
+
+/// Allocates the lab's first device and returns the one program bpfman
+/// then holds, loaded from `image`.
+async fn allocate_from_image(lab: &Lab, d: &Bpfmand, image: &str) -> Program {
+    lab.kubelet()
+        .allocate(RESOURCE, std::slice::from_ref(&lab.nics[0].name))
+        .await
+        .unwrap_or_else(|e| panic!("Allocate from {image}: {e}\n{}", d.log()));
+    let mut programs = list(d).await;
+    assert_eq!(programs.len(), 1, "{programs:?}");
+    let program = programs.remove(0);
+    let recorded = program.managed.as_ref().and_then(|m| m.bytecode.as_ref());
+    assert!(
+        matches!(recorded, Some(Bytecode::Image(i)) if i.url == image),
+        "{recorded:?}"
+    );
+    program
+}
+
+/// Reloads the lab's pool configured by `extra`; the config is applied.
+async fn reload_applied(lab: &Lab, extra: serde_json::Value) {
+    let config = bpfman_config(lab, Sharing::Pinned, extra);
+    let out = lab.reload_config(&config).await.expect("reload");
+    assert!(
+        matches!(out, afxdp_dp::daemon::ReloadOutcome::Applied(_)),
+        "{out:?}"
+    );
 }
 
 /// Loads the test object for `device` of `pool` on the lab's node, without

@@ -7,16 +7,14 @@
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use afxdp_oci::media_types::{WASM_LAYER_MEDIA_TYPE, WASM_MANIFEST_CONFIG_MEDIA_TYPE};
 use afxdp_oci::{
     sha256_digest, Auth, Fetcher, FetcherConfig, OciError, PolicyRef, PullPolicy, Scheme,
 };
-use afxdp_testnet::registry::Registry;
+use afxdp_testnet::registry::{Registry, HTPASSWD_BIN};
 
-const HTPASSWD_BIN: &str = "/usr/bin/htpasswd";
 /// An empty component: magic, then layer 1 / version 0x0d.
 const WASM_A: &[u8] = b"\0asm\x0d\0\x01\0";
 /// Another component: the same plus a custom section named "b".
@@ -396,13 +394,8 @@ async fn auth_anonymous_refused_basic_and_pull_secret_work() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let out = Command::new(HTPASSWD_BIN)
-        .args(["-Bbn", "user", "s3cret"])
-        .output()
-        .expect("htpasswd");
-    assert!(out.status.success(), "{out:?}");
     let htpasswd = tmp.path().join("htpasswd");
-    std::fs::write(&htpasswd, &out.stdout).unwrap();
+    afxdp_testnet::registry::write_htpasswd(&htpasswd, "user", "s3cret");
     let Some(reg) = Registry::start_or_skip(Some(&htpasswd)) else {
         return;
     };

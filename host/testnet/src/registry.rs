@@ -36,6 +36,7 @@ pub struct Registry {
     child: Option<Child>,
     addr: String,
     dir: tempfile::TempDir,
+    htpasswd: Option<PathBuf>,
 }
 
 impl Registry {
@@ -66,12 +67,7 @@ impl Registry {
             .expect("free port")
             .port();
         let addr = format!("127.0.0.1:{port}");
-        let auth = htpasswd.map_or(String::new(), |p| {
-            format!(
-                "auth:\n  htpasswd:\n    realm: test-realm\n    path: {}\n",
-                p.display()
-            )
-        });
+        let auth = auth_section(htpasswd);
         let config = format!(
             "version: 0.1\n\
              log:\n  level: warn\n  accesslog:\n    disabled: true\n\
@@ -96,6 +92,7 @@ impl Registry {
             child: Some(child),
             addr,
             dir,
+            htpasswd: htpasswd.map(Path::to_path_buf),
         };
         reg.wait_ready(Duration::from_secs(20));
         reg
@@ -148,6 +145,38 @@ impl Registry {
     }
 }
 
+/// The registry config's `auth` section: Basic auth with the `htpasswd`
+/// file, or none.
+fn auth_section(htpasswd: Option<&Path>) -> String {
+    htpasswd.map_or(String::new(), |p| {
+        format!(
+            "auth:\n  htpasswd:\n    realm: test-realm\n    path: {}\n",
+            p.display()
+        )
+    })
+}
+
+/// Where Debian's apache2-utils installs `htpasswd`.
+pub const HTPASSWD_BIN: &str = "/usr/bin/htpasswd";
+
+/// Writes an htpasswd file at `path` with one `user` (bcrypt, as
+/// `docker-registry` requires) for [`Registry::start`].
+///
+/// # Panics
+/// `htpasswd` missing or failing (tests/install.sh installs apache2-utils).
+pub fn write_htpasswd(path: &Path, user: &str, password: &str) {
+    let out = Command::new(HTPASSWD_BIN)
+        .args(["-Bbn", user, password])
+        .output()
+        .expect("run htpasswd (tests/install.sh installs apache2-utils)");
+    assert!(
+        out.status.success(),
+        "htpasswd: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(path, &out.stdout).expect("write htpasswd file");
+}
+
 impl Drop for Registry {
     fn drop(&mut self) {
         self.stop();
@@ -184,7 +213,8 @@ impl Drop for HttpsMirror {
 
 impl Registry {
     /// Serves this registry's storage over HTTPS too (push over plain HTTP
-    /// to [`Registry::addr`], pull over HTTPS from the mirror).
+    /// to [`Registry::addr`], pull over HTTPS from the mirror), with the
+    /// same Basic auth as the registry when it was started with one.
     ///
     /// # Panics
     /// `openssl` missing or failing, or the mirror not up within 20 s.
@@ -219,10 +249,12 @@ impl Registry {
             "version: 0.1\n\
              log:\n  level: warn\n  accesslog:\n    disabled: true\n\
              storage:\n  filesystem:\n    rootdirectory: {root}\n\
-             http:\n  addr: {addr}\n  tls:\n    certificate: {ca}\n    key: {key}\n",
+             http:\n  addr: {addr}\n  tls:\n    certificate: {ca}\n    key: {key}\n\
+             {auth}",
             root = self.dir.path().join("storage").display(),
             ca = ca.display(),
             key = key.display(),
+            auth = auth_section(self.htpasswd.as_deref()),
         );
         let cfg_path = self.dir.path().join("config-https.yml");
         std::fs::write(&cfg_path, config).expect("write registry config");
