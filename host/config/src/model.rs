@@ -498,7 +498,8 @@ pub struct DriverSelector {
     pub secondary: Option<u32>,
     /// Devices never taken by this selector.
     pub exclude: Vec<DeviceMatch>,
-    /// Skip devices that have IP addresses.
+    /// Skip devices that have IP addresses (IPv6 link-local ones do not
+    /// count: the kernel gives one to every link that comes up).
     pub exclude_addressed: bool,
 }
 

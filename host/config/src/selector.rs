@@ -55,7 +55,8 @@ pub struct DeviceFacts<'a> {
     pub pci: Option<&'a str>,
     /// MAC address, any case, `:` or `-` separated.
     pub mac: Option<&'a str>,
-    /// The device has at least one IP address.
+    /// The device has an address someone configured (not counting IPv6
+    /// link-local, see `NetDev::has_configured_addresses` in afxdp-netdev).
     pub has_addresses: bool,
     /// The device carries the node's default route; it is never taken.
     pub is_primary_host_interface: bool,

@@ -62,7 +62,7 @@
 //! | driver `maxDevices` | 1..=1024 per node | no limit |
 //! | pool `requiresUnprivilegedBpf` | `false`; `true` *refused* (the node's sysctl is not checked yet) | `false` |
 //! | driver/device `secondary` | subfunction slots per device, 1..=350, `cdq` only | 1 (in `cdq`) |
-//! | driver `excludeAddressed` | skip devices with IP addresses | **`true`** |
+//! | driver `excludeAddressed` | skip devices with IP addresses (IPv6 link-local ones, which every up link gets, do not count) | **`true`** |
 //! | pool `programManager` | `native` `bpfman` | the top-level one |
 //! | pool `bpfman` | bpfman settings, only with `programManager: bpfman` (below) | defaults below |
 //! | bpfman `image` | bytecode image loaded for the built-in program, pinned by digest (`registry/repo@sha256:<64 hex>`); a tag is refused | the built-in object as a file (or the pool's `program` path), which bpfman must see at the same path |

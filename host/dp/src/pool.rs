@@ -92,7 +92,7 @@ impl Inventory {
                 driver: d.driver.as_deref(),
                 pci: d.pci.as_deref(),
                 mac: d.mac.as_deref(),
-                has_addresses: !d.addresses.is_empty(),
+                has_addresses: d.has_configured_addresses(),
                 is_primary_host_interface: default_route.iter().any(|r| r == &d.name),
             })
             .collect();

@@ -47,3 +47,53 @@ pub struct NetDev {
     /// MTU in bytes.
     pub mtu: u32,
 }
+
+impl NetDev {
+    /// Whether someone configured an address on the device: any address but
+    /// IPv6 link-local (`fe80::/10`), which the kernel adds by itself to
+    /// every link that comes up (afxdp-dp's own bring-up of a pool device
+    /// would otherwise make it look "addressed").
+    pub fn has_configured_addresses(&self) -> bool {
+        self.addresses.iter().any(|a| !is_ipv6_link_local(a))
+    }
+}
+
+fn is_ipv6_link_local(a: &IpAddr) -> bool {
+    matches!(a, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_addresses(addresses: &[&str]) -> NetDev {
+        NetDev {
+            name: "t0".into(),
+            ifindex: 1,
+            driver: None,
+            pci: None,
+            mac: None,
+            numa_node: None,
+            rx_queues: 1,
+            tx_queues: 1,
+            speed_mbps: None,
+            addresses: addresses
+                .iter()
+                .map(|a| a.parse().expect("address"))
+                .collect(),
+            state: LinkState::Up,
+            admin_up: true,
+            mtu: 1500,
+        }
+    }
+
+    #[test]
+    fn ipv6_link_local_alone_is_not_a_configured_address() {
+        assert!(!with_addresses(&[]).has_configured_addresses());
+        assert!(!with_addresses(&["fe80::1", "febf::2"]).has_configured_addresses());
+        assert!(with_addresses(&["fe80::1", "10.0.0.1"]).has_configured_addresses());
+        assert!(with_addresses(&["2001:db8::1"]).has_configured_addresses());
+        // fec0::/10 (site-local, deprecated) is not link-local.
+        assert!(with_addresses(&["fec0::1"]).has_configured_addresses());
+    }
+}
