@@ -93,7 +93,7 @@ fn bpfman_config(lab: &Lab, sharing: Sharing, extra: serde_json::Value) -> serde
     let mut pool = serde_json::json!({
         "name": POOL,
         "selectors": { "devices": devices },
-        "sharing": match sharing { Sharing::Uds => "uds", Sharing::Pinned => "pinned" },
+        "sharing": sharing.as_config(),
         "uid": afxdp_testnet::pod::PodUser::nobody_net_raw().uid,
         "programManager": "bpfman",
     });

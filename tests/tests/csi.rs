@@ -17,6 +17,7 @@ use std::time::Duration;
 use afxdp_dp::csi::{CsiOptions, DRIVER, THRU_ANNOTATIONS};
 use afxdp_dp::daemon::{Daemon, Options};
 use afxdp_kubelet_standin::KubeletStandin;
+use afxdp_lab::{PoolSpec, Sharing};
 use afxdp_proto::csi::{
     self, identity_client::IdentityClient, node_client::NodeClient, volume_capability,
 };
@@ -42,18 +43,13 @@ impl Drop for Targets {
     }
 }
 
+/// The one pool, sharing through CSI.
 fn config(nic: &str) -> serde_json::Value {
-    serde_json::json!({
-        "apiVersion": "afxdp.io/v1alpha1",
-        "logLevel": "debug",
-        "includeVirtualDevices": true,
-        "pools": [{
-            "name": POOL,
-            "selectors": { "devices": [{ "name": nic }] },
-            "sharing": "csi",
-            "xdpMode": "native",
-        }]
-    })
+    PoolSpec {
+        sharing: Sharing::Csi,
+        ..PoolSpec::new(POOL, &[nic.to_string()])
+    }
+    .config()
 }
 
 /// A NodePublishVolume request as kubelet sends it for an inline volume.

@@ -19,7 +19,7 @@
 use std::{collections::BTreeMap, time::Duration};
 
 use afxdp_bpfman::{BpfmanClient, ListFilter, META_POOL};
-use afxdp_lab::{unprivileged::PodUser, DaemonRun, Lab, LabConfig, Sharing, POOL};
+use afxdp_lab::{DaemonRun, Lab, LabConfig, Sharing, POOL};
 use afxdp_testnet::wait_until;
 
 /// UDP frames per flow; two flows.
@@ -29,24 +29,6 @@ const WAIT: Duration = Duration::from_secs(30);
 fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
         panic!("{name} is not set: this test runs in the qemu guest (tests/qemu/bpfman-xdp.sh)")
-    })
-}
-
-/// The lab's pool, managed by bpfman on the image (afxdp.io/v1alpha1).
-fn bpfman_config(nic: &str, image: &str, sharing: Sharing) -> serde_json::Value {
-    serde_json::json!({
-        "apiVersion": "afxdp.io/v1alpha1",
-        "logLevel": "debug",
-        "includeVirtualDevices": true,
-        "pools": [{
-            "name": POOL,
-            "selectors": { "devices": [{ "name": nic }] },
-            "sharing": match sharing { Sharing::Pinned => "pinned", Sharing::Uds => "uds" },
-            "uid": PodUser::nobody_net_raw().uid,
-            "xdpMode": "native",
-            "programManager": "bpfman",
-            "bpfman": { "image": image, "pullPolicy": "IfNotPresent" },
-        }]
     })
 }
 
@@ -95,25 +77,18 @@ async fn bpfman_pool_end_to_end(sharing: Sharing) {
     afxdp_testnet::require_root();
     let image = env("AFXDP_BPFMAN_IMAGE");
     let client = BpfmanClient::new(env("AFXDP_BPFMAN_SOCKET"), WAIT).expect("bpfman client");
+    // The lab's pool goes to bpfman, on the image.
     let mut lab = Lab::start(LabConfig {
         nics: 1,
         queues: 2,
         sharing,
         daemon: DaemonRun::Process,
+        bpfman: Some(serde_json::json!({ "image": image, "pullPolicy": "IfNotPresent" })),
         ..LabConfig::default()
     })
     .await
-    .expect("lab");
+    .expect("lab on the bpfman pool");
     let nic = lab.nics[0].name.clone();
-    // The pool goes to bpfman: afxdp-dp restarts on the new config.
-    std::fs::write(
-        &lab.paths.config,
-        bpfman_config(&nic, &image, sharing).to_string(),
-    )
-    .expect("write config");
-    lab.restart_daemon()
-        .await
-        .expect("afxdp-dp on the bpfman pool");
     assert!(
         ours(&client).is_empty(),
         "bpfman holds a program before Allocate"

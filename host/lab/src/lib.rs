@@ -55,6 +55,21 @@ pub(crate) fn step(what: impl Into<String>) -> impl FnOnce(String) -> LabError {
 pub enum Sharing {
     Uds,
     Pinned,
+    /// Through the CSI node plugin (afxdp.io/v1alpha1 only). The lab has no
+    /// CSI driver: its own pods take `Uds` or `Pinned`; tests that call the
+    /// plugin themselves write such a pool with [`PoolSpec`].
+    Csi,
+}
+
+impl Sharing {
+    /// The pool's `sharing` value in afxdp.io/v1alpha1.
+    pub fn as_config(self) -> &'static str {
+        match self {
+            Sharing::Uds => "uds",
+            Sharing::Pinned => "pinned",
+            Sharing::Csi => "csi",
+        }
+    }
 }
 
 /// What lab to build.
@@ -73,6 +88,9 @@ pub struct LabConfig {
     pub ipam: Option<serde_json::Value>,
     /// The upstream-format pool's `ethtoolCmds` (without a policy only).
     pub ethtool_cmds: Vec<String>,
+    /// The pool's `bpfman` block (e.g. `{"image": ..., "pullPolicy": ...}`):
+    /// `Some` makes it `programManager: bpfman`; `None`: the native manager.
+    pub bpfman: Option<serde_json::Value>,
 }
 
 /// How the lab runs afxdp-dp.
@@ -96,6 +114,27 @@ impl Default for LabConfig {
             daemon: DaemonRun::InProcess,
             ipam: None,
             ethtool_cmds: Vec::new(),
+            bpfman: None,
+        }
+    }
+}
+
+impl LabConfig {
+    /// Whether the upstream Go plugin's format expresses this pool (no
+    /// policy, no bpfman, no CSI): the lab writes that format then.
+    fn upstream_format(&self) -> bool {
+        self.policy.is_none() && self.bpfman.is_none() && self.sharing != Sharing::Csi
+    }
+
+    /// The lab pool on `nics` in afxdp.io/v1alpha1, with `policy`.
+    fn pool_spec(&self, nics: &[String], policy: Option<serde_json::Value>) -> PoolSpec {
+        PoolSpec {
+            sharing: self.sharing,
+            uid: Some(unprivileged::PodUser::nobody_net_raw().uid),
+            xdp_mode: self.xdp_mode,
+            policy,
+            bpfman: self.bpfman.clone(),
+            ..PoolSpec::new(POOL, nics)
         }
     }
 }
@@ -180,31 +219,67 @@ pub fn pool_config(nics: &[String], sharing: Sharing, uid: u32) -> serde_json::V
     })
 }
 
-/// The afxdp.io/v1alpha1 config of the lab pool with a policy block.
-pub fn policy_pool_config(
-    nics: &[String],
-    sharing: Sharing,
-    uid: u32,
-    xdp_mode: &str,
-    policy: &serde_json::Value,
-) -> serde_json::Value {
-    let devices: Vec<_> = nics
-        .iter()
-        .map(|n| serde_json::json!({ "name": n }))
-        .collect();
-    serde_json::json!({
-        "apiVersion": "afxdp.io/v1alpha1",
-        "logLevel": "debug",
-        "includeVirtualDevices": true,
-        "pools": [{
-            "name": POOL,
+/// One pool of an afxdp.io/v1alpha1 config, its devices selected by name:
+/// what the lab writes, and what tests building their own node write.
+#[derive(Debug, Clone)]
+pub struct PoolSpec {
+    pub name: String,
+    pub devices: Vec<String>,
+    pub sharing: Sharing,
+    /// The owner of the pool's UDS and pins; `None`: afxdp-dp's default.
+    pub uid: Option<u32>,
+    /// "native" or "generic".
+    pub xdp_mode: &'static str,
+    /// The pool's `policy` block; `None`: built-in decisions.
+    pub policy: Option<serde_json::Value>,
+    /// The pool's `bpfman` block: `Some` makes it `programManager: bpfman`.
+    pub bpfman: Option<serde_json::Value>,
+}
+
+impl PoolSpec {
+    /// A UDS pool on `devices`, native XDP, built-in decisions.
+    pub fn new(name: &str, devices: &[String]) -> Self {
+        Self {
+            name: name.to_string(),
+            devices: devices.to_vec(),
+            sharing: Sharing::Uds,
+            uid: None,
+            xdp_mode: "native",
+            policy: None,
+            bpfman: None,
+        }
+    }
+
+    /// The whole config file holding this one pool.
+    pub fn config(&self) -> serde_json::Value {
+        let devices: Vec<_> = self
+            .devices
+            .iter()
+            .map(|n| serde_json::json!({ "name": n }))
+            .collect();
+        let mut pool = serde_json::json!({
+            "name": self.name,
             "selectors": { "devices": devices },
-            "sharing": match sharing { Sharing::Uds => "uds", Sharing::Pinned => "pinned" },
-            "uid": uid,
-            "xdpMode": xdp_mode,
-            "policy": policy,
-        }]
-    })
+            "sharing": self.sharing.as_config(),
+            "xdpMode": self.xdp_mode,
+        });
+        if let Some(uid) = self.uid {
+            pool["uid"] = uid.into();
+        }
+        if let Some(policy) = &self.policy {
+            pool["policy"] = policy.clone();
+        }
+        if let Some(bpfman) = &self.bpfman {
+            pool["programManager"] = "bpfman".into();
+            pool["bpfman"] = bpfman.clone();
+        }
+        serde_json::json!({
+            "apiVersion": "afxdp.io/v1alpha1",
+            "logLevel": "debug",
+            "includeVirtualDevices": true,
+            "pools": [pool],
+        })
+    }
 }
 
 /// A running lab node.
@@ -279,10 +354,14 @@ impl Lab {
             nics.push(nic);
         }
         let names: Vec<String> = nics.iter().map(|n| n.name.clone()).collect();
-        let uid = unprivileged::PodUser::nobody_net_raw().uid;
-        let mut config = match &cfg.policy {
-            None => pool_config(&names, cfg.sharing, uid),
-            Some(p) => policy_pool_config(&names, cfg.sharing, uid, cfg.xdp_mode, p),
+        let mut config = if cfg.upstream_format() {
+            pool_config(
+                &names,
+                cfg.sharing,
+                unprivileged::PodUser::nobody_net_raw().uid,
+            )
+        } else {
+            cfg.pool_spec(&names, cfg.policy.clone()).config()
         };
         if !cfg.ethtool_cmds.is_empty() {
             config["pools"][0]["ethtoolCmds"] = serde_json::json!(cfg.ethtool_cmds);
@@ -358,8 +437,7 @@ impl Lab {
         policy: &serde_json::Value,
     ) -> Result<afxdp_dp::daemon::ReloadOutcome, LabError> {
         let names: Vec<String> = self.nics.iter().map(|n| n.name.clone()).collect();
-        let uid = unprivileged::PodUser::nobody_net_raw().uid;
-        let config = policy_pool_config(&names, self.cfg.sharing, uid, self.cfg.xdp_mode, policy);
+        let config = self.cfg.pool_spec(&names, Some(policy.clone())).config();
         self.cfg.policy = Some(policy.clone());
         self.reload_config(&config).await
     }

@@ -352,6 +352,11 @@ fn start_app(lab: &Lab, pod: &mut Pod) -> Result<(), LabError> {
             cmd.arg("--pinned-map")
                 .arg(dir.join(afxdp_dp::sharing::MAP_FILE));
         }
+        Sharing::Csi => {
+            return Err(step("start pod app")(
+                "the lab has no CSI driver to mount the pod's volume: its pods take uds or pinned sharing".into(),
+            ))
+        }
     }
     let ns: OwnedFd = std::fs::File::open(pod.netns.path())
         .map_err(|e| step("open pod netns")(e.to_string()))?
