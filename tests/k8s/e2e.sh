@@ -120,7 +120,7 @@ import socket, sys
 dst, count = sys.argv[1], int(sys.argv[2])
 import time
 # four source ports: the flows spread over the veth's two queues; paced
-# (bursts of 64, well under a socket's 512 fill-ring frames), so an exact
+# (bursts of 64, well under a socket's 256 fill-ring entries), so an exact
 # count tests delivery, not how fast the app refills its ring
 socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(4)]
 for seq in range(count):

@@ -5,13 +5,18 @@
 //! counts frames per queue and prints JSON lines on stdout:
 //!
 //! ```text
-//! {"type":"ready","device":"eth1","queues":[0,1,2,3]}
+//! {"type":"ready","device":"eth1","queues":[0,1,2,3],"rx_mode":"poll"}
 //! {"type":"stats","device":"eth1","queue":0,"packets":12,"bytes":1032}
 //! {"type":"total","device":"eth1","packets":40,"bytes":3440,"per_queue":{"0":{"packets":12,"bytes":1032},...},"kernel":{"rx_dropped":0,"rx_ring_full":0,"rx_fill_ring_empty":0},"elapsed_ms":812,"reason":"expect"}
 //! ```
 //!
 //! It needs only `CAP_NET_RAW` (AF_XDP socket) and `RLIMIT_MEMLOCK` room for
 //! its UMEMs (1 MiB per queue by default).
+//!
+//! How it waits for frames is its [`RxMode`]: sleeping in `poll` (the
+//! default, no CPU while idle), spinning on the rx rings (a core, never
+//! late to restock the fill ring), or busy polling (spinning too, and the
+//! app's own calls run the device's NAPI where the kernel allows it).
 #![deny(missing_docs)]
 
 use std::{
@@ -125,7 +130,35 @@ pub struct Config {
     pub stats_interval: Duration,
     /// UMEM and ring sizes per socket.
     pub xsk: XskConfig,
+    /// How to wait for frames.
+    pub rx_mode: RxMode,
 }
+
+/// How the app waits when every rx ring is empty.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum RxMode {
+    /// Sleep in `poll` until a socket is readable (no CPU while idle; a
+    /// wakeup per burst, and frames arrive while the app sleeps).
+    #[default]
+    Poll,
+    /// Spin on the rx rings, no syscall: a core busy, the fill ring
+    /// restocked as soon as frames arrive.
+    Spin,
+    /// Spin with busy polling: `SO_PREFER_BUSY_POLL`, `SO_BUSY_POLL` and
+    /// `SO_BUSY_POLL_BUDGET` on each socket ([`BUSY_POLL_USECS`],
+    /// [`BUSY_POLL_BUDGET`]), and a non-blocking `recvfrom` on each
+    /// socket whose ring was empty, which runs the device's NAPI on the
+    /// app's CPU. Without `CAP_NET_ADMIN` the kernel refuses the options
+    /// (the ready line lists them) and this spins as [`RxMode::Spin`] plus
+    /// a syscall, unless the node's `net.core.busy_read` sysctl is set.
+    BusyPoll,
+}
+
+/// `SO_BUSY_POLL` of [`RxMode::BusyPoll`] (µs a busy poll may spin).
+pub const BUSY_POLL_USECS: u32 = 20;
+/// `SO_BUSY_POLL_BUDGET` of [`RxMode::BusyPoll`] (frames per NAPI poll).
+pub const BUSY_POLL_BUDGET: u16 = 64;
 
 /// Why the run stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -200,6 +233,10 @@ enum Line<'a> {
     Ready {
         device: &'a str,
         queues: &'a [u32],
+        rx_mode: RxMode,
+        /// Busy-poll socket options the kernel refused (busy-poll mode).
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        busy_poll_refused: Vec<String>,
     },
     Stats {
         device: &'a str,
@@ -326,12 +363,19 @@ pub fn run(cfg: Config, out: &mut impl Write, stop: &AtomicBool) -> Result<Total
         cfg.queues.clone()
     };
     let mut sockets = bind_and_register(&cfg.device, &queues, cfg.map, &cfg.xsk)?;
-    info!(device = %cfg.device, ?queues, "sockets bound and registered");
+    info!(device = %cfg.device, ?queues, rx_mode = ?cfg.rx_mode, "sockets bound and registered");
+    let busy_poll_refused = if cfg.rx_mode == RxMode::BusyPoll {
+        enable_busy_poll(&sockets)
+    } else {
+        Vec::new()
+    };
     emit(
         out,
         &Line::Ready {
             device: &cfg.device,
             queues: &queues,
+            rx_mode: cfg.rx_mode,
+            busy_poll_refused,
         },
     )?;
 
@@ -361,15 +405,22 @@ pub fn run(cfg: Config, out: &mut impl Write, stop: &AtomicBool) -> Result<Total
             next_stats += cfg.stats_interval;
         }
         if got == 0 {
-            // Nothing on any ring: sleep in poll until frames, the next
-            // stats line or the deadline (at most 100 ms, to see `stop`).
-            let mut wait = next_stats
-                .saturating_duration_since(now)
-                .min(Duration::from_millis(100));
-            if let Some(d) = deadline {
-                wait = wait.min(d.saturating_duration_since(now));
+            match cfg.rx_mode {
+                RxMode::Poll => {
+                    // Nothing on any ring: sleep in poll until frames, the
+                    // next stats line or the deadline (at most 100 ms, to
+                    // see `stop`).
+                    let mut wait = next_stats
+                        .saturating_duration_since(now)
+                        .min(Duration::from_millis(100));
+                    if let Some(d) = deadline {
+                        wait = wait.min(d.saturating_duration_since(now));
+                    }
+                    waiter.wait(wait)?;
+                }
+                RxMode::Spin => std::hint::spin_loop(),
+                RxMode::BusyPoll => busy_poll(&sockets)?,
             }
-            waiter.wait(wait)?;
         }
     };
 
@@ -409,6 +460,40 @@ fn bind_and_register(
         sockets.push(sock);
     }
     Ok(sockets)
+}
+
+/// Turns busy polling on for every socket; returns the options the kernel
+/// refused (`"SO_PREFER_BUSY_POLL: EPERM"`...), logged once.
+fn enable_busy_poll(sockets: &[XskSocket]) -> Vec<String> {
+    let mut refused = Vec::new();
+    for sock in sockets {
+        let o = sock.enable_busy_poll(BUSY_POLL_USECS, BUSY_POLL_BUDGET);
+        for (name, r) in [
+            ("SO_PREFER_BUSY_POLL", &o.prefer),
+            ("SO_BUSY_POLL", &o.usecs),
+            ("SO_BUSY_POLL_BUDGET", &o.budget),
+        ] {
+            if let Err(e) = r {
+                let text = format!("{name}: {e}");
+                if !refused.contains(&text) {
+                    warn!(queue = sock.queue(), "busy poll: {text}");
+                    refused.push(text);
+                }
+            }
+        }
+    }
+    refused
+}
+
+/// One busy poll on every socket (the rings were all empty).
+fn busy_poll(sockets: &[XskSocket]) -> Result<(), AppError> {
+    for sock in sockets {
+        sock.busy_poll().map_err(|source| AppError::Xsk {
+            queue: sock.queue(),
+            source,
+        })?;
+    }
+    Ok(())
 }
 
 /// Takes what every socket's rx ring holds (up to [`RECV_BATCH`] each),

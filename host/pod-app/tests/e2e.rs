@@ -199,11 +199,13 @@ impl Lab {
             child,
             lines,
             stderr: Some(stderr),
+            ready: serde_json::Value::Null,
         };
         let ready = app
             .next_line(Duration::from_secs(15))
             .unwrap_or_else(|| panic!("no ready line; stderr:\n{}", app.logs()));
         assert_eq!(ready["type"], "ready", "{ready}");
+        app.ready = ready;
         app
     }
 
@@ -227,6 +229,8 @@ struct App {
     child: ChildGuard,
     lines: mpsc::Receiver<String>,
     stderr: Option<std::thread::JoinHandle<String>>,
+    /// Its `ready` line.
+    ready: serde_json::Value,
 }
 
 impl App {
@@ -338,6 +342,54 @@ fn unprivileged_app_receives_on_several_queues() {
         .ip(&["-d", "link", "show", "dev", nic])
         .expect("show NIC");
     assert!(!shown.contains("prog/xdp"), "still attached: {shown}");
+}
+
+/// The modes that never sleep receive every frame too; busy polling's
+/// socket options need CAP_NET_ADMIN, so the unprivileged app says the
+/// kernel refused them and still receives (spinning).
+#[test]
+fn app_receives_spinning_and_busy_polling() {
+    for (subnet, mode) in [(3, "spin"), (4, "busy-poll")] {
+        let lab = Lab::new(subnet);
+        let total = u64::from(FLOWS) * PER_FLOW;
+        let mut app = lab.spawn_app(&[
+            "--expect",
+            &total.to_string(),
+            "--duration",
+            "30",
+            "--rx-mode",
+            mode,
+        ]);
+        assert_eq!(app.ready["rx_mode"], mode, "{}", app.ready);
+        let refused = app.ready["busy_poll_refused"].as_array().cloned();
+        if mode == "busy-poll" {
+            let refused = refused.unwrap_or_else(|| panic!("{}", app.ready));
+            assert!(
+                refused.iter().any(|r| r
+                    .as_str()
+                    .is_some_and(|r| r.starts_with("SO_PREFER_BUSY_POLL"))),
+                "unprivileged SO_PREFER_BUSY_POLL taken? {}",
+                app.ready
+            );
+        } else {
+            assert!(refused.is_none(), "{}", app.ready);
+        }
+        assert_eq!(lab.send_udp(PER_FLOW), total);
+        let total_line = app.wait_for("total", Duration::from_secs(30));
+        let exit = app.wait_exit(Duration::from_secs(10));
+        let logs = app.logs();
+        let total_line = total_line.unwrap_or_else(|| panic!("{mode}: no total line:\n{logs}"));
+        assert!(exit.success(), "{mode}: exit {exit:?}:\n{logs}");
+        assert_eq!(
+            total_line["packets"].as_u64(),
+            Some(total),
+            "{mode}: {total_line}"
+        );
+        assert_eq!(
+            total_line["kernel"]["rx_fill_ring_empty"], 0,
+            "{total_line}"
+        );
+    }
 }
 
 #[test]

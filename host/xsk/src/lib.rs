@@ -4,15 +4,38 @@
 //! bound in copy mode (`XDP_COPY`) to one `(ifindex, queue)`. The pod
 //! registers it in the XSKMAP it was handed ([`XskSocket::register`]) and
 //! calls [`XskSocket::recv`], which hands each frame to a closure and gives
-//! the frame straight back to the fill ring.
+//! the frame back to the kernel.
+//!
+//! # Keeping the fill ring stocked
+//!
+//! The UMEM holds more frames than the fill ring (by default twice as
+//! many, as libxdp's defaults: 4,096 frames, fill and rx rings of 2,048).
+//! Frames the fill ring has no room for wait in a spare list, and every
+//! [`XskSocket::recv`] tops the fill ring up from it, so the kernel finds
+//! a full fill ring after each pass, even while frames it took are still
+//! in the rx ring or in the app's hands. (With as many frames as fill
+//! entries the fill ring can only hold what the app has given back, and
+//! it runs dry exactly when the app is late.)
+//!
+//! # Receiving without sleeping
+//!
+//! [`XskSocket::wait_readable`] sleeps in `poll`; an app that must not
+//! sleep calls [`XskSocket::recv`] in a loop (spinning on the rx ring,
+//! no syscall), or asks for busy polling ([`XskSocket::enable_busy_poll`]):
+//! then `poll`/[`XskSocket::busy_poll`] run the device's NAPI on the
+//! caller's CPU.
 //!
 //! # Privileges and limits
 //!
 //! * `CAP_NET_RAW` to create the socket; nothing else. Registering in a map
 //!   is `BPF_MAP_UPDATE_ELEM` on a map FD we already hold ([`bpf`]).
 //! * The UMEM is pinned by the kernel and charged to `RLIMIT_MEMLOCK` of the
-//!   user (unless `CAP_IPC_LOCK`). The default [`XskConfig`] uses 512 frames
-//!   of 2 KiB = 1 MiB per socket, so 4 sockets fit the common 8 MiB default.
+//!   user (unless `CAP_IPC_LOCK`). The default [`XskConfig`] uses 512
+//!   frames of 2 KiB = 1 MiB per socket, so 4 sockets fit the common 8 MiB
+//!   default twice over.
+//! * Busy polling (`SO_PREFER_BUSY_POLL`, raising `SO_BUSY_POLL` or its
+//!   budget) needs `CAP_NET_ADMIN`; without it a socket busy-polls only
+//!   where the node's `net.core.busy_read`/`busy_poll` sysctls ask for it.
 //! * Copy mode works on every XDP-capable device (veth included); zero-copy
 //!   is not attempted.
 //! * Linux 5.4+ for `XDP_USE_NEED_WAKEUP` and the ring `flags` offsets.
@@ -58,6 +81,28 @@ const XDP_UMEM_PGOFF_COMPLETION_RING: u64 = 0x1_8000_0000;
 const XDP_COPY: u16 = 1 << 1;
 const XDP_USE_NEED_WAKEUP: u16 = 1 << 3;
 const XDP_RING_NEED_WAKEUP: u32 = 1;
+
+const SO_PREFER_BUSY_POLL: libc::c_int = 69;
+const SO_BUSY_POLL_BUDGET: libc::c_int = 70;
+
+/// What the kernel answered to each busy-poll option
+/// ([`XskSocket::enable_busy_poll`]).
+#[derive(Debug)]
+pub struct BusyPollOptions {
+    /// `SO_PREFER_BUSY_POLL`.
+    pub prefer: io::Result<()>,
+    /// `SO_BUSY_POLL`.
+    pub usecs: io::Result<()>,
+    /// `SO_BUSY_POLL_BUDGET`.
+    pub budget: io::Result<()>,
+}
+
+impl BusyPollOptions {
+    /// Whether the kernel took all three.
+    pub fn all_taken(&self) -> bool {
+        self.prefer.is_ok() && self.usecs.is_ok() && self.budget.is_ok()
+    }
+}
 
 /// `struct xdp_umem_reg`.
 #[repr(C)]
@@ -134,19 +179,30 @@ pub struct XskConfig {
 }
 
 impl Default for XskConfig {
-    /// 512 × 2 KiB frames (1 MiB of locked memory per socket).
+    /// 512 × 2 KiB frames (1 MiB of locked memory per socket), fill and
+    /// rx rings of 256: half the frames wait spare, to restock the fill
+    /// ring.
     fn default() -> Self {
-        XskConfig {
-            frame_count: 512,
-            frame_size: 2048,
-            fill_size: 512,
-            comp_size: 64,
-            rx_size: 512,
-        }
+        XskConfig::with_frames(512)
     }
 }
 
 impl XskConfig {
+    /// `frame_count` frames of 2 KiB, fill and rx rings of half as many
+    /// (rounded up to a power of two, at least 1), so the fill ring can
+    /// be kept full while as many frames again wait in the rx ring or in
+    /// the app (libxdp's defaults are `with_frames(4096)`).
+    pub fn with_frames(frame_count: u32) -> Self {
+        let ring = (frame_count / 2).max(1).next_power_of_two();
+        XskConfig {
+            frame_count,
+            frame_size: 2048,
+            fill_size: ring,
+            comp_size: 64,
+            rx_size: ring,
+        }
+    }
+
     /// Bytes of UMEM, charged to `RLIMIT_MEMLOCK`.
     pub fn umem_bytes(&self) -> usize {
         self.frame_count as usize * self.frame_size as usize
@@ -188,13 +244,6 @@ pub enum XskError {
         /// The OS error.
         #[source]
         source: io::Error,
-    },
-    /// The fill ring never had room for the frames just received (the
-    /// kernel never published the fill entries it took).
-    #[error("AF_XDP fill ring has no room for {want} received frames")]
-    FillRingStuck {
-        /// Frames to give back.
-        want: u32,
     },
     /// The configuration is unusable.
     #[error("invalid AF_XDP configuration: {0}")]
@@ -258,6 +307,8 @@ pub struct XskSocket {
     _comp: Ring<u64>,
     fd: OwnedFd,
     umem: Mmap,
+    /// Frames owned by user space and not in the fill ring.
+    spare: Vec<u64>,
     config: XskConfig,
     ifindex: u32,
     queue: u32,
@@ -370,20 +421,16 @@ impl XskSocket {
             _comp: comp,
             fd,
             umem,
+            spare: (0..config.frame_count)
+                .rev()
+                .map(|i| u64::from(i) * u64::from(config.frame_size))
+                .collect(),
             config: *config,
             ifindex,
             queue,
         };
         // Give the kernel frames before it can receive.
-        let n = sock
-            .fill
-            .prod_free(config.fill_size)
-            .min(config.frame_count);
-        for i in 0..n {
-            sock.fill
-                .prod_write(i, u64::from(i) * u64::from(config.frame_size));
-        }
-        sock.fill.prod_submit(n);
+        let n = sock.restock_fill();
 
         let addr = SockaddrXdp {
             family: libc::AF_XDP as u16,
@@ -473,8 +520,9 @@ impl XskSocket {
     }
 
     /// Consumes up to `max` received frames, calling `on_frame` with each
-    /// frame's bytes, and gives the frames back to the fill ring (kicking
-    /// the kernel when it asked for a wakeup).
+    /// frame's bytes, gives the frames back and tops the fill ring up from
+    /// the spare frames (kicking the kernel when it asked for a wakeup).
+    /// Never sleeps: call it in a loop to spin on the rx ring.
     ///
     /// # Errors
     ///
@@ -487,11 +535,6 @@ impl XskSocket {
         let n = self.rx.cons_available(max);
         let mut counts = RecvCounts::default();
         if n > 0 {
-            // Every frame we consume goes back, and the fill ring has room
-            // for all frames, but the kernel publishes the rx entries a
-            // moment before it publishes the fill entries it took for them
-            // (`xsk_flush`): wait for that, as libxdp's users do.
-            self.wait_fill_room(n)?;
             let frame_mask = !(u64::from(self.config.frame_size) - 1);
             for i in 0..n {
                 let desc = self.rx.cons_read(i);
@@ -509,32 +552,88 @@ impl XskSocket {
                     counts.packets += 1;
                     counts.bytes += u64::from(desc.len);
                 }
-                self.fill.prod_write(i, desc.addr & frame_mask);
+                self.spare.push(desc.addr & frame_mask);
             }
             self.rx.cons_release(n);
-            self.fill.prod_submit(n);
         }
+        self.restock_fill();
         if self.needs_wakeup() {
             self.kick()?;
         }
         Ok(counts)
     }
 
-    /// Spins until the fill ring has room for `n` entries: the kernel's
-    /// fill consumer index trails its rx producer by a few instructions.
+    /// Moves spare frames into the fill ring, as many as it has room for
+    /// (the kernel publishes the fill entries it took a moment after the
+    /// rx entries they became, `xsk_flush`: frames that do not fit yet
+    /// stay spare until the next call). Returns how many it moved.
+    fn restock_fill(&mut self) -> u32 {
+        let spare = u32::try_from(self.spare.len()).unwrap_or(u32::MAX);
+        if spare == 0 {
+            return 0;
+        }
+        let n = self.fill.prod_free(spare).min(spare);
+        for i in 0..n {
+            let addr = self.spare.pop().expect("n <= spare.len()");
+            self.fill.prod_write(i, addr);
+        }
+        if n > 0 {
+            self.fill.prod_submit(n);
+        }
+        n
+    }
+
+    /// Frames in user space's hands that the fill ring had no room for.
+    pub fn spare_frames(&self) -> usize {
+        self.spare.len()
+    }
+
+    /// Asks the kernel to busy-poll this socket: `SO_PREFER_BUSY_POLL`,
+    /// `SO_BUSY_POLL` = `usecs` and `SO_BUSY_POLL_BUDGET` = `budget`, each
+    /// tried in turn. Then [`XskSocket::busy_poll`] (and `poll`) run the
+    /// device's NAPI on the calling CPU for up to `usecs`, and with
+    /// preference the kernel leaves NAPI to the app while it keeps
+    /// polling. veth gives its rx queues a NAPI id once XDP runs on them,
+    /// so this works on veth too (copy mode included).
+    ///
+    /// Returns which options the kernel took: without `CAP_NET_ADMIN` it
+    /// refuses all three (`EPERM`), and the socket busy-polls only if the
+    /// node's `net.core.busy_read` sysctl is set.
+    pub fn enable_busy_poll(&self, usecs: u32, budget: u16) -> BusyPollOptions {
+        let set = |opt: libc::c_int, val: libc::c_int| {
+            // SAFETY: the options take an int; the socket is open.
+            let r = unsafe {
+                libc::setsockopt(
+                    self.fd.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    opt,
+                    &val as *const libc::c_int as *const libc::c_void,
+                    size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            if r == 0 {
+                Ok(())
+            } else {
+                Err(io::Error::last_os_error())
+            }
+        };
+        let usecs = libc::c_int::try_from(usecs).unwrap_or(libc::c_int::MAX);
+        BusyPollOptions {
+            prefer: set(SO_PREFER_BUSY_POLL, 1),
+            usecs: set(libc::SO_BUSY_POLL, usecs),
+            budget: set(SO_BUSY_POLL_BUDGET, libc::c_int::from(budget)),
+        }
+    }
+
+    /// One busy poll: a non-blocking `recvfrom`, which runs the device's
+    /// NAPI on this CPU when busy polling is on for the socket (see
+    /// [`XskSocket::enable_busy_poll`]), and otherwise returns at once.
     ///
     /// # Errors
-    /// [`XskError::FillRingStuck`] if it never does (frames accounted
-    /// twice: a bug, not a race).
-    fn wait_fill_room(&mut self, n: u32) -> Result<(), XskError> {
-        const SPINS: u32 = 1 << 20;
-        for _ in 0..SPINS {
-            if self.fill.prod_free(n) >= n {
-                return Ok(());
-            }
-            std::hint::spin_loop();
-        }
-        Err(XskError::FillRingStuck { want: n })
+    ///
+    /// `recvfrom` errors other than the transient ones.
+    pub fn busy_poll(&self) -> Result<(), XskError> {
+        self.kick()
     }
 
     /// Whether the kernel asked to be woken up to process the fill ring.
@@ -620,6 +719,21 @@ mod tests {
         let c = XskConfig::default();
         c.validate().unwrap();
         assert!(4 * c.umem_bytes() <= 8 << 20);
+        assert!(
+            c.frame_count > c.fill_size,
+            "spare frames restock the fill ring"
+        );
+    }
+
+    #[test]
+    fn rings_hold_half_the_frames() {
+        let c = XskConfig::with_frames(4096);
+        assert_eq!((c.fill_size, c.rx_size), (2048, 2048));
+        c.validate().unwrap();
+        let odd = XskConfig::with_frames(1000);
+        assert_eq!(odd.fill_size, 512);
+        odd.validate().unwrap();
+        XskConfig::with_frames(1).validate().unwrap();
     }
 
     #[test]

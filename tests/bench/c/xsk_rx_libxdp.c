@@ -2,14 +2,20 @@
  * The libxdp peer of afxdp-bench's receive-rate section: one AF_XDP socket
  * on one queue, made the way libxdp's users make it (xsk_umem__create,
  * xsk_socket__create loading libxdp's own redirect program in driver mode,
- * copy mode with need_wakeup), counting frames and handing each straight
- * back to the fill ring -- the loop of the kernel's xdpsock "rxdrop",
- * waiting in poll() when the rx ring is empty, as afxdp-pod-app does.
+ * copy mode with need_wakeup), counting frames and handing them back --
+ * the loop of the kernel's xdpsock "rxdrop" -- with afxdp-pod-app's ring
+ * sizes and refill: FRAMES UMEM frames, fill and rx rings of FRAMES/2, the
+ * frames the fill ring has no room for kept spare and the fill ring topped
+ * up from them after every batch. MODE is afxdp-pod-app's --rx-mode: poll
+ * (sleep in poll() when the rx ring is empty), spin (no syscall), or
+ * busy-poll (SO_PREFER_BUSY_POLL, SO_BUSY_POLL 20 us, SO_BUSY_POLL_BUDGET
+ * 64, and a non-blocking recvfrom() when the ring is empty).
  *
  * Prints {"type":"ready"} once bound, and on SIGTERM/SIGINT the total line
  * in afxdp-pod-app's shape: {"type":"total","packets":N,"kernel":{...}}.
  *
- * Usage: xsk-rx-libxdp IFNAME QUEUE FRAMES   (FRAMES a power of two)
+ * Usage: xsk-rx-libxdp IFNAME QUEUE FRAMES [poll|spin|busy-poll]
+ *        (FRAMES a power of two, at least 2)
  */
 #include <errno.h>
 #include <linux/if_link.h>
@@ -26,6 +32,22 @@
 #include <xdp/xsk.h>
 
 #define BATCH 64
+#define BUSY_POLL_USECS 20
+#define BUSY_POLL_BUDGET 64
+#ifndef SO_PREFER_BUSY_POLL
+#define SO_PREFER_BUSY_POLL 69
+#endif
+#ifndef SO_BUSY_POLL_BUDGET
+#define SO_BUSY_POLL_BUDGET 70
+#endif
+
+enum mode { MODE_POLL, MODE_SPIN, MODE_BUSY_POLL };
+
+/* Frames in user space's hands, not in the fill ring (a stack). */
+struct spare {
+	__u64 *addr;
+	unsigned n;
+};
 
 static volatile sig_atomic_t stop;
 
@@ -47,37 +69,47 @@ static void kick(struct xsk_socket *xsk, struct xsk_ring_prod *fq)
 		recvfrom(xsk_socket__fd(xsk), NULL, 0, MSG_DONTWAIT, NULL, NULL);
 }
 
-/* Gives all frames to the fill ring once, at start. */
-static int fill_all(struct xsk_ring_prod *fq, unsigned frames)
+/* Moves spare frames into the fill ring, as many as it has room for. */
+static void restock_fill(struct xsk_ring_prod *fq, struct spare *sp)
 {
 	__u32 idx;
+	unsigned n = sp->n ? xsk_prod_nb_free(fq, sp->n) : 0;
 
-	if (xsk_ring_prod__reserve(fq, frames, &idx) != frames)
-		return -ENOSPC;
-	for (unsigned i = 0; i < frames; i++)
-		*xsk_ring_prod__fill_addr(fq, idx + i) = (__u64)i * XSK_UMEM__DEFAULT_FRAME_SIZE;
-	xsk_ring_prod__submit(fq, frames);
-	return 0;
+	if (n > sp->n)
+		n = sp->n;
+	if (!n || xsk_ring_prod__reserve(fq, n, &idx) != n)
+		return;
+	for (unsigned i = 0; i < n; i++)
+		*xsk_ring_prod__fill_addr(fq, idx + i) = sp->addr[--sp->n];
+	xsk_ring_prod__submit(fq, n);
 }
 
-/* Consumes up to BATCH frames and gives them back to the fill ring. */
+/* Consumes up to BATCH frames, makes them spare, restocks the fill ring. */
 static unsigned rx_batch(struct xsk_socket *xsk, struct xsk_ring_cons *rx,
-			 struct xsk_ring_prod *fq)
+			 struct xsk_ring_prod *fq, struct spare *sp)
 {
-	__u32 idx_rx, idx_fq;
+	__u32 idx_rx;
 	unsigned n = xsk_ring_cons__peek(rx, BATCH, &idx_rx);
 
-	if (!n)
-		return 0;
-	while (xsk_ring_prod__reserve(fq, n, &idx_fq) != n)
-		kick(xsk, fq);
 	for (unsigned i = 0; i < n; i++) {
 		const struct xdp_desc *d = xsk_ring_cons__rx_desc(rx, idx_rx + i);
-		*xsk_ring_prod__fill_addr(fq, idx_fq + i) = xsk_umem__extract_addr(d->addr);
+		sp->addr[sp->n++] = xsk_umem__extract_addr(d->addr);
 	}
-	xsk_ring_prod__submit(fq, n);
-	xsk_ring_cons__release(rx, n);
+	if (n)
+		xsk_ring_cons__release(rx, n);
+	restock_fill(fq, sp);
+	kick(xsk, fq);
 	return n;
+}
+
+static void enable_busy_poll(int fd)
+{
+	int one = 1, usecs = BUSY_POLL_USECS, budget = BUSY_POLL_BUDGET;
+
+	if (setsockopt(fd, SOL_SOCKET, SO_PREFER_BUSY_POLL, &one, sizeof(one)) ||
+	    setsockopt(fd, SOL_SOCKET, SO_BUSY_POLL, &usecs, sizeof(usecs)) ||
+	    setsockopt(fd, SOL_SOCKET, SO_BUSY_POLL_BUDGET, &budget, sizeof(budget)))
+		fprintf(stderr, "xsk-rx-libxdp: busy poll: %s\n", strerror(errno));
 }
 
 /*
@@ -124,22 +156,34 @@ int main(int argc, char **argv)
 	unsigned long long packets = 0;
 	int err;
 
-	if (argc != 4) {
-		fprintf(stderr, "usage: %s IFNAME QUEUE FRAMES\n", argv[0]);
+	if (argc != 4 && argc != 5) {
+		fprintf(stderr, "usage: %s IFNAME QUEUE FRAMES [poll|spin|busy-poll]\n", argv[0]);
 		return 2;
 	}
 	const char *ifname = argv[1];
 	unsigned queue = (unsigned)strtoul(argv[2], NULL, 10);
 	unsigned frames = (unsigned)strtoul(argv[3], NULL, 10);
-	if (frames == 0 || (frames & (frames - 1)))
-		return fail("FRAMES must be a power of two", EINVAL);
+	if (frames < 2 || (frames & (frames - 1)))
+		return fail("FRAMES must be a power of two, at least 2", EINVAL);
+	enum mode mode = MODE_POLL;
+	if (argc == 5 && !strcmp(argv[4], "spin"))
+		mode = MODE_SPIN;
+	else if (argc == 5 && !strcmp(argv[4], "busy-poll"))
+		mode = MODE_BUSY_POLL;
+	else if (argc == 5 && strcmp(argv[4], "poll"))
+		return fail("MODE must be poll, spin or busy-poll", EINVAL);
+	struct spare sp = {.addr = calloc(frames, sizeof(__u64)), .n = 0};
+	if (!sp.addr)
+		return fail("calloc", ENOMEM);
+	for (unsigned i = frames; i > 0; i--)
+		sp.addr[sp.n++] = (__u64)(i - 1) * XSK_UMEM__DEFAULT_FRAME_SIZE;
 
 	size_t size = (size_t)frames * XSK_UMEM__DEFAULT_FRAME_SIZE;
 	void *buf = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (buf == MAP_FAILED)
 		return fail("mmap(umem)", errno);
 	struct xsk_umem_config ucfg = {
-		.fill_size = frames,
+		.fill_size = frames / 2,
 		.comp_size = XSK_RING_CONS__DEFAULT_NUM_DESCS,
 		.frame_size = XSK_UMEM__DEFAULT_FRAME_SIZE,
 		.frame_headroom = 0,
@@ -148,7 +192,7 @@ int main(int argc, char **argv)
 	if (err)
 		return fail("xsk_umem__create", err);
 	struct xsk_socket_config scfg = {
-		.rx_size = frames,
+		.rx_size = frames / 2,
 		.tx_size = XSK_RING_PROD__DEFAULT_NUM_DESCS,
 		.xdp_flags = XDP_FLAGS_DRV_MODE,
 		.bind_flags = XDP_COPY | XDP_USE_NEED_WAKEUP,
@@ -156,9 +200,9 @@ int main(int argc, char **argv)
 	err = create_socket(&xsk, ifname, queue, umem, &rx, &scfg);
 	if (err)
 		return fail("xsk_socket__create", err);
-	err = fill_all(&fq, frames);
-	if (err)
-		return fail("filling the fill ring", err);
+	restock_fill(&fq, &sp);
+	if (mode == MODE_BUSY_POLL)
+		enable_busy_poll(xsk_socket__fd(xsk));
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	printf("{\"type\":\"ready\"}\n");
@@ -166,13 +210,15 @@ int main(int argc, char **argv)
 
 	struct pollfd pfd = {.fd = xsk_socket__fd(xsk), .events = POLLIN};
 	while (!stop) {
-		unsigned n = rx_batch(xsk, &rx, &fq);
+		unsigned n = rx_batch(xsk, &rx, &fq, &sp);
 		if (n) {
 			packets += n;
 			continue;
 		}
-		kick(xsk, &fq);
-		poll(&pfd, 1, 100);
+		if (mode == MODE_POLL)
+			poll(&pfd, 1, 100);
+		else if (mode == MODE_BUSY_POLL)
+			recvfrom(pfd.fd, NULL, 0, MSG_DONTWAIT, NULL, NULL);
 	}
 	print_total(xsk, packets);
 	xsk_socket__delete(xsk);

@@ -42,6 +42,10 @@ struct Args {
     /// (default: target/bench/xsk-rx-libxdp).
     #[arg(long)]
     libxdp_rx: Option<PathBuf>,
+    /// How the AF_XDP receivers of the receive-rate section wait for
+    /// frames: poll (sleep), spin (on the rx ring) or busy-poll.
+    #[arg(long, default_value = "spin", value_parser = ["poll", "spin", "busy-poll"])]
+    rx_mode: String,
 }
 
 /// How long each measurement runs.
@@ -155,6 +159,7 @@ fn binaries(args: &Args) -> Result<Binaries> {
             .libxdp_rx
             .clone()
             .unwrap_or_else(|| dir.join("../bench/xsk-rx-libxdp")),
+        rx_mode: args.rx_mode.clone(),
     })
 }
 

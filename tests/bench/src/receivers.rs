@@ -34,8 +34,10 @@ use std::{
     time::Duration,
 };
 
-/// UMEM frames (and fill and rx ring entries) of both AF_XDP receivers.
-pub const XSK_FRAMES: u32 = 2048;
+/// UMEM frames of both AF_XDP receivers on one queue (fill and rx rings
+/// hold half as many; libxdp's defaults). 8 MiB: the pod's whole
+/// `RLIMIT_MEMLOCK`, so on several queues each socket gets its share.
+pub const XSK_FRAMES: u32 = 4096;
 /// Where the pod sees the pinned-map directory.
 const POD_MAP_DIR: &str = "/tmp/afxdp_dp/xsk";
 const READY_WITHIN: Duration = Duration::from_secs(10);
@@ -49,6 +51,10 @@ pub struct Received {
     pub fill_ring_empty: Option<u64>,
     /// CPU time the receiving process or thread used while receiving.
     pub cpu: Option<Duration>,
+    /// Time it was runnable but waited for its CPU (other tasks ran
+    /// there): an AF_XDP receiver that waits longer than its fill ring
+    /// lasts drops frames on an empty fill ring.
+    pub waited: Option<Duration>,
 }
 
 /// The receivers, in table order.
@@ -83,6 +89,9 @@ impl Kind {
 pub struct Binaries {
     pub pod_app: PathBuf,
     pub libxdp_rx: PathBuf,
+    /// How both AF_XDP receivers wait for frames (afxdp-pod-app's
+    /// `--rx-mode`: poll, spin, busy-poll).
+    pub rx_mode: String,
 }
 
 /// A receiver running on the testbed.
@@ -103,8 +112,8 @@ pub fn start(
     Ok(match kind {
         Kind::DropCeiling => Box::new(DropCeiling::start(bed)?),
         Kind::UdpSocket => Box::new(UdpReceiver::start(bed, cpu)?),
-        Kind::PodApp => Box::new(PodApp::start(bed, &bins.pod_app, scratch, cpu)?),
-        Kind::Libxdp => Box::new(ChildReceiver::libxdp(bed, &bins.libxdp_rx, cpu)?),
+        Kind::PodApp => Box::new(PodApp::start(bed, bins, scratch, cpu)?),
+        Kind::Libxdp => Box::new(ChildReceiver::libxdp(bed, bins, cpu)?),
     })
 }
 
@@ -150,7 +159,7 @@ const UDP_RCVBUF: libc::c_int = 4 << 20;
 struct UdpReceiver {
     _link: OwnedFd,
     stop: Arc<AtomicBool>,
-    thread: JoinHandle<std::io::Result<(u64, Duration)>>,
+    thread: JoinHandle<std::io::Result<(u64, Sched)>>,
 }
 
 impl UdpReceiver {
@@ -186,7 +195,8 @@ impl Receiver for UdpReceiver {
         Ok(Received {
             packets,
             fill_ring_empty: None,
-            cpu: Some(cpu),
+            cpu: Some(cpu.cpu),
+            waited: Some(cpu.waited),
         })
     }
 }
@@ -209,8 +219,8 @@ fn set_rcvbuf(socket: &UdpSocket, bytes: libc::c_int) -> std::io::Result<()> {
 }
 
 /// Reads datagrams in `recvmmsg` batches until `stop`; returns how many and
-/// the thread's CPU time.
-fn recv_until(socket: &UdpSocket, stop: &AtomicBool) -> std::io::Result<(u64, Duration)> {
+/// the thread's CPU and wait time.
+fn recv_until(socket: &UdpSocket, stop: &AtomicBool) -> std::io::Result<(u64, Sched)> {
     let mut bufs = vec![[0u8; UDP_BUF]; UDP_BATCH];
     let mut iovs: Vec<libc::iovec> = bufs
         .iter_mut()
@@ -229,7 +239,7 @@ fn recv_until(socket: &UdpSocket, stop: &AtomicBool) -> std::io::Result<(u64, Du
             m
         })
         .collect();
-    let cpu_start = thread_cpu_time();
+    let sched_start = Sched::of_path("/proc/thread-self/schedstat")?;
     let mut packets = 0u64;
     while !stop.load(Ordering::Relaxed) {
         // SAFETY: msgs point into iovs and bufs, alive for the call.
@@ -254,17 +264,8 @@ fn recv_until(socket: &UdpSocket, stop: &AtomicBool) -> std::io::Result<(u64, Du
             return Err(e);
         }
     }
-    Ok((packets, thread_cpu_time().saturating_sub(cpu_start)))
-}
-
-fn thread_cpu_time() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: ts is writable.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+    let sched = Sched::of_path("/proc/thread-self/schedstat")?;
+    Ok((packets, sched.since(sched_start)))
 }
 
 /// afxdp-pod-app on our program, attached and shared by the native
@@ -275,7 +276,7 @@ struct PodApp {
 }
 
 impl PodApp {
-    fn start(bed: &Testbed, binary: &Path, scratch: &PinRoot, cpu: usize) -> Result<Self> {
+    fn start(bed: &Testbed, bins: &Binaries, scratch: &PinRoot, cpu: usize) -> Result<Self> {
         let manager = NativeManager::new(scratch.path()).context("native program manager")?;
         let ifindex = bed.rx_ifindex;
         let attachment = bed.ns.run(|| {
@@ -289,12 +290,13 @@ impl PodApp {
         })??;
         let user = PodUser::nobody_net_raw();
         manager.share_map_with(RX_DEV, user.uid)?;
-        let staged = stage_binary(binary, &scratch.dir().join("bin"))?;
+        let staged = stage_binary(&bins.pod_app, &scratch.dir().join("bin"))?;
         let mut cmd = Command::new(staged);
         cmd.env_clear()
             .args(["--device", RX_DEV, "--queues", "0", "--pinned-map"])
             .arg(Path::new(POD_MAP_DIR).join(afxdp_program::XSKS_MAP_NAME))
             .args(["--frames", &XSK_FRAMES.to_string()])
+            .args(["--rx-mode", &bins.rx_mode])
             .args(["--stats-interval-ms", "3600000"]);
         let mounts = ContainerMounts {
             root: PathBuf::from("/tmp"),
@@ -327,15 +329,16 @@ fn netns_fd(bed: &Testbed) -> Result<OwnedFd> {
 struct ChildReceiver {
     child: Child,
     lines: mpsc::Receiver<String>,
-    cpu_at_ready: Duration,
+    at_ready: Sched,
 }
 
 impl ChildReceiver {
     /// `xsk-rx-libxdp` in the testbed's netns as root (libxdp loads its own
     /// program), attaching directly (no dispatcher, as for one program).
-    fn libxdp(bed: &Testbed, binary: &Path, cpu: usize) -> Result<Self> {
+    fn libxdp(bed: &Testbed, bins: &Binaries, cpu: usize) -> Result<Self> {
+        let binary = &bins.libxdp_rx;
         let mut cmd = Command::new(binary);
-        cmd.args([RX_DEV, "0", &XSK_FRAMES.to_string()])
+        cmd.args([RX_DEV, "0", &XSK_FRAMES.to_string(), &bins.rx_mode])
             .env("LIBXDP_SKIP_DISPATCHER", "1");
         let ns = netns_fd(bed)?;
         // SAFETY: setns is async-signal-safe.
@@ -369,14 +372,14 @@ impl ChildReceiver {
         let mut me = ChildReceiver {
             child,
             lines,
-            cpu_at_ready: Duration::ZERO,
+            at_ready: Sched::default(),
         };
         if let Err(e) = me.wait_line("ready", READY_WITHIN) {
             let _ = me.child.kill();
             let _ = me.child.wait();
             return Err(e);
         }
-        me.cpu_at_ready = process_cpu(me.child.id())?;
+        me.at_ready = Sched::of_pid(me.child.id())?;
         Ok(me)
     }
 
@@ -399,7 +402,7 @@ impl ChildReceiver {
 
 impl Receiver for ChildReceiver {
     fn finish(mut self: Box<Self>, _bed: &Testbed) -> Result<Received> {
-        let cpu = process_cpu(self.child.id())?.saturating_sub(self.cpu_at_ready);
+        let sched = Sched::of_pid(self.child.id())?.since(self.at_ready);
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(self.child.id() as i32),
             nix::sys::signal::Signal::SIGTERM,
@@ -416,19 +419,46 @@ impl Receiver for ChildReceiver {
         Ok(Received {
             packets,
             fill_ring_empty: total["kernel"]["rx_fill_ring_empty"].as_u64(),
-            cpu: Some(cpu),
+            cpu: Some(sched.cpu),
+            waited: Some(sched.waited),
         })
     }
 }
 
-/// CPU time a single-threaded process has used (`/proc/<pid>/schedstat`,
-/// nanosecond resolution).
-fn process_cpu(pid: u32) -> Result<Duration> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/schedstat"))?;
-    let ns: u64 = text
-        .split_whitespace()
-        .next()
-        .and_then(|v| v.parse().ok())
-        .context("unreadable schedstat")?;
-    Ok(Duration::from_nanos(ns))
+/// A task's scheduler times (`schedstat`, nanosecond resolution).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Sched {
+    /// Time on a CPU.
+    pub cpu: Duration,
+    /// Time runnable, waiting for a CPU.
+    pub waited: Duration,
+}
+
+impl Sched {
+    /// Of a single-threaded process or a kernel thread.
+    pub fn of_pid(pid: u32) -> std::io::Result<Self> {
+        Self::of_path(&format!("/proc/{pid}/schedstat"))
+    }
+
+    fn of_path(path: &str) -> std::io::Result<Self> {
+        let text = std::fs::read_to_string(path)?;
+        let mut f = text.split_whitespace().map(|v| v.parse::<u64>().ok());
+        match (f.next().flatten(), f.next().flatten()) {
+            (Some(cpu), Some(waited)) => Ok(Sched {
+                cpu: Duration::from_nanos(cpu),
+                waited: Duration::from_nanos(waited),
+            }),
+            _ => Err(std::io::Error::other(format!(
+                "unreadable {path}: {text:?}"
+            ))),
+        }
+    }
+
+    /// The times since `start`.
+    pub fn since(self, start: Sched) -> Sched {
+        Sched {
+            cpu: self.cpu.saturating_sub(start.cpu),
+            waited: self.waited.saturating_sub(start.waited),
+        }
+    }
 }

@@ -127,5 +127,11 @@ fn note(s: &Sample, sender: &str) -> String {
     if let Some(n) = s.got.fill_ring_empty {
         parts.push(format!("fill ring empty ×{n}"));
     }
+    if let Some(w) = s.got.waited {
+        parts.push(format!(
+            "receiver waited {:.1} ms for its CPU",
+            w.as_secs_f64() * 1e3
+        ));
+    }
     parts.join(", ")
 }

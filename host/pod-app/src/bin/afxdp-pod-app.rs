@@ -13,7 +13,7 @@ use std::{
 };
 
 use afxdp_handshake::{Client, PodRef};
-use afxdp_pod_app::{resolve_device, run, Config, MapSource};
+use afxdp_pod_app::{resolve_device, run, Config, MapSource, RxMode};
 use afxdp_xsk::XskConfig;
 use clap::Parser;
 use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
@@ -68,9 +68,15 @@ struct Args {
     /// Period of the per-queue stats lines.
     #[arg(long, default_value_t = 1000)]
     stats_interval_ms: u64,
-    /// UMEM frames per socket (2 KiB each, charged to RLIMIT_MEMLOCK).
+    /// UMEM frames per socket (2 KiB each, charged to RLIMIT_MEMLOCK);
+    /// the fill and rx rings hold half as many, the rest restock the fill
+    /// ring.
     #[arg(long, default_value_t = 512)]
     frames: u32,
+    /// How to wait for frames: sleep in poll, spin on the rx rings, or
+    /// spin with busy polling (its socket options need CAP_NET_ADMIN).
+    #[arg(long, value_enum, default_value_t = RxMode::Poll)]
+    rx_mode: RxMode,
 }
 
 fn install_signal_handlers() -> nix::Result<()> {
@@ -167,7 +173,6 @@ fn main() -> ExitCode {
         args.queues.clone()
     };
     let frames = args.frames.max(1);
-    let ring = frames.next_power_of_two();
     let cfg = Config {
         device,
         queues,
@@ -175,12 +180,8 @@ fn main() -> ExitCode {
         duration: args.duration.map(Duration::from_secs_f64),
         expect: args.expect,
         stats_interval: Duration::from_millis(args.stats_interval_ms.max(10)),
-        xsk: XskConfig {
-            frame_count: frames,
-            fill_size: ring,
-            rx_size: ring,
-            ..XskConfig::default()
-        },
+        xsk: XskConfig::with_frames(frames),
+        rx_mode: args.rx_mode,
     };
     let expect = cfg.expect;
     match run(cfg, &mut std::io::stdout().lock(), &STOP) {
