@@ -338,19 +338,10 @@ mod tests {
 
     fn netdev(name: &str) -> NetDev {
         NetDev {
-            name: name.into(),
-            ifindex: 10,
             driver: Some("veth".into()),
-            pci: None,
-            mac: None,
-            numa_node: None,
             rx_queues: 2,
             tx_queues: 2,
-            speed_mbps: None,
-            addresses: Vec::new(),
-            state: LinkState::Up,
-            admin_up: true,
-            mtu: 1500,
+            ..NetDev::for_test(name, 10)
         }
     }
 

@@ -484,19 +484,9 @@ pub(crate) mod tests {
 
     pub(crate) fn netdev(name: &str, pci: Option<&str>) -> NetDev {
         NetDev {
-            name: name.into(),
-            ifindex: 7,
             driver: Some("mlx5_core".into()),
             pci: pci.map(Into::into),
-            mac: None,
-            numa_node: None,
-            rx_queues: 1,
-            tx_queues: 1,
-            speed_mbps: None,
-            addresses: Vec::new(),
-            state: afxdp_netdev::LinkState::Up,
-            admin_up: true,
-            mtu: 1500,
+            ..NetDev::for_test(name, 7)
         }
     }
 

@@ -49,6 +49,39 @@ pub struct NetDev {
 }
 
 impl NetDev {
+    /// A device known only by its name and index (e.g. a record that
+    /// outlived what was discovered of it): one queue each way,
+    /// administratively up, every other fact unknown (no driver, PCI, MAC,
+    /// NUMA node, speed or addresses; state [`LinkState::Other`], MTU 0).
+    pub fn named(name: impl Into<String>, ifindex: u32) -> Self {
+        Self {
+            name: name.into(),
+            ifindex,
+            driver: None,
+            pci: None,
+            mac: None,
+            numa_node: None,
+            rx_queues: 1,
+            tx_queues: 1,
+            speed_mbps: None,
+            addresses: Vec::new(),
+            state: LinkState::Other,
+            admin_up: true,
+            mtu: 0,
+        }
+    }
+
+    /// For tests: [`NetDev::named`] with its link up at MTU 1500; set the
+    /// facts a test needs with struct update syntax.
+    #[cfg(any(test, feature = "test-support"))]
+    pub fn for_test(name: impl Into<String>, ifindex: u32) -> Self {
+        Self {
+            state: LinkState::Up,
+            mtu: 1500,
+            ..Self::named(name, ifindex)
+        }
+    }
+
     /// Whether someone configured an address on the device: any address but
     /// IPv6 link-local (`fe80::/10`), which the kernel adds by itself to
     /// every link that comes up (afxdp-dp's own bring-up of a pool device
@@ -68,22 +101,11 @@ mod tests {
 
     fn with_addresses(addresses: &[&str]) -> NetDev {
         NetDev {
-            name: "t0".into(),
-            ifindex: 1,
-            driver: None,
-            pci: None,
-            mac: None,
-            numa_node: None,
-            rx_queues: 1,
-            tx_queues: 1,
-            speed_mbps: None,
             addresses: addresses
                 .iter()
                 .map(|a| a.parse().expect("address"))
                 .collect(),
-            state: LinkState::Up,
-            admin_up: true,
-            mtu: 1500,
+            ..NetDev::for_test("t0", 1)
         }
     }
 
