@@ -43,8 +43,10 @@ struct Args {
     #[arg(long)]
     libxdp_rx: Option<PathBuf>,
     /// How the AF_XDP receivers of the receive-rate section wait for
-    /// frames: poll (sleep), spin (on the rx ring) or busy-poll.
-    #[arg(long, default_value = "spin", value_parser = ["poll", "spin", "busy-poll"])]
+    /// frames: poll (sleep), spin (on the rx ring) or busy-poll. They
+    /// share their core with the receive NAPI thread: one that spins takes
+    /// half of it from NAPI.
+    #[arg(long, default_value = "poll", value_parser = ["poll", "spin", "busy-poll"])]
     rx_mode: String,
 }
 

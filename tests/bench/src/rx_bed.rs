@@ -6,7 +6,16 @@
 //! program there). Where the kernel refuses live frames (`EPERM`), an
 //! `AF_PACKET` socket sends instead ([`PacketSender`]), slower: the rows
 //! name the sender and the load it offered.
+//!
+//! veth runs the rx end's NAPI (its XDP program, and for AF_XDP the copy
+//! into the UMEM) in softirq on the CPU that sent the frame, so the
+//! sender's CPU would pay each receiver's kernel cost and every row would
+//! offer its own load. The bed makes the rx end's NAPI threaded instead
+//! (GRO on, which keeps NAPI up between receivers, then
+//! `/sys/class/net/<rx>/threaded`) and pins its kthreads
+//! (`napi/<rx>-<id>`) to the receive CPU: the sender's CPU only sends.
 
+use crate::receivers::Sched;
 use crate::testrun::{
     load_return_program, test_run, TestRun, XdpAction, BPF_F_TEST_XDP_LIVE_FRAMES,
 };
@@ -47,11 +56,14 @@ pub struct Testbed {
     wire_ifindex: u32,
     sender: Sender,
     frame: [u8; afxdp_testnet::frame::FRAME_LEN],
+    /// The rx end's threaded-NAPI kthreads.
+    napi_threads: Vec<u32>,
 }
 
 impl Testbed {
-    /// Makes the netns and veth pair (`queues` each), addresses and MACs.
-    pub fn new(queues: u32) -> Result<Self> {
+    /// Makes the netns and veth pair (`queues` each), addresses and MACs,
+    /// with the rx end's NAPI threaded and pinned to `napi_cpu`.
+    pub fn new(queues: u32, napi_cpu: usize) -> Result<Self> {
         let ns = Netns::new("afxb-rx")?;
         let veth = VethPair::create(
             VethOptions::new(RX_DEV, WIRE_DEV)
@@ -67,6 +79,7 @@ impl Testbed {
             ns.run(|| Ok::<_, nix::Error>((if_nametoindex(RX_DEV)?, if_nametoindex(WIRE_DEV)?)))??;
         let frame = udp_frame(WIRE_MAC, RX_MAC, UDP_PORT);
         let sender = choose_sender(&ns, wire_ifindex, &frame)?;
+        let napi_threads = threaded_napi(&ns, napi_cpu)?;
         Ok(Testbed {
             ns,
             _veth: veth,
@@ -74,7 +87,20 @@ impl Testbed {
             wire_ifindex,
             sender,
             frame,
+            napi_threads,
         })
+    }
+
+    /// CPU and wait time of the rx end's NAPI kthreads so far.
+    pub fn napi_sched(&self) -> Result<Sched> {
+        let mut sum = Sched::default();
+        for &pid in &self.napi_threads {
+            let s =
+                Sched::of_pid(pid).with_context(|| format!("schedstat of napi thread {pid}"))?;
+            sum.cpu += s.cpu;
+            sum.waited += s.waited;
+        }
+        Ok(sum)
     }
 
     /// The sender's name, for the rows' notes.
@@ -113,6 +139,71 @@ impl Testbed {
             None => bail!("no rx_queue_*_xdp_packets in ethtool -S {RX_DEV}:\n{stats}"),
         }
     }
+}
+
+/// Turns the rx end's NAPI threaded (GRO on first: veth then keeps its
+/// NAPI, and the kthread, while receivers attach and detach XDP) and pins
+/// the kthreads to `cpu`; returns their pids. The setting dies with the
+/// netns.
+fn threaded_napi(ns: &Netns, cpu: usize) -> Result<Vec<u32>> {
+    // Kernel threads are not in any netns: the bed's own are those that
+    // appear now (another netns's afxbr0 may have some already).
+    let before = napi_kthreads()?;
+    ns.exec(&["ethtool", "-K", RX_DEV, "gro", "on"])?;
+    ns.exec(&[
+        "sh",
+        "-c",
+        &format!("echo 1 > /sys/class/net/{RX_DEV}/threaded"),
+    ])?;
+    let pids: Vec<u32> = napi_kthreads()?
+        .into_iter()
+        .filter(|p| !before.contains(p))
+        .collect();
+    if pids.is_empty() {
+        bail!("no napi/{RX_DEV}-* kthread after enabling threaded NAPI on {RX_DEV}");
+    }
+    for &pid in &pids {
+        pin_task(pid, cpu).with_context(|| format!("pinning napi kthread {pid}"))?;
+    }
+    Ok(pids)
+}
+
+/// Pids of the kthreads named `napi/<RX_DEV>-<id>`.
+fn napi_kthreads() -> Result<Vec<u32>> {
+    let prefix = format!("napi/{RX_DEV}-");
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc")?.filter_map(|e| e.ok()) {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+        if comm.trim().starts_with(&prefix) {
+            pids.push(pid);
+        }
+    }
+    Ok(pids)
+}
+
+/// Binds task `pid` to `cpu`.
+fn pin_task(pid: u32, cpu: usize) -> std::io::Result<()> {
+    // SAFETY: as in pin_current_thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        if libc::sched_setaffinity(
+            pid as libc::pid_t,
+            std::mem::size_of::<libc::cpu_set_t>(),
+            &set,
+        ) != 0
+        {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }
 
 /// Live frames where the kernel runs them (one frame sent to probe), else
@@ -164,16 +255,7 @@ fn mac_text(mac: [u8; 6]) -> String {
 
 /// Binds the calling thread to `cpu`.
 pub fn pin_current_thread(cpu: usize) -> std::io::Result<()> {
-    // SAFETY: a zeroed cpu_set_t is the empty set; CPU_SET stays in bounds
-    // for cpu < CPU_SETSIZE, checked by the kernel's EINVAL otherwise.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-    }
-    Ok(())
+    pin_task(0, cpu)
 }
 
 #[cfg(test)]

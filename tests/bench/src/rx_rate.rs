@@ -1,15 +1,25 @@
 //! Section "af_xdp receive rate": 64-byte frames sent as fast as one core
-//! can (live-frames `XDP_TX` on the wire veth, CPU 0) into one rx queue,
-//! taken by each receiver of [`receivers`] on CPU 1 in turn, rounds
-//! interleaved. Every rate is frames the receiver got over the sender's
-//! time, so all rows share one offered load and one clock.
+//! can (live-frames `XDP_TX` on the wire veth, else `AF_PACKET`
+//! `sendmmsg`) into one rx queue, taken by each receiver of [`receivers`]
+//! in turn, rounds interleaved. Every rate is frames the receiver got over
+//! the sender's time.
 //!
-//! veth runs the rx end's XDP program (and, in copy mode, the copy into
-//! the UMEM) in the sender's NAPI on CPU 0; CPU 1 holds only the
-//! receiving process, whose CPU time per frame the notes show.
+//! Who runs where (2 cores): the sender alone on CPU 0; on CPU 1 the rx
+//! end's NAPI, threaded and pinned there by the bed (the XDP program, and
+//! for AF_XDP the copy into the UMEM), and the receiving process. So the
+//! sender offers the same load to every row, and each row is what one
+//! receive core sustains. The notes split that core's time per frame
+//! between NAPI (its kthread's CPU time over the frames its XDP program
+//! saw) and the receiver.
+//!
+//! The AF_XDP copy-mode floor is the pod app row's NAPI time alone: the
+//! rate CPU 1 would deliver into the UMEM with a receiver that cost
+//! nothing. When 0.8× the ceiling lies above it, the pod app is held to
+//! 0.8× that floor instead (the project's rule for a target below a
+//! physical floor measured in the same run).
 
 use crate::{
-    receivers::{self, Binaries, Kind, Received},
+    receivers::{self, Binaries, Kind, Received, Sched},
     rx_bed::Testbed,
     table::{median, Row},
     Settings,
@@ -32,11 +42,22 @@ struct Sample {
     /// Frames sent per µs (the offered load).
     offered_mpps: f64,
     got: Received,
+    /// The receive NAPI's CPU time during the measurement.
+    napi: Sched,
+    /// Frames the rx end's XDP program saw.
+    xdp_frames: u64,
+}
+
+impl Sample {
+    /// The receive NAPI's CPU time per frame it handled (ns).
+    fn napi_ns_per_frame(&self) -> f64 {
+        self.napi.cpu.as_nanos() as f64 / self.xdp_frames.max(1) as f64
+    }
 }
 
 /// Runs the section on one queue.
 pub fn run(settings: &Settings, bins: &Binaries) -> Result<Vec<Row>> {
-    let bed = Testbed::new(1)?;
+    let bed = Testbed::new(1, RECEIVER_CPU)?;
     // Under /run: the confined pod app's /tmp is its own tmpfs.
     let scratch = PinRoot::new_in(std::path::Path::new("/run"))?;
     let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); Kind::ALL.len()];
@@ -56,8 +77,10 @@ fn measure(
     frames: u32,
 ) -> Result<Sample> {
     let rx = receivers::start(kind, bed, bins, scratch, RECEIVER_CPU)?;
+    let (napi_before, xdp_before) = (bed.napi_sched()?, bed.rx_xdp_packets()?);
     let sent = bed.send(frames, SENDER_CPU);
     std::thread::sleep(SETTLE);
+    let (napi, xdp_after) = (bed.napi_sched(), bed.rx_xdp_packets());
     let got = rx.finish(bed);
     let (wall, got) = (sent?, got?);
     let us = wall.as_secs_f64() * 1e6;
@@ -65,6 +88,8 @@ fn measure(
         mpps: got.packets as f64 / us,
         offered_mpps: f64::from(frames) / us,
         got,
+        napi: napi?.since(napi_before),
+        xdp_frames: xdp_after?.saturating_sub(xdp_before),
     })
 }
 
@@ -91,12 +116,9 @@ fn rows(samples: &[Vec<Sample>], sender: &str) -> Vec<Row> {
     let (udp, _) = row(Kind::UdpSocket);
     let (libxdp, _) = row(Kind::Libxdp);
     let (ours, ours_s) = row(Kind::PodApp);
-    let ceiling_ratio = ours.value / ceiling.value.max(f64::MIN_POSITIVE);
+    let floor = floor_row(&ours_s);
     let drops = ours_s.got.fill_ring_empty.unwrap_or(0);
-    let ours_vs_ceiling = ours.clone().versus(&ceiling).target(
-        "≥ 0.8× ceiling, no fill-ring drops",
-        ceiling_ratio >= 0.8 && drops == 0,
-    );
+    let ours_vs_ceiling = versus_ceiling(&ours, &ceiling, &floor, drops);
     let vs = |peer: &Row, text: &str, at_least: f64| {
         let mut r = ours.clone().versus(peer);
         r.name = format!(
@@ -111,19 +133,62 @@ fn rows(samples: &[Vec<Sample>], sender: &str) -> Vec<Row> {
         ceiling.clone(),
         udp.clone().versus(&ceiling),
         libxdp.clone().versus(&ceiling),
+        floor.clone().versus(&ceiling),
         ours_vs_ceiling,
         vs(&udp, "≥ 5× the UDP socket", 5.0),
         vs(&libxdp, "≥ the libxdp receiver", 1.0),
     ]
 }
 
-/// Offered load, and for socket receivers their CPU per frame and drops.
+/// The AF_XDP copy-mode floor: what the receive core delivers into the
+/// UMEM when it runs NAPI alone (the pod app row's NAPI time per frame).
+fn floor_row(ours: &Sample) -> Row {
+    let ns = ours.napi_ns_per_frame();
+    Row::new(
+        SECTION,
+        "1 queue: AF_XDP copy-mode floor (receive NAPI alone)",
+        if ns > 0.0 { 1e3 / ns } else { 0.0 },
+        "Mpps",
+    )
+    .note(format!(
+        "CPU 1's NAPI in the pod app row: XDP program + redirect + copy into the UMEM, {ns:.0} ns/frame, with no receiver"
+    ))
+}
+
+/// The pod app against the ceiling: ≥ 0.8× it, or, where 0.8× the
+/// ceiling lies above the copy-mode floor, ≥ 0.8× that floor; and no
+/// fill-ring drops.
+fn versus_ceiling(ours: &Row, ceiling: &Row, floor: &Row, drops: u64) -> Row {
+    let target = 0.8 * ceiling.value;
+    let row = ours.clone().versus(ceiling);
+    if target <= floor.value {
+        let met = ours.value >= target && drops == 0;
+        return row.target("≥ 0.8× ceiling, no fill-ring drops", met);
+    }
+    let of_floor = ours.value / floor.value.max(f64::MIN_POSITIVE);
+    let met = of_floor >= 0.8 && drops == 0;
+    row.target(
+        format!(
+            "at the floor: 0.8× ceiling ({target:.2} Mpps) is above the copy-mode floor ({:.2} Mpps); ours {of_floor:.2}× the floor (≥ 0.8×), no fill-ring drops",
+            floor.value
+        ),
+        met,
+    )
+}
+
+/// Offered load, where the receive core's time goes, and for socket
+/// receivers their drops and CPU waits.
 fn note(s: &Sample, sender: &str) -> String {
-    let mut parts = vec![format!("offered {:.2} Mpps by {sender}", s.offered_mpps)];
+    let mut parts = vec![format!(
+        "offered {:.2} Mpps by {sender} on CPU 0",
+        s.offered_mpps
+    )];
+    let mut cpu1 = format!("CPU 1: NAPI {:.0} ns/frame", s.napi_ns_per_frame());
     if let Some(cpu) = s.got.cpu {
         let per = cpu.as_nanos() as f64 / s.got.packets.max(1) as f64;
-        parts.push(format!("receiver CPU {per:.0} ns/frame"));
+        cpu1.push_str(&format!(" + receiver {per:.0} ns/frame"));
     }
+    parts.push(cpu1);
     if let Some(n) = s.got.fill_ring_empty {
         parts.push(format!("fill ring empty ×{n}"));
     }
