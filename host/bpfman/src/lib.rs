@@ -34,8 +34,8 @@ pub use manager::{
     META_POOL, META_PROGRAM_NAME, META_XDP_MODE,
 };
 pub use types::{
-    Bytecode, Credentials, Direction, Hook, Image, ListFilter, LoadSpec, Managed, Program,
-    ProgramType, PullPolicy, XdpAction,
+    Bytecode, Credentials, Direction, Hook, Image, ListFilter, LoadSpec, Managed, ProceedOn,
+    Program, ProgramType, PullPolicy,
 };
 
 /// The generated `bpfman.v1` code, fenced: only `types` converts to and

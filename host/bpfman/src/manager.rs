@@ -22,7 +22,7 @@ use tracing::{info, warn};
 
 use crate::{
     client::{BpfmanClient, DEFAULT_CALL_TIMEOUT, DEFAULT_SOCKET},
-    BpfmanError, Bytecode, Direction, Hook, ListFilter, LoadSpec, Program, ProgramType, XdpAction,
+    BpfmanError, Bytecode, Direction, Hook, ListFilter, LoadSpec, ProceedOn, Program, ProgramType,
 };
 
 /// Metadata key: the node whose afxdp-dp owns the program.
@@ -46,7 +46,7 @@ pub enum HookKind {
         /// 1 (first) to 1000 (last).
         priority: i32,
         /// Actions after which the next program of the dispatcher runs.
-        proceed_on: Vec<XdpAction>,
+        proceed_on: Vec<ProceedOn>,
     },
     /// TCX (Linux 6.6) with a tc function of the same object: for kernels
     /// that refuse freplace, where it exercises everything but the hook
@@ -64,7 +64,7 @@ impl Default for HookKind {
     fn default() -> Self {
         HookKind::Xdp {
             priority: 50,
-            proceed_on: vec![XdpAction::Pass, XdpAction::DispatcherReturn],
+            proceed_on: vec![ProceedOn::Pass, ProceedOn::DispatcherReturn],
         }
     }
 }
@@ -123,7 +123,7 @@ pub struct LoadChoice {
     /// Dispatcher (or TCX) priority, 1..=1000; `None`: the hook's.
     pub priority: Option<i32>,
     /// XDP `proceed_on`; `None`: the hook's.
-    pub proceed_on: Option<Vec<XdpAction>>,
+    pub proceed_on: Option<Vec<ProceedOn>>,
     /// The allocation id written into [`META_ALLOCATION`].
     pub allocation: String,
 }

@@ -117,33 +117,20 @@ pub struct LoadSpec {
     pub metadata: BTreeMap<String, String>,
 }
 
-/// An XDP action, as `proceed_on` lists them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum XdpAction {
-    /// `XDP_ABORTED`.
-    Aborted,
-    /// `XDP_DROP`.
-    Drop,
-    /// `XDP_PASS`.
-    Pass,
-    /// `XDP_TX`.
-    Tx,
-    /// `XDP_REDIRECT`.
-    Redirect,
-    /// The dispatcher's own "go on" return value.
-    DispatcherReturn,
-}
+/// An XDP action, as `proceed_on` lists them: the config's own type (one
+/// list of actions from the pool's `proceedOn` to bpfman's wire).
+pub use afxdp_config::ProceedOn;
 
-impl XdpAction {
-    fn wire(self) -> i32 {
-        match self {
-            XdpAction::Aborted => 0,
-            XdpAction::Drop => 1,
-            XdpAction::Pass => 2,
-            XdpAction::Tx => 3,
-            XdpAction::Redirect => 4,
-            XdpAction::DispatcherReturn => 31,
-        }
+/// bpfman's wire value of `a` (the kernel's `XDP_*` value; the dispatcher's
+/// own return value is 31).
+fn proceed_on_wire(a: ProceedOn) -> i32 {
+    match a {
+        ProceedOn::Aborted => 0,
+        ProceedOn::Drop => 1,
+        ProceedOn::Pass => 2,
+        ProceedOn::Tx => 3,
+        ProceedOn::Redirect => 4,
+        ProceedOn::DispatcherReturn => 31,
     }
 }
 
@@ -176,7 +163,7 @@ pub enum Hook {
         /// 1 (first) to 1000 (last).
         priority: i32,
         /// Actions after which the dispatcher runs the next program.
-        proceed_on: Vec<XdpAction>,
+        proceed_on: Vec<ProceedOn>,
         /// A network namespace file (`/var/run/netns/<name>`, `/proc/<pid>/ns/net`).
         netns: Option<PathBuf>,
     },
@@ -334,7 +321,7 @@ impl From<&Hook> for wire::AttachInfo {
                 priority: *priority,
                 iface: iface.clone(),
                 position: 0,
-                proceed_on: proceed_on.iter().map(|a| a.wire()).collect(),
+                proceed_on: proceed_on.iter().copied().map(proceed_on_wire).collect(),
                 netns: netns(ns),
                 metadata: Default::default(),
             }),
@@ -450,7 +437,7 @@ mod tests {
         let xdp = Hook::Xdp {
             iface: "eth1".into(),
             priority: 1,
-            proceed_on: vec![XdpAction::Pass, XdpAction::DispatcherReturn],
+            proceed_on: vec![ProceedOn::Pass, ProceedOn::DispatcherReturn],
             netns: None,
         };
         let Some(Info::XdpAttachInfo(x)) = wire::AttachInfo::from(&xdp).info else {

@@ -24,9 +24,9 @@ use std::time::Duration;
 
 use afxdp_bpfman::{
     BpfmanClient, BpfmanConfig, BpfmanError, BpfmanManager, Bytecode, Credentials, Direction,
-    HookKind, Image, ListFilter, LoadChoice, PullPolicy, XdpAction, META_NODE, META_POOL,
+    HookKind, Image, ListFilter, LoadChoice, PullPolicy, META_NODE, META_POOL,
 };
-use afxdp_config::{BpfmanPool, Config, ImagePullPolicy, PoolConfig, ProceedOn};
+use afxdp_config::{BpfmanPool, Config, ImagePullPolicy, PoolConfig};
 use afxdp_program::{
     AttachRequest, Attachment, NativeManager, ProgramError, ProgramManager, XSKS_MAP_NAME,
 };
@@ -492,7 +492,7 @@ fn load_choice(
     Ok(LoadChoice {
         bytecode,
         priority: Some(decided.priority),
-        proceed_on: Some(settings.proceed_on.iter().map(|a| xdp_action(*a)).collect()),
+        proceed_on: Some(settings.proceed_on.clone()),
         allocation: decided.allocation.to_string(),
     })
 }
@@ -519,17 +519,6 @@ fn pull_policy(p: ImagePullPolicy) -> PullPolicy {
     }
 }
 
-fn xdp_action(a: ProceedOn) -> XdpAction {
-    match a {
-        ProceedOn::Aborted => XdpAction::Aborted,
-        ProceedOn::Drop => XdpAction::Drop,
-        ProceedOn::Pass => XdpAction::Pass,
-        ProceedOn::Tx => XdpAction::Tx,
-        ProceedOn::Redirect => XdpAction::Redirect,
-        ProceedOn::DispatcherReturn => XdpAction::DispatcherReturn,
-    }
-}
-
 /// Removes a map pin directory (its pin first: bpffs refuses to remove a
 /// directory that is not empty). Idempotent.
 fn remove_map_dir(dir: &Path) {
@@ -547,6 +536,7 @@ fn backend(e: BpfmanError) -> ProgramError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use afxdp_config::ProceedOn;
 
     fn req(program: Option<&Path>) -> AttachRequest<'_> {
         AttachRequest {
@@ -580,7 +570,7 @@ mod tests {
             ("r.example/chosen:v2", PullPolicy::Never)
         );
         assert_eq!(c.priority, Some(7));
-        assert_eq!(c.proceed_on, Some(vec![XdpAction::Drop]));
+        assert_eq!(c.proceed_on, Some(vec![ProceedOn::Drop]));
         assert_eq!(c.allocation, "a-1");
         // The built-in decision is the pool's image; a file program the file.
         let builtin = Decided {
