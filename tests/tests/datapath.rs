@@ -10,16 +10,7 @@ use afxdp_lab::{unprivileged, Lab, LabConfig, Sharing, RESOURCE};
 
 async fn full_path(sharing: Sharing) {
     afxdp_testnet::require_root();
-    let mut lab = Lab::start(LabConfig {
-        nics: 1,
-        queues: 4,
-        sharing,
-        xdp_mode: "native",
-        policy: None,
-        ..Default::default()
-    })
-    .await
-    .expect("lab");
+    let mut lab = Lab::start(LabConfig::one_nic(sharing)).await.expect("lab");
     let nic = lab.nics[0].name.clone();
 
     // ListAndWatch shows the device, healthy.

@@ -120,6 +120,18 @@ impl Default for LabConfig {
 }
 
 impl LabConfig {
+    /// One NIC of four queues, native XDP, built-in decisions: the node of
+    /// the foundation's data-path test and of its Allocate timings.
+    pub fn one_nic(sharing: Sharing) -> Self {
+        Self {
+            nics: 1,
+            queues: 4,
+            xdp_mode: "native",
+            sharing,
+            ..Self::default()
+        }
+    }
+
     /// Whether the upstream Go plugin's format expresses this pool (no
     /// policy, no bpfman, no CSI): the lab writes that format then.
     fn upstream_format(&self) -> bool {

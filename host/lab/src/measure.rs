@@ -22,15 +22,7 @@ pub async fn allocate_latency(
     n: usize,
     mut between: impl FnMut(&str) -> Option<Duration>,
 ) -> Result<(Vec<Duration>, Vec<Duration>), LabError> {
-    let mut lab = Lab::start(LabConfig {
-        nics: 1,
-        queues: 4,
-        sharing,
-        xdp_mode: "native",
-        policy: None,
-        ..Default::default()
-    })
-    .await?;
+    let mut lab = Lab::start(LabConfig::one_nic(sharing)).await?;
     let result = allocate_rounds(&mut lab, prepared, n, &mut between).await;
     lab.teardown().await?;
     result
