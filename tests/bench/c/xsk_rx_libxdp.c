@@ -1,6 +1,7 @@
 /*
  * The libxdp peer of afxdp-bench's receive-rate section: one AF_XDP socket
- * on one queue, made the way libxdp's users make it (xsk_umem__create,
+ * per queue (each with its own UMEM, all driven by one thread as
+ * afxdp-pod-app does), made the way libxdp's users make it (xsk_umem__create,
  * xsk_socket__create loading libxdp's own redirect program in driver mode,
  * copy mode with need_wakeup), counting frames and handing them back --
  * the loop of the kernel's xdpsock "rxdrop" -- with afxdp-pod-app's ring
@@ -14,8 +15,8 @@
  * Prints {"type":"ready"} once bound, and on SIGTERM/SIGINT the total line
  * in afxdp-pod-app's shape: {"type":"total","packets":N,"kernel":{...}}.
  *
- * Usage: xsk-rx-libxdp IFNAME QUEUE FRAMES [poll|spin|busy-poll]
- *        (FRAMES a power of two, at least 2)
+ * Usage: xsk-rx-libxdp IFNAME QUEUE[,QUEUE...] FRAMES [poll|spin|busy-poll]
+ *        (FRAMES per queue, a power of two, at least 2)
  */
 #include <errno.h>
 #include <linux/if_link.h>
@@ -133,51 +134,22 @@ static int create_socket(struct xsk_socket **xsk, const char *ifname, unsigned q
 	return err;
 }
 
-static void print_total(struct xsk_socket *xsk, unsigned long long packets)
-{
-	struct xdp_statistics st = {0};
-	socklen_t len = sizeof(st);
-
-	getsockopt(xsk_socket__fd(xsk), SOL_XDP, XDP_STATISTICS, &st, &len);
-	printf("{\"type\":\"total\",\"packets\":%llu,\"kernel\":{\"rx_dropped\":%llu,"
-	       "\"rx_ring_full\":%llu,\"rx_fill_ring_empty\":%llu}}\n",
-	       packets, (unsigned long long)st.rx_dropped, (unsigned long long)st.rx_ring_full,
-	       (unsigned long long)st.rx_fill_ring_empty_descs);
-	fflush(stdout);
-}
-
-int main(int argc, char **argv)
-{
+/* One queue's socket with its own UMEM and spare frames. */
+struct rxq {
 	struct xsk_ring_prod fq;
 	struct xsk_ring_cons cq, rx;
 	struct xsk_umem *umem;
 	struct xsk_socket *xsk;
-	struct sigaction sa = {.sa_handler = on_signal};
-	unsigned long long packets = 0;
-	int err;
+	struct spare sp;
+};
 
-	if (argc != 4 && argc != 5) {
-		fprintf(stderr, "usage: %s IFNAME QUEUE FRAMES [poll|spin|busy-poll]\n", argv[0]);
-		return 2;
-	}
-	const char *ifname = argv[1];
-	unsigned queue = (unsigned)strtoul(argv[2], NULL, 10);
-	unsigned frames = (unsigned)strtoul(argv[3], NULL, 10);
-	if (frames < 2 || (frames & (frames - 1)))
-		return fail("FRAMES must be a power of two, at least 2", EINVAL);
-	enum mode mode = MODE_POLL;
-	if (argc == 5 && !strcmp(argv[4], "spin"))
-		mode = MODE_SPIN;
-	else if (argc == 5 && !strcmp(argv[4], "busy-poll"))
-		mode = MODE_BUSY_POLL;
-	else if (argc == 5 && strcmp(argv[4], "poll"))
-		return fail("MODE must be poll, spin or busy-poll", EINVAL);
-	struct spare sp = {.addr = calloc(frames, sizeof(__u64)), .n = 0};
-	if (!sp.addr)
+static int open_queue(struct rxq *q, const char *ifname, unsigned queue, unsigned frames)
+{
+	q->sp.addr = calloc(frames, sizeof(__u64));
+	if (!q->sp.addr)
 		return fail("calloc", ENOMEM);
 	for (unsigned i = frames; i > 0; i--)
-		sp.addr[sp.n++] = (__u64)(i - 1) * XSK_UMEM__DEFAULT_FRAME_SIZE;
-
+		q->sp.addr[q->sp.n++] = (__u64)(i - 1) * XSK_UMEM__DEFAULT_FRAME_SIZE;
 	size_t size = (size_t)frames * XSK_UMEM__DEFAULT_FRAME_SIZE;
 	void *buf = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (buf == MAP_FAILED)
@@ -188,7 +160,7 @@ int main(int argc, char **argv)
 		.frame_size = XSK_UMEM__DEFAULT_FRAME_SIZE,
 		.frame_headroom = 0,
 	};
-	err = xsk_umem__create(&umem, buf, size, &fq, &cq, &ucfg);
+	int err = xsk_umem__create(&q->umem, buf, size, &q->fq, &q->cq, &ucfg);
 	if (err)
 		return fail("xsk_umem__create", err);
 	struct xsk_socket_config scfg = {
@@ -197,31 +169,92 @@ int main(int argc, char **argv)
 		.xdp_flags = XDP_FLAGS_DRV_MODE,
 		.bind_flags = XDP_COPY | XDP_USE_NEED_WAKEUP,
 	};
-	err = create_socket(&xsk, ifname, queue, umem, &rx, &scfg);
+	err = create_socket(&q->xsk, ifname, queue, q->umem, &q->rx, &scfg);
 	if (err)
 		return fail("xsk_socket__create", err);
-	restock_fill(&fq, &sp);
-	if (mode == MODE_BUSY_POLL)
-		enable_busy_poll(xsk_socket__fd(xsk));
+	restock_fill(&q->fq, &q->sp);
+	return 0;
+}
+
+static void print_total(struct rxq *qs, unsigned nq, unsigned long long packets)
+{
+	unsigned long long dropped = 0, ring_full = 0, fill_empty = 0;
+
+	for (unsigned i = 0; i < nq; i++) {
+		struct xdp_statistics st = {0};
+		socklen_t len = sizeof(st);
+
+		getsockopt(xsk_socket__fd(qs[i].xsk), SOL_XDP, XDP_STATISTICS, &st, &len);
+		dropped += st.rx_dropped;
+		ring_full += st.rx_ring_full;
+		fill_empty += st.rx_fill_ring_empty_descs;
+	}
+	printf("{\"type\":\"total\",\"packets\":%llu,\"kernel\":{\"rx_dropped\":%llu,"
+	       "\"rx_ring_full\":%llu,\"rx_fill_ring_empty\":%llu}}\n",
+	       packets, dropped, ring_full, fill_empty);
+	fflush(stdout);
+}
+
+#define MAX_QUEUES 64
+
+int main(int argc, char **argv)
+{
+	struct rxq qs[MAX_QUEUES] = {0};
+	struct pollfd pfds[MAX_QUEUES];
+	unsigned queues[MAX_QUEUES], nq = 0;
+	struct sigaction sa = {.sa_handler = on_signal};
+	unsigned long long packets = 0;
+
+	if (argc != 4 && argc != 5) {
+		fprintf(stderr, "usage: %s IFNAME QUEUE[,QUEUE...] FRAMES [poll|spin|busy-poll]\n",
+			argv[0]);
+		return 2;
+	}
+	const char *ifname = argv[1];
+	for (char *tok = strtok(argv[2], ","); tok && nq < MAX_QUEUES; tok = strtok(NULL, ","))
+		queues[nq++] = (unsigned)strtoul(tok, NULL, 10);
+	if (!nq)
+		return fail("no QUEUE", EINVAL);
+	unsigned frames = (unsigned)strtoul(argv[3], NULL, 10);
+	if (frames < 2 || (frames & (frames - 1)))
+		return fail("FRAMES must be a power of two, at least 2", EINVAL);
+	enum mode mode = MODE_POLL;
+	if (argc == 5 && !strcmp(argv[4], "spin"))
+		mode = MODE_SPIN;
+	else if (argc == 5 && !strcmp(argv[4], "busy-poll"))
+		mode = MODE_BUSY_POLL;
+	else if (argc == 5 && strcmp(argv[4], "poll"))
+		return fail("MODE must be poll, spin or busy-poll", EINVAL);
+
+	for (unsigned i = 0; i < nq; i++) {
+		if (open_queue(&qs[i], ifname, queues[i], frames))
+			return 1;
+		if (mode == MODE_BUSY_POLL)
+			enable_busy_poll(xsk_socket__fd(qs[i].xsk));
+		pfds[i] = (struct pollfd){.fd = xsk_socket__fd(qs[i].xsk), .events = POLLIN};
+	}
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	printf("{\"type\":\"ready\"}\n");
 	fflush(stdout);
 
-	struct pollfd pfd = {.fd = xsk_socket__fd(xsk), .events = POLLIN};
 	while (!stop) {
-		unsigned n = rx_batch(xsk, &rx, &fq, &sp);
-		if (n) {
-			packets += n;
+		unsigned got = 0;
+		for (unsigned i = 0; i < nq; i++)
+			got += rx_batch(qs[i].xsk, &qs[i].rx, &qs[i].fq, &qs[i].sp);
+		packets += got;
+		if (got)
 			continue;
-		}
 		if (mode == MODE_POLL)
-			poll(&pfd, 1, 100);
+			poll(pfds, nq, 100);
 		else if (mode == MODE_BUSY_POLL)
-			recvfrom(pfd.fd, NULL, 0, MSG_DONTWAIT, NULL, NULL);
+			for (unsigned i = 0; i < nq; i++)
+				recvfrom(pfds[i].fd, NULL, 0, MSG_DONTWAIT, NULL, NULL);
 	}
-	print_total(xsk, packets);
-	xsk_socket__delete(xsk);
-	xsk_umem__delete(umem);
+	print_total(qs, nq, packets);
+	for (unsigned i = 0; i < nq; i++) {
+		xsk_socket__delete(qs[i].xsk);
+		xsk_umem__delete(qs[i].umem);
+	}
 	return 0;
 }

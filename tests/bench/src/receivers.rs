@@ -11,7 +11,8 @@
 //! - **libxdp receiver**: `xsk-rx-libxdp` (tests/bench/c), libxdp loading
 //!   its own program, the same ring sizes.
 //!
-//! Every receiver runs on `cpu`; the sender on another.
+//! Every receiver takes all of the bed's queues and runs on `cpu` (or
+//! where the scheduler puts it).
 
 use crate::rx_bed::{pin_current_thread, Testbed, RX_ADDR, RX_DEV, UDP_PORT};
 use crate::testrun::{load_return_program, XdpAction};
@@ -100,14 +101,14 @@ pub trait Receiver {
     fn finish(self: Box<Self>, bed: &Testbed) -> Result<Received>;
 }
 
-/// Starts `kind` on the rx end, receiving on `cpu`; returns once it can
-/// receive.
+/// Starts `kind` on every queue of the rx end, receiving on `cpu` (any
+/// CPU when `None`); returns once it can receive.
 pub fn start(
     kind: Kind,
     bed: &Testbed,
     bins: &Binaries,
     scratch: &PinRoot,
-    cpu: usize,
+    cpu: Option<usize>,
 ) -> Result<Box<dyn Receiver>> {
     Ok(match kind {
         Kind::DropCeiling => Box::new(DropCeiling::start(bed)?),
@@ -163,7 +164,7 @@ struct UdpReceiver {
 }
 
 impl UdpReceiver {
-    fn start(bed: &Testbed, cpu: usize) -> Result<Self> {
+    fn start(bed: &Testbed, cpu: Option<usize>) -> Result<Self> {
         let link = attach_return_program(bed, XdpAction::Pass)?;
         let socket = bed
             .ns
@@ -174,7 +175,9 @@ impl UdpReceiver {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::spawn(move || {
-            pin_current_thread(cpu)?;
+            if let Some(cpu) = cpu {
+                pin_current_thread(cpu)?;
+            }
             recv_until(&socket, &flag)
         });
         Ok(UdpReceiver {
@@ -276,7 +279,12 @@ struct PodApp {
 }
 
 impl PodApp {
-    fn start(bed: &Testbed, bins: &Binaries, scratch: &PinRoot, cpu: usize) -> Result<Self> {
+    fn start(
+        bed: &Testbed,
+        bins: &Binaries,
+        scratch: &PinRoot,
+        cpu: Option<usize>,
+    ) -> Result<Self> {
         let manager = NativeManager::new(scratch.path()).context("native program manager")?;
         let ifindex = bed.rx_ifindex;
         let attachment = bed.ns.run(|| {
@@ -293,9 +301,15 @@ impl PodApp {
         let staged = stage_binary(&bins.pod_app, &scratch.dir().join("bin"))?;
         let mut cmd = Command::new(staged);
         cmd.env_clear()
-            .args(["--device", RX_DEV, "--queues", "0", "--pinned-map"])
+            .args([
+                "--device",
+                RX_DEV,
+                "--queues",
+                &queue_list(bed),
+                "--pinned-map",
+            ])
             .arg(Path::new(POD_MAP_DIR).join(afxdp_program::XSKS_MAP_NAME))
-            .args(["--frames", &XSK_FRAMES.to_string()])
+            .args(["--frames", &frames_per_queue(bed).to_string()])
             .args(["--rx-mode", &bins.rx_mode])
             .args(["--stats-interval-ms", "3600000"]);
         let mounts = ContainerMounts {
@@ -318,6 +332,20 @@ impl Receiver for PodApp {
     }
 }
 
+/// The bed's queues as an afxdp-pod-app `--queues` list: `0,1,...`.
+fn queue_list(bed: &Testbed) -> String {
+    (0..bed.queues())
+        .map(|q| q.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// [`XSK_FRAMES`] shared among the queues: the pod's memlock holds one
+/// queue's worth in all.
+fn frames_per_queue(bed: &Testbed) -> u32 {
+    (XSK_FRAMES / bed.queues().max(1)).next_power_of_two()
+}
+
 fn netns_fd(bed: &Testbed) -> Result<OwnedFd> {
     Ok(std::fs::File::open(bed.ns.path())
         .with_context(|| format!("opening {}", bed.ns.path().display()))?
@@ -335,11 +363,16 @@ struct ChildReceiver {
 impl ChildReceiver {
     /// `xsk-rx-libxdp` in the testbed's netns as root (libxdp loads its own
     /// program), attaching directly (no dispatcher, as for one program).
-    fn libxdp(bed: &Testbed, bins: &Binaries, cpu: usize) -> Result<Self> {
+    fn libxdp(bed: &Testbed, bins: &Binaries, cpu: Option<usize>) -> Result<Self> {
         let binary = &bins.libxdp_rx;
         let mut cmd = Command::new(binary);
-        cmd.args([RX_DEV, "0", &XSK_FRAMES.to_string(), &bins.rx_mode])
-            .env("LIBXDP_SKIP_DISPATCHER", "1");
+        cmd.args([
+            RX_DEV,
+            &queue_list(bed),
+            &frames_per_queue(bed).to_string(),
+            &bins.rx_mode,
+        ])
+        .env("LIBXDP_SKIP_DISPATCHER", "1");
         let ns = netns_fd(bed)?;
         // SAFETY: setns is async-signal-safe.
         unsafe {
@@ -353,9 +386,11 @@ impl ChildReceiver {
         Self::spawn(cmd, cpu).with_context(|| binary.display().to_string())
     }
 
-    fn spawn(mut cmd: Command, cpu: usize) -> Result<Self> {
-        // SAFETY: sched_setaffinity is async-signal-safe.
-        unsafe { cmd.pre_exec(move || pin_current_thread(cpu)) };
+    fn spawn(mut cmd: Command, cpu: Option<usize>) -> Result<Self> {
+        if let Some(cpu) = cpu {
+            // SAFETY: sched_setaffinity is async-signal-safe.
+            unsafe { cmd.pre_exec(move || pin_current_thread(cpu)) };
+        }
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());

@@ -58,12 +58,14 @@ pub struct Testbed {
     frame: [u8; afxdp_testnet::frame::FRAME_LEN],
     /// The rx end's threaded-NAPI kthreads.
     napi_threads: Vec<u32>,
+    queues: u32,
 }
 
 impl Testbed {
     /// Makes the netns and veth pair (`queues` each), addresses and MACs,
-    /// with the rx end's NAPI threaded and pinned to `napi_cpu`.
-    pub fn new(queues: u32, napi_cpu: usize) -> Result<Self> {
+    /// with the rx end's NAPI threaded: the kthread of queue `q` pinned to
+    /// `napi_cpus[q % len]`.
+    pub fn new(queues: u32, napi_cpus: &[usize]) -> Result<Self> {
         let ns = Netns::new("afxb-rx")?;
         let veth = VethPair::create(
             VethOptions::new(RX_DEV, WIRE_DEV)
@@ -79,7 +81,7 @@ impl Testbed {
             ns.run(|| Ok::<_, nix::Error>((if_nametoindex(RX_DEV)?, if_nametoindex(WIRE_DEV)?)))??;
         let frame = udp_frame(WIRE_MAC, RX_MAC, UDP_PORT);
         let sender = choose_sender(&ns, wire_ifindex, &frame)?;
-        let napi_threads = threaded_napi(&ns, napi_cpu)?;
+        let napi_threads = threaded_napi(&ns, napi_cpus)?;
         Ok(Testbed {
             ns,
             _veth: veth,
@@ -88,6 +90,7 @@ impl Testbed {
             sender,
             frame,
             napi_threads,
+            queues,
         })
     }
 
@@ -103,6 +106,11 @@ impl Testbed {
         Ok(sum)
     }
 
+    /// Queues of each end.
+    pub fn queues(&self) -> u32 {
+        self.queues
+    }
+
     /// The sender's name, for the rows' notes.
     pub fn sender_name(&self) -> &'static str {
         match self.sender {
@@ -111,15 +119,36 @@ impl Testbed {
         }
     }
 
-    /// Sends `count` frames from one thread pinned to `cpu`; returns how
-    /// long sending took (blocks that long).
-    pub fn send(&self, count: u32, cpu: usize) -> Result<Duration> {
+    /// Sends `count` frames from one thread per CPU of `cpus` (pinned, an
+    /// equal share each; `AF_PACKET` picks the tx queue, so the peer's rx
+    /// queue, from the sending CPU; live frames go to queue = index);
+    /// returns how long the slowest took.
+    pub fn send(&self, count: u32, cpus: &[usize]) -> Result<Duration> {
+        let share = count / u32::try_from(cpus.len().max(1)).unwrap_or(1);
+        std::thread::scope(|s| {
+            let threads: Vec<_> = cpus
+                .iter()
+                .enumerate()
+                .map(|(i, &cpu)| s.spawn(move || self.send_on(share, cpu, i as u32)))
+                .collect();
+            let mut slowest = Duration::ZERO;
+            for t in threads {
+                let took = t
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("sender thread panicked"))??;
+                slowest = slowest.max(took);
+            }
+            Ok(slowest)
+        })
+    }
+
+    fn send_on(&self, count: u32, cpu: usize, queue: u32) -> Result<Duration> {
         self.ns.run(|| {
             pin_current_thread(cpu)?;
             let start = Instant::now();
             match &self.sender {
                 Sender::LiveFrames(prog) => {
-                    live_frames(prog, self.wire_ifindex, &self.frame, count)?;
+                    live_frames(prog, self.wire_ifindex, &self.frame, count, queue)?;
                 }
                 Sender::Packet(socket) => {
                     socket.send(&self.frame, count).context("AF_PACKET send")?;
@@ -132,9 +161,13 @@ impl Testbed {
     /// Frames the rx end's XDP program saw so far, over all its queues
     /// (veth's `rx_queue_<n>_xdp_packets`).
     pub fn rx_xdp_packets(&self) -> Result<u64> {
+        Ok(self.rx_xdp_packets_per_queue()?.iter().sum())
+    }
+
+    /// Frames the rx end's XDP program saw so far, per queue.
+    pub fn rx_xdp_packets_per_queue(&self) -> Result<Vec<u64>> {
         let stats = self.ns.exec(&["ethtool", "-S", RX_DEV])?;
-        let total = sum_queue_stat(&stats, "xdp_packets");
-        match total {
+        match queue_stat(&stats, "xdp_packets") {
             Some(n) => Ok(n),
             None => bail!("no rx_queue_*_xdp_packets in ethtool -S {RX_DEV}:\n{stats}"),
         }
@@ -145,7 +178,7 @@ impl Testbed {
 /// NAPI, and the kthread, while receivers attach and detach XDP) and pins
 /// the kthreads to `cpu`; returns their pids. The setting dies with the
 /// netns.
-fn threaded_napi(ns: &Netns, cpu: usize) -> Result<Vec<u32>> {
+fn threaded_napi(ns: &Netns, cpus: &[usize]) -> Result<Vec<u32>> {
     // Kernel threads are not in any netns: the bed's own are those that
     // appear now (another netns's afxbr0 may have some already).
     let before = napi_kthreads()?;
@@ -155,15 +188,20 @@ fn threaded_napi(ns: &Netns, cpu: usize) -> Result<Vec<u32>> {
         "-c",
         &format!("echo 1 > /sys/class/net/{RX_DEV}/threaded"),
     ])?;
-    let pids: Vec<u32> = napi_kthreads()?
+    // veth makes them queue by queue: pids go up with the queue index.
+    let mut found: Vec<u32> = napi_kthreads()?
         .into_iter()
         .filter(|p| !before.contains(p))
         .collect();
-    if pids.is_empty() {
+    found.sort_unstable();
+    if found.is_empty() || cpus.is_empty() {
         bail!("no napi/{RX_DEV}-* kthread after enabling threaded NAPI on {RX_DEV}");
     }
-    for &pid in &pids {
+    let mut pids = Vec::new();
+    for (i, &pid) in found.iter().enumerate() {
+        let cpu = cpus[i % cpus.len()];
         pin_task(pid, cpu).with_context(|| format!("pinning napi kthread {pid}"))?;
+        pids.push(pid);
     }
     Ok(pids)
 }
@@ -210,7 +248,7 @@ fn pin_task(pid: u32, cpu: usize) -> std::io::Result<()> {
 /// an `AF_PACKET` socket.
 fn choose_sender(ns: &Netns, wire_ifindex: u32, frame: &[u8]) -> Result<Sender> {
     let prog = load_return_program("bench_tx", XdpAction::Tx)?;
-    let probe = ns.run(|| live_frames(&prog, wire_ifindex, frame, 1))?;
+    let probe = ns.run(|| live_frames(&prog, wire_ifindex, frame, 1, 0))?;
     match probe {
         Ok(()) => Ok(Sender::LiveFrames(prog)),
         Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
@@ -222,11 +260,17 @@ fn choose_sender(ns: &Netns, wire_ifindex: u32, frame: &[u8]) -> Result<Sender> 
     }
 }
 
-fn live_frames(prog: &OwnedFd, ifindex: u32, frame: &[u8], count: u32) -> std::io::Result<()> {
+fn live_frames(
+    prog: &OwnedFd,
+    ifindex: u32,
+    frame: &[u8],
+    count: u32,
+    rx_queue: u32,
+) -> std::io::Result<()> {
     let run = TestRun {
         frame,
         ifindex,
-        rx_queue: 0,
+        rx_queue,
         repeat: count,
         flags: BPF_F_TEST_XDP_LIVE_FRAMES,
         batch_size: SEND_BATCH,
@@ -234,8 +278,8 @@ fn live_frames(prog: &OwnedFd, ifindex: u32, frame: &[u8], count: u32) -> std::i
     test_run(prog.as_fd(), &run).map(|_| ())
 }
 
-/// Sum of `rx_queue_<n>_<name>` over the queues in `ethtool -S` output.
-fn sum_queue_stat(stats: &str, name: &str) -> Option<u64> {
+/// `rx_queue_<n>_<name>` of each queue in `ethtool -S` output, in order.
+fn queue_stat(stats: &str, name: &str) -> Option<Vec<u64>> {
     let suffix = format!("_{name}:");
     let values: Vec<u64> = stats
         .lines()
@@ -246,7 +290,7 @@ fn sum_queue_stat(stats: &str, name: &str) -> Option<u64> {
             v.trim().parse().ok()
         })
         .collect();
-    (!values.is_empty()).then(|| values.iter().sum())
+    (!values.is_empty()).then_some(values)
 }
 
 fn mac_text(mac: [u8; 6]) -> String {
@@ -263,9 +307,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn queue_stats_are_summed() {
+    fn queue_stats_are_read_per_queue() {
         let s = "NIC statistics:\n     rx_queue_0_xdp_packets: 10\n     rx_queue_1_xdp_packets: 5\n     rx_queue_0_xdp_bytes: 640\n     tx_queue_0_xdp_packets: 99\n";
-        assert_eq!(sum_queue_stat(s, "xdp_packets"), Some(15));
-        assert_eq!(sum_queue_stat(s, "nope"), None);
+        assert_eq!(queue_stat(s, "xdp_packets"), Some(vec![10, 5]));
+        assert_eq!(queue_stat(s, "nope"), None);
     }
 }

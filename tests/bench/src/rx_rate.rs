@@ -12,6 +12,14 @@
 //! between NAPI (its kthread's CPU time over the frames its XDP program
 //! saw) and the receiver.
 //!
+//! Then all queues: a veth with one queue per CPU (2 here), one sender
+//! thread per CPU (`AF_PACKET` picks the tx queue, so the rx queue, from
+//! the sending CPU: with 2 CPUs at most 2 queues carry traffic), each
+//! queue's NAPI kthread pinned to its sender's CPU, and the receiver on
+//! all queues, placed by the scheduler. Every CPU then sends, runs NAPI
+//! and shares the receiver: these rows are what the whole machine
+//! sustains.
+//!
 //! The AF_XDP copy-mode floor is the pod app row's NAPI time alone: the
 //! rate CPU 1 would deliver into the UMEM with a receiver that cost
 //! nothing. When 0.8× the ceiling lies above it, the pod app is held to
@@ -46,6 +54,9 @@ struct Sample {
     napi: Sched,
     /// Frames the rx end's XDP program saw.
     xdp_frames: u64,
+    /// Queues that carried frames, and the busiest one's share.
+    queues_hit: usize,
+    busiest_share: f64,
 }
 
 impl Sample {
@@ -55,18 +66,70 @@ impl Sample {
     }
 }
 
-/// Runs the section on one queue.
-pub fn run(settings: &Settings, bins: &Binaries) -> Result<Vec<Row>> {
-    let bed = Testbed::new(1, RECEIVER_CPU)?;
-    // Under /run: the confined pod app's /tmp is its own tmpfs.
-    let scratch = PinRoot::new_in(std::path::Path::new("/run"))?;
-    let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); Kind::ALL.len()];
-    for _ in 0..settings.rate_runs {
-        for (kind, s) in Kind::ALL.into_iter().zip(samples.iter_mut()) {
-            s.push(measure(kind, &bed, bins, &scratch, settings.rate_frames)?);
+/// Where senders, NAPI and receivers run.
+struct Layout {
+    /// Row name prefix.
+    name: String,
+    queues: u32,
+    sender_cpus: Vec<usize>,
+    napi_cpus: Vec<usize>,
+    receiver_cpu: Option<usize>,
+    /// Who does what, for the notes' time split.
+    cores: &'static str,
+}
+
+impl Layout {
+    fn one_queue() -> Self {
+        Layout {
+            name: "1 queue".into(),
+            queues: 1,
+            sender_cpus: vec![SENDER_CPU],
+            napi_cpus: vec![RECEIVER_CPU],
+            receiver_cpu: Some(RECEIVER_CPU),
+            cores: "CPU 1",
         }
     }
-    Ok(rows(&samples, bed.sender_name()))
+
+    /// One queue per CPU (at most 8).
+    fn all_queues() -> Self {
+        let cpus = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(8);
+        let all: Vec<usize> = (0..cpus).collect();
+        Layout {
+            name: format!("all {cpus} queues"),
+            queues: cpus as u32,
+            sender_cpus: all.clone(),
+            napi_cpus: all,
+            receiver_cpu: None,
+            cores: "all CPUs (each sends to its queue and runs its NAPI)",
+        }
+    }
+}
+
+/// Runs the section on one queue, then on all queues.
+pub fn run(settings: &Settings, bins: &Binaries) -> Result<Vec<Row>> {
+    // Under /run: the confined pod app's /tmp is its own tmpfs.
+    let scratch = PinRoot::new_in(std::path::Path::new("/run"))?;
+    let mut out = Vec::new();
+    for layout in [Layout::one_queue(), Layout::all_queues()] {
+        let bed = Testbed::new(layout.queues, &layout.napi_cpus)?;
+        let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); Kind::ALL.len()];
+        for _ in 0..settings.rate_runs {
+            for (kind, s) in Kind::ALL.into_iter().zip(samples.iter_mut()) {
+                s.push(measure(
+                    kind,
+                    &bed,
+                    bins,
+                    &scratch,
+                    settings.rate_frames,
+                    &layout,
+                )?);
+            }
+        }
+        out.extend(rows(&samples, bed.sender_name(), &layout));
+    }
+    Ok(out)
 }
 
 fn measure(
@@ -75,21 +138,31 @@ fn measure(
     bins: &Binaries,
     scratch: &PinRoot,
     frames: u32,
+    layout: &Layout,
 ) -> Result<Sample> {
-    let rx = receivers::start(kind, bed, bins, scratch, RECEIVER_CPU)?;
-    let (napi_before, xdp_before) = (bed.napi_sched()?, bed.rx_xdp_packets()?);
-    let sent = bed.send(frames, SENDER_CPU);
+    let rx = receivers::start(kind, bed, bins, scratch, layout.receiver_cpu)?;
+    let (napi_before, xdp_before) = (bed.napi_sched()?, bed.rx_xdp_packets_per_queue()?);
+    let sent = bed.send(frames, &layout.sender_cpus);
     std::thread::sleep(SETTLE);
-    let (napi, xdp_after) = (bed.napi_sched(), bed.rx_xdp_packets());
+    let (napi, xdp_after) = (bed.napi_sched(), bed.rx_xdp_packets_per_queue());
     let got = rx.finish(bed);
     let (wall, got) = (sent?, got?);
+    let per_queue: Vec<u64> = xdp_after?
+        .iter()
+        .zip(&xdp_before)
+        .map(|(a, b)| a.saturating_sub(*b))
+        .collect();
+    let xdp_frames: u64 = per_queue.iter().sum();
     let us = wall.as_secs_f64() * 1e6;
     Ok(Sample {
         mpps: got.packets as f64 / us,
         offered_mpps: f64::from(frames) / us,
         got,
         napi: napi?.since(napi_before),
-        xdp_frames: xdp_after?.saturating_sub(xdp_before),
+        xdp_frames,
+        queues_hit: per_queue.iter().filter(|&&n| n > 0).count(),
+        busiest_share: per_queue.iter().copied().max().unwrap_or(0) as f64
+            / xdp_frames.max(1) as f64,
     })
 }
 
@@ -103,27 +176,28 @@ fn median_of(samples: &[Sample]) -> Sample {
         .expect("at least one run")
 }
 
-fn rows(samples: &[Vec<Sample>], sender: &str) -> Vec<Row> {
+fn rows(samples: &[Vec<Sample>], sender: &str, layout: &Layout) -> Vec<Row> {
     let med: Vec<Sample> = samples.iter().map(|s| median_of(s)).collect();
+    let prefix = format!("{}: ", layout.name);
     let row = |kind: Kind| {
         let i = Kind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
         let s = med[i];
-        let r = Row::new(SECTION, format!("1 queue: {}", kind.name()), s.mpps, "Mpps")
-            .note(note(&s, sender));
+        let r = Row::new(SECTION, format!("{prefix}{}", kind.name()), s.mpps, "Mpps")
+            .note(note(&s, sender, layout));
         (r, s)
     };
     let (ceiling, _) = row(Kind::DropCeiling);
     let (udp, _) = row(Kind::UdpSocket);
     let (libxdp, _) = row(Kind::Libxdp);
     let (ours, ours_s) = row(Kind::PodApp);
-    let floor = floor_row(&ours_s);
+    let floor = floor_row(&ours_s, layout);
     let drops = ours_s.got.fill_ring_empty.unwrap_or(0);
     let ours_vs_ceiling = versus_ceiling(&ours, &ceiling, &floor, drops);
     let vs = |peer: &Row, text: &str, at_least: f64| {
         let mut r = ours.clone().versus(peer);
         r.name = format!(
-            "1 queue: afxdp-pod-app vs {}",
-            peer.name.trim_start_matches("1 queue: ")
+            "{prefix}afxdp-pod-app vs {}",
+            peer.name.trim_start_matches(prefix.as_str())
         );
         r.note = None;
         let met = r.ratio.is_some_and(|x| x >= at_least);
@@ -142,16 +216,23 @@ fn rows(samples: &[Vec<Sample>], sender: &str) -> Vec<Row> {
 
 /// The AF_XDP copy-mode floor: what the receive core delivers into the
 /// UMEM when it runs NAPI alone (the pod app row's NAPI time per frame).
-fn floor_row(ours: &Sample) -> Row {
+fn floor_row(ours: &Sample, layout: &Layout) -> Row {
+    // NAPI time per frame summed over queues; the queues' NAPIs run on
+    // as many CPUs, so the machine delivers that many times the rate.
     let ns = ours.napi_ns_per_frame();
+    let napi_cpus = layout.napi_cpus.len().max(1) as f64;
     Row::new(
         SECTION,
-        "1 queue: AF_XDP copy-mode floor (receive NAPI alone)",
-        if ns > 0.0 { 1e3 / ns } else { 0.0 },
+        format!(
+            "{}: AF_XDP copy-mode floor (receive NAPI alone)",
+            layout.name
+        ),
+        if ns > 0.0 { 1e3 * napi_cpus / ns } else { 0.0 },
         "Mpps",
     )
     .note(format!(
-        "CPU 1's NAPI in the pod app row: XDP program + redirect + copy into the UMEM, {ns:.0} ns/frame, with no receiver"
+        "the receive NAPI in the pod app row: XDP program + redirect + copy into the UMEM, {ns:.0} ns/frame on {}, with no receiver",
+        layout.cores
     ))
 }
 
@@ -178,12 +259,28 @@ fn versus_ceiling(ours: &Row, ceiling: &Row, floor: &Row, drops: u64) -> Row {
 
 /// Offered load, where the receive core's time goes, and for socket
 /// receivers their drops and CPU waits.
-fn note(s: &Sample, sender: &str) -> String {
+fn note(s: &Sample, sender: &str, layout: &Layout) -> String {
+    let senders = match layout.sender_cpus.as_slice() {
+        [one] => format!("CPU {one}"),
+        all => format!("{} threads, one per CPU", all.len()),
+    };
     let mut parts = vec![format!(
-        "offered {:.2} Mpps by {sender} on CPU 0",
+        "offered {:.2} Mpps by {sender} on {senders}",
         s.offered_mpps
     )];
-    let mut cpu1 = format!("CPU 1: NAPI {:.0} ns/frame", s.napi_ns_per_frame());
+    if layout.queues > 1 {
+        parts.push(format!(
+            "frames on {} of {} queues, the busiest {:.0}%",
+            s.queues_hit,
+            layout.queues,
+            s.busiest_share * 100.0
+        ));
+    }
+    let mut cpu1 = format!(
+        "{}: NAPI {:.0} ns/frame",
+        layout.cores,
+        s.napi_ns_per_frame()
+    );
     if let Some(cpu) = s.got.cpu {
         let per = cpu.as_nanos() as f64 / s.got.packets.max(1) as f64;
         cpu1.push_str(&format!(" + receiver {per:.0} ns/frame"));
