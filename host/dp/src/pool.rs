@@ -60,6 +60,22 @@ pub fn resource_name(pool: &str) -> String {
 
 pub use afxdp_handshake::env::devices_env_name;
 
+/// What the pool selectors see of a discovered device; `default_route`
+/// names the node's default-route interfaces (never taken by a pool).
+pub fn device_facts<'a>(
+    d: &'a NetDev,
+    default_route: &[String],
+) -> afxdp_config::selector::DeviceFacts<'a> {
+    afxdp_config::selector::DeviceFacts {
+        name: &d.name,
+        driver: d.driver.as_deref(),
+        pci: d.pci.as_deref(),
+        mac: d.mac.as_deref(),
+        has_addresses: d.has_configured_addresses(),
+        is_primary_host_interface: default_route.iter().any(|r| r == &d.name),
+    }
+}
+
 /// All pools of this node.
 #[derive(Debug, Clone, Default)]
 pub struct Inventory {
@@ -85,16 +101,9 @@ impl Inventory {
         default_route: &[String],
         allocated_elsewhere: &[(String, NetDev)],
     ) -> Self {
-        let facts: Vec<afxdp_config::selector::DeviceFacts<'_>> = netdevs
+        let facts: Vec<_> = netdevs
             .iter()
-            .map(|d| afxdp_config::selector::DeviceFacts {
-                name: &d.name,
-                driver: d.driver.as_deref(),
-                pci: d.pci.as_deref(),
-                mac: d.mac.as_deref(),
-                has_addresses: d.has_configured_addresses(),
-                is_primary_host_interface: default_route.iter().any(|r| r == &d.name),
-            })
+            .map(|d| device_facts(d, default_route))
             .collect();
         let assigned = afxdp_config::selector::assign_pools_detailed(config, node_name, &facts);
         let mut pools: BTreeMap<String, Pool> = config

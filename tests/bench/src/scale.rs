@@ -7,8 +7,8 @@
 //! grows (4× the devices at linear cost is a 4× ratio).
 
 use crate::{table::median, table::Row, Settings};
-use afxdp_config::selector::{assign_pools, DeviceFacts};
-use afxdp_netdev::NetDev;
+use afxdp_config::selector::assign_pools;
+use afxdp_dp::pool::device_facts;
 use afxdp_testnet::Netns;
 use anyhow::{ensure, Context, Result};
 use std::{io::Write, process::Stdio, time::Instant};
@@ -96,21 +96,9 @@ pub(crate) fn make_veths(ns: &Netns, netdevs: usize, up: bool) -> Result<()> {
 fn discover_and_pool(config: &afxdp_config::Config) -> Result<(f64, usize)> {
     let start = Instant::now();
     let netdevs = afxdp_netdev::list()?;
-    let facts: Vec<DeviceFacts<'_>> = netdevs.iter().map(facts_of).collect();
+    // As afxdp-dp's inventory sees them (the bench's netns has no default route).
+    let facts: Vec<_> = netdevs.iter().map(|d| device_facts(d, &[])).collect();
     let pools = assign_pools(config, "bench-node", &facts);
     let ms = start.elapsed().as_secs_f64() * 1e3;
     Ok((ms, pools.iter().map(|(_, d)| d.len()).sum()))
-}
-
-/// What the selectors see of a device (as afxdp-dp's inventory passes it;
-/// the bench's netns has no default route).
-fn facts_of(d: &NetDev) -> DeviceFacts<'_> {
-    DeviceFacts {
-        name: &d.name,
-        driver: d.driver.as_deref(),
-        pci: d.pci.as_deref(),
-        mac: d.mac.as_deref(),
-        has_addresses: d.has_configured_addresses(),
-        is_primary_host_interface: false,
-    }
 }
