@@ -57,12 +57,27 @@ struct Sample {
     /// Queues that carried frames, and the busiest one's share.
     queues_hit: usize,
     busiest_share: f64,
+    /// How long sending took.
+    wall: Duration,
 }
 
 impl Sample {
     /// The receive NAPI's CPU time per frame it handled (ns).
     fn napi_ns_per_frame(&self) -> f64 {
         self.napi.cpu.as_nanos() as f64 / self.xdp_frames.max(1) as f64
+    }
+
+    /// Receive-side CPU time per frame received: NAPI and receiver (ns).
+    fn core_ns_per_frame(&self) -> f64 {
+        let receiver = self.got.cpu.unwrap_or_default().as_nanos() as f64;
+        self.napi_ns_per_frame() + receiver / self.got.packets.max(1) as f64
+    }
+
+    /// What one receive core would sustain at that cost (Mpps): the
+    /// comparison that stays fair when the sender, not the receive side,
+    /// bounds the measured rates.
+    fn core_capacity_mpps(&self) -> f64 {
+        1e3 / self.core_ns_per_frame().max(f64::MIN_POSITIVE)
     }
 }
 
@@ -157,6 +172,7 @@ fn measure(
     Ok(Sample {
         mpps: got.packets as f64 / us,
         offered_mpps: f64::from(frames) / us,
+        wall,
         got,
         napi: napi?.since(napi_before),
         xdp_frames,
@@ -187,19 +203,19 @@ fn rows(samples: &[Vec<Sample>], sender: &str, layout: &Layout) -> Vec<Row> {
         (r, s)
     };
     let (ceiling, _) = row(Kind::DropCeiling);
-    let (udp, _) = row(Kind::UdpSocket);
-    let (libxdp, _) = row(Kind::Libxdp);
+    let (udp, udp_s) = row(Kind::UdpSocket);
+    let (libxdp, libxdp_s) = row(Kind::Libxdp);
     let (ours, ours_s) = row(Kind::PodApp);
     let floor = floor_row(&ours_s, layout);
     let drops = ours_s.got.fill_ring_empty.unwrap_or(0);
     let ours_vs_ceiling = versus_ceiling(&ours, &ceiling, &floor, drops);
-    let vs = |peer: &Row, text: &str, at_least: f64| {
+    let vs = |peer: &Row, peer_s: &Sample, text: &str, at_least: f64| {
         let mut r = ours.clone().versus(peer);
         r.name = format!(
             "{prefix}afxdp-pod-app vs {}",
             peer.name.trim_start_matches(prefix.as_str())
         );
-        r.note = None;
+        r.note = Some(capacity_note(&ours_s, peer_s, at_least));
         let met = r.ratio.is_some_and(|x| x >= at_least);
         r.target(text, met)
     };
@@ -209,8 +225,8 @@ fn rows(samples: &[Vec<Sample>], sender: &str, layout: &Layout) -> Vec<Row> {
         libxdp.clone().versus(&ceiling),
         floor.clone().versus(&ceiling),
         ours_vs_ceiling,
-        vs(&udp, "≥ 5× the UDP socket", 5.0),
-        vs(&libxdp, "≥ the libxdp receiver", 1.0),
+        vs(&udp, &udp_s, "≥ 5× the UDP socket", 5.0),
+        vs(&libxdp, &libxdp_s, "≥ the libxdp receiver", 1.0),
     ]
 }
 
@@ -257,6 +273,28 @@ fn versus_ceiling(ours: &Row, ceiling: &Row, floor: &Row, drops: u64) -> Row {
     )
 }
 
+/// The receive side's CPU per frame of ours against a peer's, as
+/// capacities (Mpps one core would sustain), and whether `at_least` times
+/// the peer's capacity lies above one core's copy-mode floor (our NAPI
+/// time alone).
+fn capacity_note(ours: &Sample, peer: &Sample, at_least: f64) -> String {
+    let floor = 1e3 / ours.napi_ns_per_frame().max(f64::MIN_POSITIVE);
+    let (o, p) = (ours.core_capacity_mpps(), peer.core_capacity_mpps());
+    let mut text = format!(
+        "receive-side CPU per frame: ours {:.0} ns, the peer {:.0} ns; as one core's capacity {o:.2} vs {p:.2} Mpps = {:.2}×",
+        ours.core_ns_per_frame(),
+        peer.core_ns_per_frame(),
+        o / p.max(f64::MIN_POSITIVE)
+    );
+    if at_least * p > floor {
+        text.push_str(&format!(
+            "; {at_least}× the peer's capacity ({:.2} Mpps) is above one core's copy-mode floor ({floor:.2} Mpps): at the floor",
+            at_least * p,
+        ));
+    }
+    text
+}
+
 /// Offered load, where the receive core's time goes, and for socket
 /// receivers their drops and CPU waits.
 fn note(s: &Sample, sender: &str, layout: &Layout) -> String {
@@ -284,6 +322,13 @@ fn note(s: &Sample, sender: &str, layout: &Layout) -> String {
     if let Some(cpu) = s.got.cpu {
         let per = cpu.as_nanos() as f64 / s.got.packets.max(1) as f64;
         cpu1.push_str(&format!(" + receiver {per:.0} ns/frame"));
+    }
+    if layout.receiver_cpu.is_some() {
+        // The receive core's load while sending: below 100% the sender,
+        // not the receive side, bounds the row.
+        let busy = (s.napi.cpu + s.got.cpu.unwrap_or_default()).as_secs_f64()
+            / s.wall.as_secs_f64().max(f64::MIN_POSITIVE);
+        cpu1.push_str(&format!(" (busy {:.0}% of the time)", busy * 100.0));
     }
     parts.push(cpu1);
     if let Some(n) = s.got.fill_ring_empty {
