@@ -48,6 +48,13 @@ struct Args {
     /// half of it from NAPI.
     #[arg(long, default_value = "poll", value_parser = ["poll", "spin", "busy-poll"])]
     rx_mode: String,
+    /// SCHED_FIFO priority of every receiver of the receive-rate section
+    /// (0: normal scheduling). On a shared machine a receiver at normal
+    /// priority loses its CPU to other tasks (and to the receive NAPI
+    /// thread beside it) for longer than its fill ring lasts; at FIFO it
+    /// runs as soon as frames wake it, as on a core of its own.
+    #[arg(long, default_value_t = 10)]
+    rx_fifo_priority: i32,
 }
 
 /// How long each measurement runs.
@@ -162,6 +169,7 @@ fn binaries(args: &Args) -> Result<Binaries> {
             .clone()
             .unwrap_or_else(|| dir.join("../bench/xsk-rx-libxdp")),
         rx_mode: args.rx_mode.clone(),
+        rx_fifo: (args.rx_fifo_priority > 0).then_some(args.rx_fifo_priority),
     })
 }
 

@@ -93,6 +93,8 @@ pub struct Binaries {
     /// How both AF_XDP receivers wait for frames (afxdp-pod-app's
     /// `--rx-mode`: poll, spin, busy-poll).
     pub rx_mode: String,
+    /// Every receiver's `SCHED_FIFO` priority (none: normal scheduling).
+    pub rx_fifo: Option<i32>,
 }
 
 /// A receiver running on the testbed.
@@ -112,7 +114,7 @@ pub fn start(
 ) -> Result<Box<dyn Receiver>> {
     Ok(match kind {
         Kind::DropCeiling => Box::new(DropCeiling::start(bed)?),
-        Kind::UdpSocket => Box::new(UdpReceiver::start(bed, cpu)?),
+        Kind::UdpSocket => Box::new(UdpReceiver::start(bed, cpu, bins.rx_fifo)?),
         Kind::PodApp => Box::new(PodApp::start(bed, bins, scratch, cpu)?),
         Kind::Libxdp => Box::new(ChildReceiver::libxdp(bed, bins, cpu)?),
     })
@@ -164,7 +166,7 @@ struct UdpReceiver {
 }
 
 impl UdpReceiver {
-    fn start(bed: &Testbed, cpu: Option<usize>) -> Result<Self> {
+    fn start(bed: &Testbed, cpu: Option<usize>, fifo: Option<i32>) -> Result<Self> {
         let link = attach_return_program(bed, XdpAction::Pass)?;
         let socket = bed
             .ns
@@ -177,6 +179,9 @@ impl UdpReceiver {
         let thread = std::thread::spawn(move || {
             if let Some(cpu) = cpu {
                 pin_current_thread(cpu)?;
+            }
+            if let Some(prio) = fifo {
+                set_fifo(0, prio)?;
             }
             recv_until(&socket, &flag)
         });
@@ -317,7 +322,7 @@ impl PodApp {
             binds: vec![(attachment.map_dir.clone(), PathBuf::from(POD_MAP_DIR))],
         };
         confine(&mut cmd, netns_fd(bed)?, user, &mounts)?;
-        let app = ChildReceiver::spawn(cmd, cpu).context("afxdp-pod-app")?;
+        let app = ChildReceiver::spawn(cmd, cpu, bins.rx_fifo).context("afxdp-pod-app")?;
         Ok(PodApp { app, manager })
     }
 }
@@ -383,10 +388,12 @@ impl ChildReceiver {
                 Ok(())
             });
         }
-        Self::spawn(cmd, cpu).with_context(|| binary.display().to_string())
+        Self::spawn(cmd, cpu, bins.rx_fifo).with_context(|| binary.display().to_string())
     }
 
-    fn spawn(mut cmd: Command, cpu: Option<usize>) -> Result<Self> {
+    /// Spawns `cmd` on `cpu`, made `SCHED_FIFO` at `fifo` by the bench
+    /// (root) once running: the pod app drops its privileges first.
+    fn spawn(mut cmd: Command, cpu: Option<usize>, fifo: Option<i32>) -> Result<Self> {
         if let Some(cpu) = cpu {
             // SAFETY: sched_setaffinity is async-signal-safe.
             unsafe { cmd.pre_exec(move || pin_current_thread(cpu)) };
@@ -395,6 +402,13 @@ impl ChildReceiver {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         let mut child = spawn_retrying(&mut cmd)?;
+        if let Some(prio) = fifo {
+            if let Err(e) = set_fifo(child.id(), prio) {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(e).context("sched_setscheduler(SCHED_FIFO)");
+            }
+        }
         let out = child.stdout.take().context("child stdout")?;
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
@@ -458,6 +472,21 @@ impl Receiver for ChildReceiver {
             waited: Some(sched.waited),
         })
     }
+}
+
+/// Makes task `pid` (0: the calling thread) `SCHED_FIFO` at `prio`. A
+/// receiver that sleeps when idle (poll mode) then runs as soon as frames
+/// wake it, as on a core of its own; one that spins is held to the
+/// kernel's real-time share (`sched_rt_runtime_us`).
+fn set_fifo(pid: u32, prio: i32) -> std::io::Result<()> {
+    let param = libc::sched_param {
+        sched_priority: prio,
+    };
+    // SAFETY: a valid sched_param; the kernel checks pid and permission.
+    if unsafe { libc::sched_setscheduler(pid as libc::pid_t, libc::SCHED_FIFO, &param) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// A task's scheduler times (`schedstat`, nanosecond resolution).

@@ -142,7 +142,7 @@ pub fn run(settings: &Settings, bins: &Binaries) -> Result<Vec<Row>> {
                 )?);
             }
         }
-        out.extend(rows(&samples, bed.sender_name(), &layout));
+        out.extend(rows(&samples, bed.sender_name(), &layout, bins.rx_fifo));
     }
     Ok(out)
 }
@@ -192,14 +192,14 @@ fn median_of(samples: &[Sample]) -> Sample {
         .expect("at least one run")
 }
 
-fn rows(samples: &[Vec<Sample>], sender: &str, layout: &Layout) -> Vec<Row> {
+fn rows(samples: &[Vec<Sample>], sender: &str, layout: &Layout, fifo: Option<i32>) -> Vec<Row> {
     let med: Vec<Sample> = samples.iter().map(|s| median_of(s)).collect();
     let prefix = format!("{}: ", layout.name);
     let row = |kind: Kind| {
         let i = Kind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
         let s = med[i];
         let r = Row::new(SECTION, format!("{prefix}{}", kind.name()), s.mpps, "Mpps")
-            .note(note(&s, sender, layout));
+            .note(note(&s, sender, layout, fifo));
         (r, s)
     };
     let (ceiling, _) = row(Kind::DropCeiling);
@@ -297,7 +297,7 @@ fn capacity_note(ours: &Sample, peer: &Sample, at_least: f64) -> String {
 
 /// Offered load, where the receive core's time goes, and for socket
 /// receivers their drops and CPU waits.
-fn note(s: &Sample, sender: &str, layout: &Layout) -> String {
+fn note(s: &Sample, sender: &str, layout: &Layout, fifo: Option<i32>) -> String {
     let senders = match layout.sender_cpus.as_slice() {
         [one] => format!("CPU {one}"),
         all => format!("{} threads, one per CPU", all.len()),
@@ -322,6 +322,9 @@ fn note(s: &Sample, sender: &str, layout: &Layout) -> String {
     if let Some(cpu) = s.got.cpu {
         let per = cpu.as_nanos() as f64 / s.got.packets.max(1) as f64;
         cpu1.push_str(&format!(" + receiver {per:.0} ns/frame"));
+        if let Some(prio) = fifo {
+            cpu1.push_str(&format!(" (SCHED_FIFO {prio})"));
+        }
     }
     if layout.receiver_cpu.is_some() {
         // The receive core's load while sending: below 100% the sender,
