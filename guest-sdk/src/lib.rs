@@ -314,6 +314,15 @@ macro_rules! export_policy {
     };
 }
 
+#[cfg(any(test, all(target_arch = "wasm32", feature = "arena")))]
+pub mod arena;
+
+/// Every policy component built with the SDK allocates from its arena first
+/// (feature `arena`): see [`arena`].
+#[cfg(all(target_arch = "wasm32", feature = "arena"))]
+#[global_allocator]
+static ALLOCATOR: arena::BumpThenSystem = arena::BumpThenSystem;
+
 #[cfg(target_arch = "wasm32")]
 #[doc(hidden)]
 pub mod __private {
