@@ -7,11 +7,30 @@
 //! compiled natively (`afxdp_policy_sdk::runtime`: config parse + validate +
 //! decide + check, what the component export runs), and their ratio. Per
 //! policy also: cold load from the precompiled cache and first load with
-//! compilation. Targets: decision p50 ≤ 30 µs and ≤ 10× native, cache load
-//! ≤ 5 ms. Before timing, the wasm and native answers of every decision are
+//! compilation, and its instantiation floor (fresh Store + instantiate, no
+//! call; `LoadedPolicy::instantiate_only`), which every decision row is
+//! compared with. Targets: decision p50 ≤ 10 µs (or, where the floor of the
+//! same run lies above that, "at the floor": ≤ 1.25× it;
+//! `afxdp_policy::examples::verdict`) and ≤ 10× native, cache load ≤ 5 ms. Before timing, the wasm and native answers of every decision are
 //! asserted equal. Decisions a policy does not make are shown, not timed: the
 //! agent does not call them (`LoadedPolicy::makes`); both sides are checked
 //! to answer `unsupported`.
+//!
+//! Where a call's time goes (release, `perf record --call-graph dwarf` of a
+//! loop of calls, December 2026, 2-core VM): of the instantiation floor
+//! (~9 µs), `PoolPolicyPre::instantiate` is ~58% (pool slot allocation and
+//! vmctx init of the three core instances, import/export resolution and
+//! funcref init, module registration, and ~10% typechecking all six
+//! exports in the generated bindings), dropping the Store ~31% (the memory
+//! slot's `PAGEMAP_SCAN` reset, ioctl and kernel page walk ~17%, the
+//! decommit-queue flush, the table reset), `StoreState::new` (the WASI
+//! builder seeds its default RNGs twice before ours replace them) ~5% and
+//! `Store::new` ~4%. Above the floor a decision pays its argument lowering
+//! (every string through the guest's `cabi_realloc`: 8 netdevs are ~17% of
+//! `preferred-allocation`), the guest's config parse, decision and checks,
+//! result lifting and host validation. The guest SDK's arena allocator
+//! took `memory.grow` (limiter + `mprotect`, undone at the slot reset) out
+//! of every call: 0.4-2.2 µs per decision.
 //!
 //! The components are read from `$AFXDP_POLICY_WASM_DIR`, else
 //! `$CARGO_TARGET_DIR/wasm32-wasip2/release`, else
@@ -30,7 +49,7 @@ use std::hint::black_box as bb;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use afxdp_policy::examples::{examples, wasm_dir, Example};
+use afxdp_policy::examples::{examples, verdict, wasm_dir, Example};
 use afxdp_policy::{
     sha256_digest, Decision, DecisionError, EngineConfig, FilterRule, FlowType, GuestErrorCode,
     LoadedPolicy, Netdev, Pod, PolicyEngine, ProgramChoice, ProgramSource, QueuePlan, RuleAction,
@@ -54,8 +73,6 @@ mod stats;
 
 use stats::{blk, load_times, percentiles, time, us};
 
-/// Decision p50 target, µs.
-const DECISION_P50_US: f64 = 30.0;
 /// Most wasm p50 / native p50.
 const MAX_RATIO: f64 = 10.0;
 /// Cache load p50 target, µs.
@@ -80,13 +97,14 @@ fn row(policy: &str, what: &str, n: usize, cells: [String; 5], target: &str) {
 }
 
 /// Time `wasm` and `native` (after checking they agree) and print their row.
-/// `target`: whether the decision targets apply (not to `validate-config`).
+/// `floor`: the policy's instantiation floor p50, µs, when the decision
+/// targets apply (not to `validate-config`).
 #[allow(clippy::too_many_arguments)]
 fn compare<W, N>(
     policy: &str,
     what: &str,
     n: usize,
-    target: bool,
+    floor: Option<f64>,
     mut wasm: impl FnMut() -> Result<W, DecisionError>,
     mut native: impl FnMut() -> Result<N, sdk::PolicyError>,
     to_host: impl Fn(N) -> W,
@@ -113,22 +131,24 @@ fn compare<W, N>(
     // Natively, `log!` collects into a per-thread buffer: keep it empty.
     drop(sdk::take_logs());
     let ratio = wp50.as_secs_f64() / np50.as_secs_f64().max(1e-9);
-    let verdict = if !target {
-        String::new()
-    } else {
-        let mut missed = Vec::new();
-        if us(wp50) > DECISION_P50_US {
-            missed.push("p50");
+    let verdict = match floor {
+        None => String::new(),
+        Some(floor) => {
+            let v = verdict(us(wp50), floor);
+            let mut missed = Vec::new();
+            if !v.met {
+                missed.push("p50");
+            }
+            if ratio > MAX_RATIO {
+                missed.push("ratio");
+            }
+            let status = if missed.is_empty() {
+                "ok".to_string()
+            } else {
+                format!("MISSED: {}", missed.join(", "))
+            };
+            format!("{}, ≤ {MAX_RATIO}× native  {status}", v.text)
         }
-        if ratio > MAX_RATIO {
-            missed.push("ratio");
-        }
-        let status = if missed.is_empty() {
-            "ok".to_string()
-        } else {
-            format!("MISSED: {}", missed.join(", "))
-        };
-        format!("p50 ≤ {DECISION_P50_US}, ≤ {MAX_RATIO}×  {status}")
     };
     row(
         policy,
@@ -322,11 +342,15 @@ fn bench<P: sdk::Policy>(ex: &Example, wasm: &[u8], n: usize, loads: usize) {
     let must = &ex.must_include;
     let size = ex.size;
 
+    let floor = time(n, || p.instantiate_only(&blk()).unwrap());
+    let floor_p50 = us(percentiles(floor.clone()).p50);
+    load_row(name, "instantiation floor (no call)", floor, None);
+    let floor = floor_p50;
     compare(
         name,
         "validate-config",
         n,
-        false,
+        None,
         || p.validate_config(&blk(), bb(&ctx)),
         || sdk::runtime::validate_config::<P>(bb(&pool.config_json)),
         |()| (),
@@ -339,7 +363,7 @@ fn bench<P: sdk::Policy>(ex: &Example, wasm: &[u8], n: usize, loads: usize) {
                 name,
                 what,
                 n,
-                true,
+                Some(floor),
                 || p.select_program(&blk(), bb(&ctx), bb(dev), bb(pod)),
                 || sdk::runtime::select_program::<P>(bb(&pool), bb(&sdev), bb(&spod)),
                 host_program,
@@ -354,7 +378,7 @@ fn bench<P: sdk::Policy>(ex: &Example, wasm: &[u8], n: usize, loads: usize) {
                 name,
                 what,
                 n,
-                true,
+                Some(floor),
                 || p.assign_queues(&blk(), bb(&ctx), bb(dev), bb(pod)),
                 || sdk::runtime::assign_queues::<P>(bb(&pool), bb(&sdev), bb(&spod)),
                 host_plan,
@@ -369,7 +393,7 @@ fn bench<P: sdk::Policy>(ex: &Example, wasm: &[u8], n: usize, loads: usize) {
                 name,
                 &format!("{what} ({} addr)", addrs.len()),
                 n,
-                true,
+                Some(floor),
                 || p.filter_rules(&blk(), bb(&ctx), bb(dev), bb(pod), bb(addrs)),
                 || sdk::runtime::filter_rules::<P>(bb(&pool), bb(&sdev), bb(&spod), bb(&saddrs)),
                 |rules| rules.into_iter().map(host_rule).collect::<Vec<_>>(),
@@ -384,7 +408,7 @@ fn bench<P: sdk::Policy>(ex: &Example, wasm: &[u8], n: usize, loads: usize) {
                 name,
                 &format!("{what} ({}→{size})", avail.len()),
                 n,
-                true,
+                Some(floor),
                 || p.preferred_allocation(&blk(), bb(&ctx), bb(avail), bb(must), size),
                 || {
                     sdk::runtime::preferred_allocation::<P>(
