@@ -56,6 +56,10 @@ pub struct Received {
     /// there): an AF_XDP receiver that waits longer than its fill ring
     /// lasts drops frames on an empty fill ring.
     pub waited: Option<Duration>,
+    /// Times it was put on a CPU while receiving: wakeups, for a receiver
+    /// that sleeps when idle (each costs a context switch, which on this
+    /// VM outweighs the per-frame work of an AF_XDP receiver).
+    pub runs: Option<u64>,
 }
 
 /// The receivers, in table order.
@@ -205,6 +209,7 @@ impl Receiver for UdpReceiver {
             fill_ring_empty: None,
             cpu: Some(cpu.cpu),
             waited: Some(cpu.waited),
+            runs: Some(cpu.runs),
         })
     }
 }
@@ -470,6 +475,7 @@ impl Receiver for ChildReceiver {
             fill_ring_empty: total["kernel"]["rx_fill_ring_empty"].as_u64(),
             cpu: Some(sched.cpu),
             waited: Some(sched.waited),
+            runs: Some(sched.runs),
         })
     }
 }
@@ -496,6 +502,9 @@ pub struct Sched {
     pub cpu: Duration,
     /// Time runnable, waiting for a CPU.
     pub waited: Duration,
+    /// Times it was put on a CPU (schedstat's third field): for a receiver
+    /// that sleeps when idle, its wakeups.
+    pub runs: u64,
 }
 
 impl Sched {
@@ -507,10 +516,11 @@ impl Sched {
     fn of_path(path: &str) -> std::io::Result<Self> {
         let text = std::fs::read_to_string(path)?;
         let mut f = text.split_whitespace().map(|v| v.parse::<u64>().ok());
-        match (f.next().flatten(), f.next().flatten()) {
-            (Some(cpu), Some(waited)) => Ok(Sched {
+        match (f.next().flatten(), f.next().flatten(), f.next().flatten()) {
+            (Some(cpu), Some(waited), Some(runs)) => Ok(Sched {
                 cpu: Duration::from_nanos(cpu),
                 waited: Duration::from_nanos(waited),
+                runs,
             }),
             _ => Err(std::io::Error::other(format!(
                 "unreadable {path}: {text:?}"
@@ -523,6 +533,7 @@ impl Sched {
         Sched {
             cpu: self.cpu.saturating_sub(start.cpu),
             waited: self.waited.saturating_sub(start.waited),
+            runs: self.runs.saturating_sub(start.runs),
         }
     }
 }

@@ -102,6 +102,7 @@ impl Testbed {
                 Sched::of_pid(pid).with_context(|| format!("schedstat of napi thread {pid}"))?;
             sum.cpu += s.cpu;
             sum.waited += s.waited;
+            sum.runs += s.runs;
         }
         Ok(sum)
     }

@@ -325,6 +325,16 @@ fn note(s: &Sample, sender: &str, layout: &Layout, fifo: Option<i32>) -> String 
         if let Some(prio) = fifo {
             cpu1.push_str(&format!(" (SCHED_FIFO {prio})"));
         }
+        if let Some(runs) = s.got.runs.filter(|&r| r > 0) {
+            // A receiver that sleeps when idle pays a context switch per
+            // wakeup: its CPU per frame is mostly that cost over the
+            // frames each wakeup finds, which the arrival pattern sets.
+            cpu1.push_str(&format!(
+                " ({:.0} frames and {:.1} µs CPU per wakeup)",
+                s.got.packets as f64 / runs as f64,
+                cpu.as_secs_f64() * 1e6 / runs as f64
+            ));
+        }
     }
     if layout.receiver_cpu.is_some() {
         // The receive core's load while sending: below 100% the sender,
