@@ -51,6 +51,54 @@ async fn plugin_re_registers_after_kubelet_restart_and_keeps_serving() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_link_changes_reaches_listandwatch() {
+    // Many links changed at once reach afxdp-dp as one batch (applied from
+    // one dump of the links, afxdp_dp::link_events): every change is seen.
+    afxdp_testnet::require_root();
+    let lab = Lab::start(LabConfig {
+        nics: 12,
+        ..Default::default()
+    })
+    .await
+    .expect("lab");
+    let names: Vec<String> = lab.nics.iter().map(|n| n.name.clone()).collect();
+    let wait = Duration::from_secs(2);
+    burst_state(&lab, &names, "down", wait, false).await;
+    burst_state(&lab, &names, "up", wait, true).await;
+    // Removed links too: the first four go, the others stay healthy.
+    for n in &names[..4] {
+        drop(afxdp_testnet::ip(&["link", "del", n]));
+    }
+    lab.kubelet()
+        .wait_devices(RESOURCE, wait, |d| {
+            d.iter()
+                .all(|x| x.is_healthy() != names[..4].contains(&x.id))
+        })
+        .await
+        .expect("removed links Unhealthy, the rest healthy");
+    lab.teardown().await.expect("teardown");
+}
+
+/// Sets every link in `names` `verb` (down|up) in one `ip -batch` and waits
+/// until ListAndWatch shows them all `healthy`.
+async fn burst_state(lab: &Lab, names: &[String], verb: &str, wait: Duration, healthy: bool) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("batch");
+    let lines: String = names
+        .iter()
+        .map(|n| format!("link set dev {n} {verb}\n"))
+        .collect();
+    std::fs::write(&file, lines).expect("batch file");
+    afxdp_testnet::ip(&["-batch", &file.to_string_lossy()]).expect("ip -batch");
+    lab.kubelet()
+        .wait_devices(RESOURCE, wait, |d| {
+            d.len() == names.len() && d.iter().all(|x| x.is_healthy() == healthy)
+        })
+        .await
+        .unwrap_or_else(|e| panic!("all links {verb} seen: {e}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn link_down_is_unhealthy_within_one_second() {
     afxdp_testnet::require_root();
     let lab = Lab::start(LabConfig {

@@ -266,9 +266,7 @@ impl Daemon {
         {
             let agent = agent.clone();
             tasks.push(tokio::task::spawn_blocking(move || {
-                for ev in rx {
-                    apply_link_event(&agent, ev);
-                }
+                crate::link_events::apply_all(&agent, &rx);
             }));
         }
 
@@ -609,17 +607,6 @@ async fn watch_config(
             tracing::info!(path = %reloader.path.display(), "config changed; reloading");
             reloader.reload().await;
         }
-    }
-}
-
-fn apply_link_event(agent: &Agent, ev: afxdp_netdev::LinkEvent) {
-    match ev.kind {
-        afxdp_netdev::LinkEventKind::Removed => agent.link_gone(ev.ifindex, Some(&ev.name)),
-        afxdp_netdev::LinkEventKind::Changed { .. } => match afxdp_netdev::get(&ev.name) {
-            Ok(Some(nd)) => agent.link_seen(&nd),
-            Ok(None) => agent.link_gone(ev.ifindex, Some(&ev.name)),
-            Err(e) => tracing::warn!(device = %ev.name, error = %e, "refreshing device failed"),
-        },
     }
 }
 

@@ -18,6 +18,7 @@ pub mod daemon;
 pub mod deviceplugin;
 pub mod handshake_backend;
 pub mod images;
+pub mod link_events;
 pub mod metrics;
 pub mod nodeapi;
 pub mod observe;
