@@ -148,6 +148,15 @@ impl Lab {
 
     /// Starts the app in the pod netns as 65534 with CAP_NET_RAW only and an
     /// 8 MiB RLIMIT_MEMLOCK, and waits for its `ready` line.
+    /// The app told to exit once it has received `total` frames (at most
+    /// 30 s), with `extra` arguments.
+    fn spawn_app_expecting(&self, total: u64, extra: &[&str]) -> App {
+        let total = total.to_string();
+        let mut args = vec!["--expect", &total, "--duration", "30"];
+        args.extend_from_slice(extra);
+        self.spawn_app(&args)
+    }
+
     fn spawn_app(&self, extra: &[&str]) -> App {
         let bin = pod::stage_binary(
             Path::new(env!("CARGO_BIN_EXE_afxdp-pod-app")),
@@ -262,6 +271,17 @@ impl App {
     }
 
     /// stderr of the app (kills it first if still running).
+    /// The app's `total` line once it exited by itself, successfully
+    /// (panics naming `what` with its stderr otherwise); the stderr too.
+    fn total_at_exit(&mut self, what: &str) -> (serde_json::Value, String) {
+        let total_line = self.wait_for("total", Duration::from_secs(30));
+        let exit = self.wait_exit(Duration::from_secs(10));
+        let logs = self.logs();
+        let total_line = total_line.unwrap_or_else(|| panic!("{what}: no total line:\n{logs}"));
+        assert!(exit.success(), "{what}: exit {exit:?}:\n{logs}");
+        (total_line, logs)
+    }
+
     fn logs(&mut self) -> String {
         let _ = self.child.0.kill();
         self.stderr
@@ -291,14 +311,7 @@ fn proc_status(pid: u32, name: &str) -> Vec<String> {
 fn unprivileged_app_receives_on_several_queues() {
     let lab = Lab::new(1);
     let total = u64::from(FLOWS) * PER_FLOW;
-    let mut app = lab.spawn_app(&[
-        "--expect",
-        &total.to_string(),
-        "--duration",
-        "30",
-        "--stats-interval-ms",
-        "200",
-    ]);
+    let mut app = lab.spawn_app_expecting(total, &["--stats-interval-ms", "200"]);
 
     // The app really is unprivileged: uid/gid 65534, CAP_NET_RAW (bit 13) only.
     let pid = app.pid();
@@ -314,12 +327,8 @@ fn unprivileged_app_receives_on_several_queues() {
     assert_eq!(lab.send_udp(PER_FLOW), total);
 
     // The app exits by itself once it has them all.
-    let total_line = app.wait_for("total", Duration::from_secs(30));
-    let exit = app.wait_exit(Duration::from_secs(10));
-    let logs = app.logs();
-    let total_line = total_line.unwrap_or_else(|| panic!("no total line; stderr:\n{logs}"));
+    let (total_line, logs) = app.total_at_exit("app");
     eprintln!("app total: {total_line}\napp stderr:\n{logs}");
-    assert!(exit.success(), "app exit {exit:?}; stderr:\n{logs}");
     assert_eq!(total_line["reason"], "expect");
     assert_eq!(total_line["packets"].as_u64(), Some(total), "{total_line}");
     let per_queue = total_line["per_queue"].as_object().unwrap();
@@ -352,14 +361,7 @@ fn app_receives_spinning_and_busy_polling() {
     for (subnet, mode) in [(3, "spin"), (4, "busy-poll")] {
         let lab = Lab::new(subnet);
         let total = u64::from(FLOWS) * PER_FLOW;
-        let mut app = lab.spawn_app(&[
-            "--expect",
-            &total.to_string(),
-            "--duration",
-            "30",
-            "--rx-mode",
-            mode,
-        ]);
+        let mut app = lab.spawn_app_expecting(total, &["--rx-mode", mode]);
         assert_eq!(app.ready["rx_mode"], mode, "{}", app.ready);
         let refused = app.ready["busy_poll_refused"].as_array().cloned();
         if mode == "busy-poll" {
@@ -375,11 +377,7 @@ fn app_receives_spinning_and_busy_polling() {
             assert!(refused.is_none(), "{}", app.ready);
         }
         assert_eq!(lab.send_udp(PER_FLOW), total);
-        let total_line = app.wait_for("total", Duration::from_secs(30));
-        let exit = app.wait_exit(Duration::from_secs(10));
-        let logs = app.logs();
-        let total_line = total_line.unwrap_or_else(|| panic!("{mode}: no total line:\n{logs}"));
-        assert!(exit.success(), "{mode}: exit {exit:?}:\n{logs}");
+        let (total_line, _) = app.total_at_exit(mode);
         assert_eq!(
             total_line["packets"].as_u64(),
             Some(total),
